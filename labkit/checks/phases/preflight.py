@@ -1,0 +1,125 @@
+"""Phase 0, preflight: what can be known before touching any machine."""
+
+from __future__ import annotations
+
+from labkit import compat
+from labkit.checks.base import Context, Outcome, implements
+from labkit.errors import ConfigError
+from labkit.params import address_allowed, load_lab
+from labkit.secrets import SecretRef, resolve
+
+
+@implements("0.1.1")
+def params_valid(context: Context) -> Outcome:
+    """Re-read the params files from disk: they still validate as they did when loaded."""
+    files = [str(path) for path in context.lab.source]
+    try:
+        reloaded = load_lab(*context.lab.source[-1:]) if files else None
+    except ConfigError as exc:
+        return Outcome.judge(False, "the params files validate", str(exc), f"load_lab({files})")
+    same = reloaded is not None and reloaded.model_dump() == context.lab.model_dump()
+    return Outcome.judge(
+        same,
+        "the files validate and match the lab in use",
+        "valid, unchanged since loaded" if same else "valid, but changed since loaded",
+        f"load_lab({files[-1:] if files else []}): {len(context.lab.nodes)} nodes",
+    )
+
+
+@implements("0.1.2")
+def ssh_keys_present(context: Context) -> list[Outcome]:
+    """Every node's SSH key file exists (or the node uses the agent)."""
+    outcomes = []
+    for node in context.lab.nodes:
+        if node.ssh_key is None:
+            outcomes.append(Outcome.skip("no key path: the SSH agent is used", node.name))
+            continue
+        path = context.lab.path(node.ssh_key)
+        outcomes.append(
+            Outcome.judge(
+                path.is_file(),
+                f"{path} is a file",
+                "present" if path.is_file() else "missing",
+                f"stat {path}",
+                node.name,
+            )
+        )
+    return outcomes
+
+
+@implements("0.1.3")
+def known_hosts_present(context: Context) -> Outcome:
+    """The known_hosts file named in params exists (unless trust-on-first-use is allowed)."""
+    path = context.lab.path(context.lab.ssh.known_hosts)
+    if path.is_file():
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        return Outcome.judge(True, f"{path} exists", f"present, {len(lines)} keys", f"read {path}")
+    if context.lab.ssh.trust_on_first_use:
+        return Outcome.skip(f"{path} missing; trust_on_first_use will record keys")
+    return Outcome.judge(
+        False, f"{path} exists", "missing (and trust_on_first_use is off)", f"stat {path}"
+    )
+
+
+@implements("0.1.4")
+def versions_compatible(context: Context) -> list[Outcome]:
+    """Each pinned component supports the pinned Kubernetes version (sourced table)."""
+    verdicts = compat.evaluate(context.lab.versions)
+    if not verdicts:
+        return [Outcome.skip("no compatibility rule covers these pins")]
+    return [
+        Outcome.judge(
+            verdict.ok,
+            verdict.expected,
+            f"Kubernetes {verdict.kubernetes}",
+            verdict.rule.source,
+            verdict.subject,
+        )
+        for verdict in verdicts
+    ]
+
+
+@implements("0.1.5")
+def addresses_allowed(context: Context) -> list[Outcome]:
+    """Every node address is in the allow-list (labkit contacts nothing else)."""
+    lab = context.lab
+    return [
+        Outcome.judge(
+            address_allowed(node.address, lab.allow_list),
+            f"{node.address} within {lab.allow_list}",
+            "allowed" if address_allowed(node.address, lab.allow_list) else "not allowed",
+            "params allow_list",
+            node.name,
+        )
+        for node in lab.nodes
+    ]
+
+
+def _secret_refs(context: Context) -> dict[str, SecretRef]:
+    lab = context.lab
+    refs: dict[str, SecretRef | None] = {
+        "postgres.password": lab.postgres.password,
+        "shlink.api_key": lab.shlink.api_key,
+        "redis.password": lab.redis.password,
+        "k3s.token": lab.k3s.token,
+    }
+    return {name: ref for name, ref in refs.items() if ref is not None}
+
+
+@implements("0.1.6")
+def secrets_resolve(context: Context) -> list[Outcome]:
+    """Each secret reference resolves here (values are never shown)."""
+    outcomes = []
+    for name, ref in _secret_refs(context).items():
+        if ref.kind == "kubernetes":
+            outcomes.append(Outcome.skip(f"{ref.describe()} is read from the cluster", name))
+            continue
+        if ref.file is not None:
+            ref = SecretRef(file=context.lab.path(ref.file))
+        try:
+            resolve(ref)
+        except ConfigError as exc:
+            outcomes.append(Outcome.judge(False, "resolves", str(exc), ref.describe(), name))
+            continue
+        outcomes.append(Outcome.judge(True, "resolves", "resolved", ref.describe(), name))
+    return outcomes

@@ -1,0 +1,487 @@
+"""Typed lab descriptions: YAML loading, layering (``extends``), validation with field-level errors.
+
+A lab is validated before any I/O. Whether files named in it exist on this
+machine (SSH key, known_hosts) is a preflight check, not a validation error, so
+the homelab file validates anywhere.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from labkit.errors import ConfigError, NotAllowed
+from labkit.secrets import SecretRef
+
+__all__ = [
+    "Argocd",
+    "K3s",
+    "Lab",
+    "Node",
+    "Observability",
+    "Postgres",
+    "Redis",
+    "SandboxSettings",
+    "Shlink",
+    "Ssh",
+    "Targets",
+    "Versions",
+    "address_allowed",
+    "load_lab",
+    "load_layers",
+]
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$", re.I)
+_VERSION = re.compile(r"^v?\d+(\.\d+){0,2}([+-][0-9A-Za-z.+-]+)?$")
+_MEMORY = re.compile(r"^\d+(kb|mb|gb|b)?$", re.I)
+# Keys whose value must be a reference, never the secret itself.
+_SECRET_WORDS = ("password", "token", "api_key", "apikey", "secret", "passphrase")
+
+
+def _address(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        if not _HOSTNAME.match(value) or value.replace(".", "").isdigit():
+            raise ValueError(f"{value!r} is neither an IP address nor a hostname") from None
+    return value
+
+
+def _node_name(value: str) -> str:
+    if not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", value):
+        raise ValueError(f"{value!r} is not a valid hostname label (lowercase, digits, '-')")
+    return value
+
+
+def _version(value: str) -> str:
+    if not _VERSION.match(value):
+        raise ValueError(f"{value!r} is not a version like 1.33.6 or v1.33.6+k3s1")
+    return value
+
+
+Address = Annotated[str, AfterValidator(_address)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Version = Annotated[str, AfterValidator(_version)]
+Namespace = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Node(_Model):
+    """One machine of the lab, reached over SSH."""
+
+    name: Annotated[str, AfterValidator(_node_name)]
+    address: Address
+    ssh_user: Annotated[str, Field(min_length=1, pattern=r"^[a-z_][a-z0-9_-]*$")]
+    ssh_port: Port = 22
+    ssh_key: Path | None = None  # None: use the SSH agent
+    role: Literal["server", "agent"] = "server"
+
+
+class Ssh(_Model):
+    """How labkit talks SSH to the nodes."""
+
+    known_hosts: Path
+    trust_on_first_use: bool = False
+    sudo: bool = True
+    connect_timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+    command_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 300.0
+    use_ssh_config: bool = True
+
+
+class Versions(_Model):
+    """Version pins, one per component."""
+
+    ubuntu: str = "24.04"
+    k3s: Version
+    argocd: Version
+    pgo: Version
+    postgresql: Annotated[int, Field(ge=13, le=30)]
+    redis: Version
+    shlink: Version
+    istio: Version
+    kube_prometheus_stack: Version
+
+
+class K3s(_Model):
+    """K3s HA settings (phase 1.3)."""
+
+    cluster_init_node: str
+    disable: list[str] = ["traefik"]
+    write_kubeconfig_mode: Annotated[str, Field(pattern=r"^0?[0-7]{3}$")] = "0644"
+    kubeconfig: Path = Path("~/.kube/labkit.yaml")
+    airgap_dir: Path | None = None
+    wireguard: bool = False
+    token: SecretRef | None = None  # None: read from the first server after install
+
+
+class Argocd(_Model):
+    """ArgoCD settings (phase 1.5)."""
+
+    namespace: Namespace = "argocd"
+    repo_url: str = ""
+    node_port: Port | None = None
+
+
+class Postgres(_Model):
+    """PostgreSQL settings (phase 2.1-2.2)."""
+
+    operator_namespace: Namespace = "postgres-operator"
+    namespace: Namespace = "postgres"
+    cluster_name: Namespace = "shlink-db"
+    database: str = "shlink"
+    user: str = "shlink"
+    storage: str = "20Gi"
+    backup_storage: str = "20Gi"
+    host: Address = "127.0.0.1"  # where labkit reaches it (sandbox: loopback; homelab: port-forward)
+    port: Port = 5432
+    standby_port: Port | None = None
+    password: SecretRef
+
+
+class Redis(_Model):
+    """Redis with Sentinel settings (phase 2.3)."""
+
+    namespace: Namespace = "redis"
+    master_name: str = "mymaster"
+    replicas: Annotated[int, Field(ge=0, le=10)] = 2
+    sentinels: Annotated[int, Field(ge=1, le=9)] = 3
+    sentinel_quorum: Annotated[int, Field(ge=1, le=9)] = 2
+    down_after_ms: Annotated[int, Field(ge=100, le=600_000)] = 5000
+    maxmemory: str = "256mb"
+    maxmemory_policy: Literal[
+        "noeviction", "allkeys-lru", "allkeys-lfu", "allkeys-random",
+        "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl",
+    ] = "allkeys-lru"
+    appendonly: bool = True
+    host: Address = "127.0.0.1"
+    port: Port = 6379
+    replica_ports: list[Port] = []
+    sentinel_ports: list[Port] = []
+    password: SecretRef | None = None
+
+    @field_validator("maxmemory")
+    @classmethod
+    def _memory(cls, value: str) -> str:
+        if not _MEMORY.match(value):
+            raise ValueError(f"{value!r} is not a Redis memory size like 256mb")
+        return value
+
+    @model_validator(mode="after")
+    def _quorum(self) -> Redis:
+        if self.sentinel_quorum > self.sentinels:
+            raise ValueError(
+                f"sentinel_quorum {self.sentinel_quorum} exceeds sentinels {self.sentinels}: "
+                "failover could never be agreed"
+            )
+        return self
+
+
+class RateLimit(_Model):
+    """A token-bucket rate limit at the ingress gateway (phase 4.2)."""
+
+    requests: Annotated[int, Field(ge=1)] = 100
+    per_seconds: Annotated[int, Field(ge=1)] = 1
+
+
+class Shlink(_Model):
+    """Shlink settings (phase 3)."""
+
+    namespace: Namespace = "shlink"
+    replicas: Annotated[int, Field(ge=1, le=50)] = 2
+    base_url: str = "http://127.0.0.1:8080"
+    default_domain: str = "s.lab"
+    redirect_cache: bool = True
+    api_key: SecretRef
+    workers: Annotated[int, Field(ge=1, le=64)] = 2
+
+
+class Istio(_Model):
+    """Istio settings (phase 4)."""
+
+    profile: Literal["default", "demo", "minimal", "ambient"] = "default"
+    mtls: Literal["STRICT", "PERMISSIVE"] = "STRICT"
+    rate_limit: RateLimit = RateLimit()
+    timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    retry_attempts: Annotated[int, Field(ge=0, le=10)] = 3
+    retry_per_try_timeout_s: Annotated[float, Field(gt=0)] = 2.0
+
+
+class Observability(_Model):
+    """Observability endpoints and settings (phase 5)."""
+
+    namespace: Namespace = "monitoring"
+    grafana_port: Port = 3000
+    prometheus_url: str = ""
+    grafana_url: str = ""
+    jaeger_url: str = ""
+
+
+class Targets(_Model):
+    """The ADR's performance targets (phase 6)."""
+
+    redirect_p99_ms: Annotated[float, Field(gt=0)] = 10.0
+    cache_hit_ratio: Annotated[float, Field(gt=0, le=1)] = 0.95
+    redis_latency_us: tuple[float, float] = (200.0, 500.0)
+    postgres_write_p99_ms: tuple[float, float] = (5.0, 10.0)
+    rate_steps: list[Annotated[int, Field(ge=1)]] = [1000, 5000, 10000]
+    warmup_s: Annotated[float, Field(ge=0)] = 5.0
+    step_duration_s: Annotated[float, Field(gt=0)] = 30.0
+
+    @field_validator("redis_latency_us", "postgres_write_p99_ms")
+    @classmethod
+    def _ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if value[0] > value[1]:
+            raise ValueError(f"range {list(value)} has its low end above its high end")
+        return value
+
+
+class SandboxSettings(_Model):
+    """Where and how the sandbox runs its miniature lab on this machine."""
+
+    state_dir: Path = Path("~/.local/state/labkit/sandbox")
+    bridge: Annotated[str, Field(pattern=r"^[a-z0-9-]{1,15}$")] = "labkit-br0"
+    gateway: Address = "10.77.0.1"
+    prefix_length: Annotated[int, Field(ge=8, le=30)] = 24
+    startup_timeout_s: Annotated[float, Field(gt=0, le=600)] = 60.0
+
+
+class Lab(_Model):
+    """A whole lab: nodes, versions, components, targets, and what labkit may contact."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")]
+    kind: Literal["homelab", "sandbox"]
+    description: str = ""
+    internet: bool = True
+    nodes: Annotated[list[Node], Field(min_length=1)]
+    ssh: Ssh
+    versions: Versions
+    k3s: K3s
+    argocd: Argocd = Argocd()
+    postgres: Postgres
+    redis: Redis = Redis()
+    shlink: Shlink
+    istio: Istio = Istio()
+    observability: Observability = Observability()
+    targets: Targets = Targets()
+    allow_list: Annotated[list[str], Field(min_length=1)]
+    sandbox: SandboxSettings | None = None
+    source: list[Path] = []  # the files this lab was loaded from, in layer order
+
+    @field_validator("allow_list")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                _address(entry)
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Lab:
+        problems: list[str] = []
+        for attribute in ("name", "address"):
+            seen: dict[str, int] = {}
+            for index, node in enumerate(self.nodes):
+                key = getattr(node, attribute)
+                if key in seen:
+                    problems.append(
+                        f"nodes.{index}.{attribute}: {key!r} duplicates nodes.{seen[key]}"
+                    )
+                seen.setdefault(key, index)
+        names = [node.name for node in self.nodes]
+        if self.k3s.cluster_init_node not in names:
+            problems.append(
+                f"k3s.cluster_init_node: {self.k3s.cluster_init_node!r} is not one of {names}"
+            )
+        if self.kind == "sandbox" and self.sandbox is None:
+            problems.append("sandbox: a sandbox lab needs a 'sandbox' section")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def node(self, name: str) -> Node:
+        """The node called ``name``; a ConfigError lists the known names otherwise."""
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise ConfigError(f"lab {self.name} has no node {name!r}; nodes: {self.node_names}")
+
+    @property
+    def node_names(self) -> list[str]:
+        """Node names in params order."""
+        return [node.name for node in self.nodes]
+
+    @property
+    def base_dir(self) -> Path:
+        """Directory of the last params file; relative paths in params resolve against it."""
+        return self.source[-1].parent if self.source else Path.cwd()
+
+    def path(self, value: Path) -> Path:
+        """Resolve a path from params: ``~`` expanded, relative to the params file."""
+        value = value.expanduser()
+        return value if value.is_absolute() else (self.base_dir / value).resolve()
+
+    def require_allowed(self, address: str) -> None:
+        """Raise NotAllowed unless ``address`` is in this lab's allow-list."""
+        if not address_allowed(address, self.allow_list):
+            raise NotAllowed(
+                f"{address} is not in lab {self.name}'s allow_list {self.allow_list}; "
+                "labkit contacts only addresses the params allow (add it there if it is yours)"
+            )
+
+
+def address_allowed(address: str, allow_list: list[str]) -> bool:
+    """True when ``address`` (IP or hostname) matches an allow-list entry (IP, network or name)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address.lower() in {entry.lower() for entry in allow_list}
+    for entry in allow_list:
+        try:
+            if ip in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate mapping keys instead of silently keeping the last."""
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    mapping: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node)
+        if key in mapping:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        mapping[key] = loader.construct_object(value_node, deep=True)
+    return mapping
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
+)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from exc
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML", [str(exc).replace("\n", " ")]) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_layers(*paths: Path | str) -> tuple[dict[str, Any], list[Path]]:
+    """Read params files in order (each may ``extends:`` another), later values win."""
+    merged: dict[str, Any] = {}
+    sources: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        chain: list[tuple[Path, dict[str, Any]]] = []
+        current: Path | None = path
+        while current is not None:
+            if any(current.resolve() == seen.resolve() for seen, _ in chain):
+                raise ConfigError(f"{path}: 'extends' loops back to {current}")
+            data = _read(current)
+            chain.append((current, data))
+            parent = data.pop("extends", None)
+            if parent is not None and not isinstance(parent, str):
+                raise ConfigError(f"{current}: extends: expected a file name, got {parent!r}")
+            current = (current.parent / parent) if parent else None
+        for source, data in reversed(chain):
+            merged = _merge(merged, data)
+            sources.append(source)
+    return merged, sources
+
+
+def _inline_secrets(data: Any, path: str = "") -> list[str]:
+    """Field paths where a secret-looking key holds a plain value instead of a reference."""
+    found: list[str] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            where = f"{path}.{key}" if path else str(key)
+            if any(word in str(key).lower() for word in _SECRET_WORDS) and isinstance(
+                value, str | int | float
+            ):
+                found.append(
+                    f"{where}: a secret is written inline; reference it instead, "
+                    "e.g. {env: VAR_NAME} or {file: path/to/file}"
+                )
+            else:
+                found.extend(_inline_secrets(value, where))
+    elif isinstance(data, list):
+        for index, item in enumerate(data):
+            found.extend(_inline_secrets(item, f"{path}.{index}"))
+    return found
+
+
+def _format(error: ValidationError, data: dict[str, Any]) -> list[str]:
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (check its spelling and indentation)"
+        elif item["type"] == "missing":
+            message = "required but missing"
+        seen = item.get("input")
+        if item["type"] != "missing" and not isinstance(seen, dict):
+            message += f" (seen: {seen!r})"
+        problems.append(f"{where}: {message}")
+    return problems
+
+
+def load_lab(*paths: Path | str) -> Lab:
+    """Load, layer and validate params files into a Lab; a ConfigError lists every problem."""
+    if not paths:
+        raise ConfigError("no params file given; try params/local.yaml")
+    data, sources = load_layers(*paths)
+    names = ", ".join(str(path) for path in paths)
+    problems = _inline_secrets(data)
+    try:
+        lab = Lab.model_validate({**data, "source": [str(source) for source in sources]})
+    except ValidationError as exc:
+        problems += [p for p in _format(exc, data) if p.split(":")[0] not in {
+            q.split(":")[0] for q in problems}]
+        raise ConfigError(f"{names}: {len(problems)} problem(s)", problems) from None
+    if problems:
+        raise ConfigError(f"{names}: {len(problems)} problem(s)", problems)
+    return lab

@@ -1,0 +1,184 @@
+"""Secrets: params name where a secret lives; labkit resolves it and masks it everywhere it writes.
+
+A resolved value is registered in a process-wide set; ``redact`` replaces every
+registered value in any text or JSON-like structure with ``*****``. Everything
+labkit writes (display helpers, logs, results.json, the report) goes through it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from labkit.errors import ConfigError
+
+__all__ = [
+    "MASK",
+    "RedactingFilter",
+    "Secret",
+    "SecretRef",
+    "redact",
+    "register",
+    "registered_count",
+    "resolve",
+]
+
+MASK = "*****"
+_MINIMUM_LENGTH = 4  # shorter values would mask ordinary words; refuse them as secrets instead
+_lock = threading.Lock()
+_values: set[str] = set()
+
+
+class Secret:
+    """A secret value that prints as ``*****``; ``reveal()`` is the only way to the text."""
+
+    __slots__ = ("_value", "source")
+
+    def __init__(self, value: str, source: str = "inline") -> None:
+        if len(value) < _MINIMUM_LENGTH:
+            raise ConfigError(
+                f"secret from {source} is {len(value)} characters long; "
+                f"use at least {_MINIMUM_LENGTH} so it can be masked reliably"
+            )
+        self._value = value
+        self.source = source
+        register(value)
+
+    def reveal(self) -> str:
+        """The secret itself: pass it to the system that needs it, never to a printer."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret({MASK} from {self.source})"
+
+    def __str__(self) -> str:
+        return MASK
+
+    def _repr_html_(self) -> str:
+        return f"<code>{MASK}</code>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+class SecretRef(BaseModel):
+    """Where a secret lives: exactly one of an environment variable, a file, a Kubernetes secret."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    env: str | None = None
+    file: Path | None = None
+    kubernetes: str | None = None  # "namespace/name/key"
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRef:
+        given = [name for name in ("env", "file", "kubernetes") if getattr(self, name)]
+        if len(given) != 1:
+            raise ValueError(
+                "a secret reference names exactly one of env, file or kubernetes "
+                f"(got {', '.join(given) or 'none'})"
+            )
+        if self.kubernetes is not None and self.kubernetes.count("/") != 2:
+            raise ValueError("kubernetes secret reference is 'namespace/name/key'")
+        return self
+
+    @property
+    def kind(self) -> Literal["env", "file", "kubernetes"]:
+        """Which store the reference points into."""
+        if self.env:
+            return "env"
+        if self.file:
+            return "file"
+        return "kubernetes"
+
+    def describe(self) -> str:
+        """A printable location (never the value)."""
+        if self.env:
+            return f"environment variable {self.env}"
+        if self.file:
+            return f"file {self.file}"
+        return f"Kubernetes secret {self.kubernetes}"
+
+
+def resolve(ref: SecretRef, base_dir: Path | None = None) -> Secret:
+    """Read a secret from where its reference points; a missing one is a ConfigError naming it."""
+    if ref.env:
+        value = os.environ.get(ref.env)
+        if value is None:
+            raise ConfigError(
+                f"secret {ref.describe()} is not set; export it before running labkit"
+            )
+        return Secret(value, ref.describe())
+    if ref.file:
+        path = ref.file.expanduser()
+        if base_dir is not None and not path.is_absolute():
+            path = base_dir / path
+        try:
+            value = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"secret file {path} cannot be read ({exc.strerror}); create it or fix the path"
+            ) from exc
+        return Secret(value, ref.describe())
+    raise ConfigError(
+        f"{ref.describe()} needs a Kubernetes API to resolve; use labkit.cluster for that lab"
+    )
+
+
+def register(value: str) -> None:
+    """Mask ``value`` wherever labkit writes from now on."""
+    if len(value) >= _MINIMUM_LENGTH:
+        with _lock:
+            _values.add(value)
+
+
+def registered_count() -> int:
+    """How many distinct secret values are being masked."""
+    with _lock:
+        return len(_values)
+
+
+def _mask_text(text: str, values: Iterable[str]) -> str:
+    for value in values:
+        if value in text:
+            text = text.replace(value, MASK)
+    return text
+
+
+def redact(data: Any) -> Any:
+    """Return ``data`` with every registered secret value replaced by ``*****``, recursively."""
+    with _lock:
+        values = sorted(_values, key=len, reverse=True)  # longest first: no partial leftovers
+    if not values:
+        return data
+    return _redact(data, values)
+
+
+def _redact(data: Any, values: list[str]) -> Any:
+    if isinstance(data, str):
+        return _mask_text(data, values)
+    if isinstance(data, Secret):
+        return MASK
+    if isinstance(data, dict):
+        return {_redact(key, values): _redact(item, values) for key, item in data.items()}
+    if isinstance(data, list | tuple):
+        return type(data)(_redact(item, values) for item in data)
+    return data
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that masks secrets in every record's message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = None
+        return True
