@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from labkit.params import Versions
 
-__all__ = ["RULES", "Rule", "Verdict", "kubernetes_minor", "evaluate"]
+__all__ = ["RULES", "Rule", "Verdict", "evaluate", "kubernetes_minor"]
 
 
 @dataclass(frozen=True)
@@ -44,12 +44,18 @@ class Verdict:
 
 RULES: tuple[Rule, ...] = (
     Rule(
-        "istio", "1.24", 28, 31,
+        "istio",
+        "1.24",
+        28,
+        31,
         "istio.io 'Announcing Istio 1.24': supported on Kubernetes 1.28 to 1.31; "
         "istioctl refuses < 1.28 (istio/istio@1.24.6 k8sversion/version.go MinK8SVersion=28)",
     ),
     Rule(
-        "pgo", "v6", 30, None,
+        "pgo",
+        "v6",
+        30,
+        None,
         "postgres-operator pkg/apis/postgres-operator.crunchydata.com/README.md: "
         "the v1 API needs Kubernetes >= 1.30",
     ),

@@ -44,7 +44,10 @@ __all__ = [
     "load_layers",
 ]
 
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$", re.I)
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$",
+    re.I,
+)
 _VERSION = re.compile(r"^v?\d+(\.\d+){0,2}([+-][0-9A-Za-z.+-]+)?$")
 _MEMORY = re.compile(r"^\d+(kb|mb|gb|b)?$", re.I)
 # Keys whose value must be a reference, never the secret itself.
@@ -148,7 +151,9 @@ class Postgres(_Model):
     user: str = "shlink"
     storage: str = "20Gi"
     backup_storage: str = "20Gi"
-    host: Address = "127.0.0.1"  # where labkit reaches it (sandbox: loopback; homelab: port-forward)
+    host: Address = (
+        "127.0.0.1"  # where labkit reaches it (sandbox: loopback; homelab: port-forward)
+    )
     port: Port = 5432
     standby_port: Port | None = None
     password: SecretRef
@@ -165,8 +170,14 @@ class Redis(_Model):
     down_after_ms: Annotated[int, Field(ge=100, le=600_000)] = 5000
     maxmemory: str = "256mb"
     maxmemory_policy: Literal[
-        "noeviction", "allkeys-lru", "allkeys-lfu", "allkeys-random",
-        "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl",
+        "noeviction",
+        "allkeys-lru",
+        "allkeys-lfu",
+        "allkeys-random",
+        "volatile-lru",
+        "volatile-lfu",
+        "volatile-random",
+        "volatile-ttl",
     ] = "allkeys-lru"
     appendonly: bool = True
     host: Address = "127.0.0.1"
@@ -378,9 +389,7 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[
     return mapping
 
 
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
-)
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -389,7 +398,7 @@ def _read(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from exc
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML", [str(exc).replace("\n", " ")]) from exc
     if data is None:
@@ -479,8 +488,11 @@ def load_lab(*paths: Path | str) -> Lab:
     try:
         lab = Lab.model_validate({**data, "source": [str(source) for source in sources]})
     except ValidationError as exc:
-        problems += [p for p in _format(exc, data) if p.split(":")[0] not in {
-            q.split(":")[0] for q in problems}]
+        problems += [
+            p
+            for p in _format(exc, data)
+            if p.split(":")[0] not in {q.split(":")[0] for q in problems}
+        ]
         raise ConfigError(f"{names}: {len(problems)} problem(s)", problems) from None
     if problems:
         raise ConfigError(f"{names}: {len(problems)} problem(s)", problems)

@@ -114,10 +114,9 @@ def secrets_resolve(context: Context) -> list[Outcome]:
         if ref.kind == "kubernetes":
             outcomes.append(Outcome.skip(f"{ref.describe()} is read from the cluster", name))
             continue
-        if ref.file is not None:
-            ref = SecretRef(file=context.lab.path(ref.file))
+        located = SecretRef(file=context.lab.path(ref.file)) if ref.file is not None else ref
         try:
-            resolve(ref)
+            resolve(located)
         except ConfigError as exc:
             outcomes.append(Outcome.judge(False, "resolves", str(exc), ref.describe(), name))
             continue

@@ -1,0 +1,118 @@
+"""The ``labkit`` command line: a thin layer over the package; errors print without tracebacks."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from labkit.errors import ConfigError, LabkitError
+
+__all__ = ["main"]
+
+# Modules that add their own sub-commands: each has ``register(subparsers)``.
+_COMMAND_MODULES: list[str] = []
+
+
+def _params_validate(arguments: argparse.Namespace) -> int:
+    from labkit.params import load_lab  # noqa: PLC0415 - keep `labkit --help` fast
+
+    status = 0
+    for path in arguments.files:
+        try:
+            lab = load_lab(path)
+        except ConfigError as exc:
+            print(f"{path}: invalid", file=sys.stderr)
+            for problem in exc.problems or [str(exc)]:
+                print(f"  - {problem}", file=sys.stderr)
+            status = 2
+            continue
+        print(f"{path}: valid (lab {lab.name}, {lab.kind}, {len(lab.nodes)} nodes)")
+    return status
+
+
+def _check(arguments: argparse.Namespace) -> int:
+    from labkit.checks import run_checks  # noqa: PLC0415
+    from labkit.params import load_lab  # noqa: PLC0415
+    from labkit.report import check_table_text  # noqa: PLC0415
+    from labkit.results import write_results  # noqa: PLC0415
+
+    lab = load_lab(*arguments.params)
+    results = run_checks(lab, phase=arguments.phase)
+    print(check_table_text(results.to_list()))
+    counts = ", ".join(f"{n} {name}" for name, n in results.counts().items() if n)
+    print(f"\n{lab.name}: {counts}")
+    if arguments.json:
+        write_results(Path(arguments.json), lab=lab.name, checks=results.to_list())
+        print(f"results written to {arguments.json}")
+    return results.exit_code
+
+
+def _run(arguments: argparse.Namespace) -> int:
+    from labkit.run import run_labbook  # noqa: PLC0415
+
+    notebooks = arguments.notebooks.split(",") if arguments.notebooks else None
+    outcome = run_labbook(
+        params=[Path(p) for p in arguments.params],
+        notebooks=notebooks,
+        out=Path(arguments.out) if arguments.out else None,
+        cell_timeout_s=arguments.cell_timeout,
+    )
+    print(json.dumps({"run": str(outcome.run_dir), "status": outcome.status}))
+    print(outcome.report_path)
+    return outcome.exit_code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="labkit", description="Lab-book for the URL-shortener SRE lab."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    params = sub.add_parser("params", help="work with params files")
+    params_sub = params.add_subparsers(dest="params_command", required=True, metavar="ACTION")
+    validate = params_sub.add_parser("validate", help="validate params files (exit 2 if invalid)")
+    validate.add_argument("files", nargs="+", metavar="FILE")
+    validate.set_defaults(handler=_params_validate)
+
+    check = sub.add_parser("check", help="run the roadmap's checks, print the table")
+    check.add_argument("--params", action="append", required=True, metavar="FILE")
+    check.add_argument("--phase", type=int, choices=range(8), metavar="N")
+    check.add_argument("--json", metavar="FILE", help="write results in the results.json schema")
+    check.set_defaults(handler=_check)
+
+    run = sub.add_parser("run", help="run the lab-book headless into outputs/<run-id>/")
+    run.add_argument("--params", action="append", required=True, metavar="FILE")
+    run.add_argument("--notebooks", metavar="LIST", help="comma-separated prefixes, e.g. 00,06")
+    run.add_argument("--out", metavar="DIR", help="run folder (default outputs/<run-id>)")
+    run.add_argument("--cell-timeout", type=float, default=600.0, metavar="SECONDS")
+    run.set_defaults(handler=_run)
+
+    for module_name in _COMMAND_MODULES:
+        importlib.import_module(module_name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``labkit`` console script; returns the exit status."""
+    parser = _parser()
+    arguments = parser.parse_args(argv)
+    try:
+        code = int(arguments.handler(arguments))
+    except ConfigError as exc:
+        print(f"labkit: {exc}", file=sys.stderr)
+        return 2
+    except LabkitError as exc:
+        print(f"labkit: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("labkit: interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""What a lab-book notebook calls: open the lab, run a phase's checks, show and record results.
+
+Notebooks stay thin: one call per cell. Headless runs (``labkit run``) set
+``LABKIT_RUN_DIR``; then every result shown here is also recorded for
+results.json and the report.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from labkit.checks import Results, run_checks
+from labkit.params import Lab, load_lab
+from labkit.report import show
+from labkit.results import record
+
+__all__ = ["check", "headless", "open_lab", "show"]
+
+
+def headless() -> bool:
+    """True when running under ``labkit run`` (never wait for a click then)."""
+    return bool(os.environ.get("LABKIT_RUN_DIR"))
+
+
+def open_lab(params_file: str | Path, *more: str | Path) -> Lab:
+    """Load and validate the lab; set plotly up so charts survive offline HTML export."""
+    import plotly.io as pio  # noqa: PLC0415 - only notebooks need plotly configured
+
+    # plotly >= 6 emits only a JSON mimetype by default, which nbconvert drops.
+    pio.renderers.default = "plotly_mimetype+notebook"
+    return load_lab(params_file, *more)
+
+
+def check(lab: Lab, phase: int | None = None, ids: list[str] | None = None) -> Results:
+    """Run checks, record them for the run, return them (a cell ending with it shows a table)."""
+    results = run_checks(lab, phase=phase, ids=ids)
+    record("checks", results.to_list())
+    return results
+
+
+def describe(lab: Lab) -> Any:
+    """The lab at a glance: nodes, where each component runs, version pins (a DataFrame)."""
+    import pandas as pd  # noqa: PLC0415
+
+    rows = [
+        {
+            "what": f"node {n.name}",
+            "where": f"{n.ssh_user}@{n.address}:{n.ssh_port}",
+            "detail": n.role,
+        }
+        for n in lab.nodes
+    ]
+    rows += [
+        {
+            "what": "postgresql",
+            "where": f"{lab.postgres.host}:{lab.postgres.port}",
+            "detail": f"{lab.versions.postgresql}, db {lab.postgres.database}",
+        },
+        {
+            "what": "redis",
+            "where": f"{lab.redis.host}:{lab.redis.port}",
+            "detail": f"{lab.redis.replicas} replicas, {lab.redis.sentinels} sentinels",
+        },
+        {
+            "what": "shlink",
+            "where": lab.shlink.base_url,
+            "detail": f"redirect cache {'on' if lab.shlink.redirect_cache else 'off'}",
+        },
+    ]
+    rows += [
+        {"what": f"pin {name}", "where": "", "detail": str(value)}
+        for name, value in lab.versions.model_dump().items()
+    ]
+    return pd.DataFrame(rows)

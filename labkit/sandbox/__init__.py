@@ -1,0 +1,1 @@
+"""The sandbox: the lab in miniature on this machine, from real software."""
