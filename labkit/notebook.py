@@ -16,7 +16,7 @@ from labkit.params import Lab, load_lab
 from labkit.report import show
 from labkit.results import record
 
-__all__ = ["check", "headless", "open_lab", "show"]
+__all__ = ["check", "compatibility", "coverage", "describe", "headless", "open_lab", "show"]
 
 
 def headless() -> bool:
@@ -24,13 +24,14 @@ def headless() -> bool:
     return bool(os.environ.get("LABKIT_RUN_DIR"))
 
 
-def open_lab(params_file: str | Path, *more: str | Path) -> Lab:
-    """Load and validate the lab; set plotly up so charts survive offline HTML export."""
+def open_lab(params_file: str | Path | list[str]) -> Lab:
+    """Load and validate the lab (one file, or layers in order); set plotly up for offline HTML."""
     import plotly.io as pio  # noqa: PLC0415 - only notebooks need plotly configured
 
     # plotly >= 6 emits only a JSON mimetype by default, which nbconvert drops.
     pio.renderers.default = "plotly_mimetype+notebook"
-    return load_lab(params_file, *more)
+    files = params_file if isinstance(params_file, list) else [params_file]
+    return load_lab(*files)
 
 
 def check(lab: Lab, phase: int | None = None, ids: list[str] | None = None) -> Results:
@@ -74,3 +75,42 @@ def describe(lab: Lab) -> Any:
         for name, value in lab.versions.model_dump().items()
     ]
     return pd.DataFrame(rows)
+
+
+def coverage() -> Any:
+    """Every roadmap checklist item: its id, words, what it needs, and whether labkit checks it."""
+    import pandas as pd  # noqa: PLC0415
+
+    from labkit.checks import ITEMS, implemented_ids  # noqa: PLC0415
+
+    done = implemented_ids()
+    return pd.DataFrame(
+        [
+            {
+                "id": entry.id,
+                "item": entry.title,
+                "needs": entry.needs,
+                "checked by labkit": "yes" if entry.id in done else "not implemented",
+            }
+            for entry in ITEMS
+        ]
+    )
+
+
+def compatibility(lab: Lab) -> Any:
+    """The version-compatibility rules that apply to this lab's pins, with their sources."""
+    import pandas as pd  # noqa: PLC0415
+
+    from labkit.compat import evaluate  # noqa: PLC0415
+
+    return pd.DataFrame(
+        [
+            {
+                "pin": verdict.subject,
+                "supported": verdict.expected,
+                "verdict": "ok" if verdict.ok else "NOT SUPPORTED",
+                "source": verdict.rule.source,
+            }
+            for verdict in evaluate(lab.versions)
+        ]
+    )

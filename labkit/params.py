@@ -75,7 +75,18 @@ def _version(value: str) -> str:
     return value
 
 
+def _allow_entry(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        if "/" in value:
+            raise ValueError(f"{value!r} is not a valid network (like 10.0.0.0/24)") from None
+        _address(value)
+    return value
+
+
 Address = Annotated[str, AfterValidator(_address)]
+AllowEntry = Annotated[str, AfterValidator(_allow_entry)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Version = Annotated[str, AfterValidator(_version)]
 Namespace = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
@@ -290,19 +301,9 @@ class Lab(_Model):
     istio: Istio = Istio()
     observability: Observability = Observability()
     targets: Targets = Targets()
-    allow_list: Annotated[list[str], Field(min_length=1)]
+    allow_list: Annotated[list[AllowEntry], Field(min_length=1)]
     sandbox: SandboxSettings | None = None
     source: list[Path] = []  # the files this lab was loaded from, in layer order
-
-    @field_validator("allow_list")
-    @classmethod
-    def _networks(cls, value: list[str]) -> list[str]:
-        for entry in value:
-            try:
-                ipaddress.ip_network(entry, strict=False)
-            except ValueError:
-                _address(entry)
-        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Lab:
@@ -400,7 +401,10 @@ def _read(path: Path) -> dict[str, Any]:
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML", [str(exc).replace("\n", " ")]) from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML", [f"{where}{problem}"]) from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -462,19 +466,23 @@ def _inline_secrets(data: Any, path: str = "") -> list[str]:
     return found
 
 
-def _format(error: ValidationError, data: dict[str, Any]) -> list[str]:
-    problems = []
+def _format(error: ValidationError) -> list[str]:
+    problems: list[str] = []
     for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        where = ".".join(str(part) for part in item["loc"])
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown key (check its spelling and indentation)"
         elif item["type"] == "missing":
             message = "required but missing"
         seen = item.get("input")
-        if item["type"] != "missing" and not isinstance(seen, dict):
+        secret_path = any(word in where.lower() for word in _SECRET_WORDS)
+        if item["type"] != "missing" and not isinstance(seen, dict | list) and not secret_path:
             message += f" (seen: {seen!r})"
-        problems.append(f"{where}: {message}")
+        if not where:  # model-level problems already name their fields, several per message
+            problems.extend(part.strip() for part in message.split("; "))
+        else:
+            problems.append(f"{where}: {message}")
     return problems
 
 
@@ -488,11 +496,8 @@ def load_lab(*paths: Path | str) -> Lab:
     try:
         lab = Lab.model_validate({**data, "source": [str(source) for source in sources]})
     except ValidationError as exc:
-        problems += [
-            p
-            for p in _format(exc, data)
-            if p.split(":")[0] not in {q.split(":")[0] for q in problems}
-        ]
+        flagged = {problem.split(":")[0] for problem in problems}
+        problems += [p for p in _format(exc) if p.split(":")[0] not in flagged]
         raise ConfigError(f"{names}: {len(problems)} problem(s)", problems) from None
     if problems:
         raise ConfigError(f"{names}: {len(problems)} problem(s)", problems)

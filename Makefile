@@ -1,0 +1,59 @@
+# The two set-up-and-go commands (see README): `make demo` and `make test`.
+# Each creates/updates .venv and installs what it needs; as root on Debian/Ubuntu it also
+# installs the system packages the sandbox needs (OpenSSH server, Redis, iproute2).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SYSTEM_PACKAGES := openssh-server openssh-client redis-server redis-sentinel iproute2 procps
+BENCH_PACKAGES := wrk nginx-light
+
+.PHONY: demo test lint system-deps bench clean-venv
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "labkit needs Python 3.11 or newer; set PYTHON=python3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+system-deps:
+	@missing=""; \
+	for tool in sshd:openssh-server ssh-keygen:openssh-client redis-server:redis-server redis-sentinel:redis-sentinel ip:iproute2; do \
+	  command -v $${tool%%:*} >/dev/null 2>&1 || [ -x /usr/sbin/$${tool%%:*} ] || missing="$$missing $${tool##*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing system packages:$$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "missing system packages:$$missing"; \
+	    echo "install them with: sudo apt-get install -y$$missing"; exit 2; \
+	  fi; \
+	fi
+
+# Main job: the lab-book headless on the sandbox (params/local.yaml); prints the report's path last.
+demo: system-deps $(VENV)/.installed
+	$(BIN)/labkit run --params params/local.yaml
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check labkit tests benchmarks
+	$(BIN)/ruff format --check labkit tests benchmarks
+	$(BIN)/mypy
+
+# The whole test suite: lint, types, unit and integration tests against real local services,
+# and every committed notebook top to bottom (nbval).
+test: system-deps lint
+	$(BIN)/python -m pytest tests
+
+bench: system-deps $(VENV)/.installed
+	@command -v wrk >/dev/null && command -v nginx >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BENCH_PACKAGES) >/dev/null; \
+	  else echo "benchmarks need: sudo apt-get install -y $(BENCH_PACKAGES)"; exit 2; fi; }
+	$(BIN)/python benchmarks/bench_engine.py
+
+clean-venv:
+	rm -rf $(VENV)

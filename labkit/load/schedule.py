@@ -1,0 +1,116 @@
+"""The open-loop plan: request *i* is due at a fixed time, whatever the server does.
+
+A schedule is a list of constant-rate segments (one segment: a constant rate;
+several: a ramp of steps). The first ``warmup_s`` seconds are sent but not
+measured. Worker *k* of *N* owns the indices ``k, k+N, k+2N ...`` of the one
+global plan, so N processes together keep exactly the planned rate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from labkit.errors import ConfigError
+
+__all__ = ["Schedule", "Segment"]
+
+_NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of the plan at a constant rate."""
+
+    rate: float
+    duration_s: float
+
+    @property
+    def requests(self) -> int:
+        """How many requests this segment plans."""
+        return round(self.rate * self.duration_s)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Intended send times of every request of a run, warm-up first."""
+
+    segments: tuple[Segment, ...]
+    warmup_s: float = 0.0
+
+    @classmethod
+    def constant(cls, rate: float, duration_s: float, warmup_s: float = 0.0) -> Schedule:
+        """``rate`` requests/s for ``warmup_s`` (not measured) then ``duration_s`` (measured)."""
+        segments = [Segment(rate, duration_s)]
+        if warmup_s > 0:
+            segments.insert(0, Segment(rate, warmup_s))
+        return cls(tuple(segments), warmup_s).validated()
+
+    @classmethod
+    def steps(cls, rates: list[float], step_s: float, warmup_s: float = 0.0) -> Schedule:
+        """A ramp of constant steps; the warm-up runs at the first step's rate."""
+        if not rates:
+            raise ConfigError("a ramp needs at least one rate step")
+        segments = [Segment(rate, step_s) for rate in rates]
+        if warmup_s > 0:
+            segments.insert(0, Segment(rates[0], warmup_s))
+        return cls(tuple(segments), warmup_s).validated()
+
+    def validated(self) -> Schedule:
+        """Self, or a ConfigError naming the bad rate or duration."""
+        for segment in self.segments:
+            if segment.rate <= 0 or segment.duration_s <= 0:
+                raise ConfigError(
+                    f"load schedule: rate {segment.rate}/s for {segment.duration_s}s is not "
+                    "positive; give a rate above 0 and a duration above 0"
+                )
+        return self
+
+    @property
+    def total_requests(self) -> int:
+        """Every planned request, warm-up included."""
+        return sum(segment.requests for segment in self.segments)
+
+    @property
+    def warmup_requests(self) -> int:
+        """Planned requests before measurement starts (indices below this are not recorded)."""
+        remaining = self.warmup_s
+        count = 0
+        for segment in self.segments:
+            if remaining <= 0:
+                break
+            span = min(remaining, segment.duration_s)
+            count += round(segment.rate * span)
+            remaining -= span
+        return count
+
+    @property
+    def duration_s(self) -> float:
+        """Length of the whole plan, warm-up included."""
+        return sum(segment.duration_s for segment in self.segments)
+
+    @property
+    def measured_s(self) -> float:
+        """Length of the measured part."""
+        return self.duration_s - self.warmup_s
+
+    @property
+    def measured_rate(self) -> float:
+        """Mean planned rate of the measured part."""
+        measured = self.total_requests - self.warmup_requests
+        return measured / self.measured_s if self.measured_s > 0 else 0.0
+
+    def offsets_ns(self, worker: int = 0, workers: int = 1) -> Iterator[tuple[int, int]]:
+        """``(index, offset from t0 in ns)`` of every request owned by ``worker`` of ``workers``."""
+        first = 0
+        start_ns = 0
+        for segment in self.segments:
+            count = segment.requests
+            interval_ns = _NS / segment.rate
+            # The first index of this segment that belongs to this worker.
+            index = first + (worker - first) % workers
+            while index < first + count:
+                yield index, start_ns + int((index - first) * interval_ns)
+                index += workers
+            first += count
+            start_ns += int(segment.duration_s * _NS)

@@ -1,0 +1,318 @@
+"""The headless runner: the lab-book's notebooks, in order, through papermill into a run folder.
+
+``outputs/<run-id>/`` receives ``run.json`` (what ran, when, versions, status per
+notebook), ``results.json`` (see labkit.results), the executed notebooks,
+``report.html``, ``charts/`` and ``logs/``. A failing cell, a timeout or a dead
+kernel is recorded and the report is still written. Exit status: 0 every check
+passed or skipped, 1 a check failed, 2 the run itself broke.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import re
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from labkit.checks import Result, Results
+from labkit.errors import ConfigError, LabkitError
+from labkit.params import Lab, load_lab
+from labkit.results import collect, write_results
+from labkit.secrets import RedactingFilter, SecretRef, redact, resolve
+
+__all__ = ["REPOSITORY", "RunOutcome", "available_notebooks", "run_labbook"]
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+_NOTEBOOK = re.compile(r"^(\d\d)-[a-z0-9-]+\.ipynb$")
+_TOOLS = ("labkit", "papermill", "nbclient", "ipykernel", "plotly", "pandas", "paramiko", "httpx")
+log = logging.getLogger("labkit.run")
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """Where a run went and how it ended."""
+
+    run_dir: Path
+    status: str  # passed | failed | broken
+    exit_code: int
+
+    @property
+    def report_path(self) -> Path:
+        """The run's report.html."""
+        return self.run_dir / "report.html"
+
+
+def available_notebooks(directory: Path) -> list[Path]:
+    """The lab-book's notebooks (``NN-name.ipynb``) in ``directory``, in order."""
+    return sorted(path for path in directory.glob("*.ipynb") if _NOTEBOOK.match(path.name))
+
+
+def _select(directory: Path, wanted: list[str] | None) -> list[Path]:
+    found = available_notebooks(directory)
+    if not found:
+        raise ConfigError(f"no notebooks (NN-name.ipynb) in {directory}")
+    if not wanted:
+        return found
+    by_prefix = {path.name[:2]: path for path in found}
+    unknown = [prefix for prefix in wanted if prefix.strip()[:2] not in by_prefix]
+    if unknown:
+        raise ConfigError(
+            f"--notebooks {','.join(wanted)}: no notebook for {unknown}; "
+            f"available: {', '.join(sorted(by_prefix))}"
+        )
+    return [by_prefix[prefix.strip()[:2]] for prefix in wanted]
+
+
+def _versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for tool in _TOOLS:
+        try:
+            versions[tool] = metadata.version(tool)
+        except metadata.PackageNotFoundError:
+            versions[tool] = "not installed"
+    return versions
+
+
+def _register_secrets(lab: Lab) -> None:
+    """Resolve the lab's env/file secrets here too, so the runner can mask them in every file."""
+    references: list[SecretRef | None] = [
+        lab.postgres.password,
+        lab.shlink.api_key,
+        lab.redis.password,
+        lab.k3s.token,
+    ]
+    for reference in references:
+        if reference is None or reference.kind == "kubernetes":
+            continue
+        located = SecretRef(file=lab.path(reference.file)) if reference.file else reference
+        with contextlib.suppress(ConfigError):  # unresolvable now: nothing to mask yet
+            resolve(located)
+
+
+def _scrub(run_dir: Path) -> int:
+    """Mask registered secrets in every text file of the run folder; returns files changed."""
+    changed = 0
+    for path in run_dir.rglob("*"):
+        if not path.is_file() or path.suffix not in {
+            ".ipynb",
+            ".json",
+            ".jsonl",
+            ".html",
+            ".log",
+            ".txt",
+            ".md",
+        }:
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        clean = redact(text)
+        if clean != text:
+            path.write_text(clean, encoding="utf-8")
+            changed += 1
+    return changed
+
+
+@contextlib.contextmanager
+def _logging_to(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
+    watched = [logging.getLogger("labkit"), logging.getLogger("papermill")]
+    for logger in watched:
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        for logger in watched:
+            logger.removeHandler(handler)
+        handler.close()
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _execute(
+    notebook: Path, run_dir: Path, parameters: dict[str, Any], cell_timeout_s: float
+) -> dict[str, Any]:
+    """Run one notebook; never raises for what the notebook does, returns its status record."""
+    import papermill  # noqa: PLC0415 - heavy; only the runner needs it
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError  # noqa: PLC0415
+    from papermill.exceptions import PapermillExecutionError  # noqa: PLC0415
+
+    started = time.monotonic()
+    entry: dict[str, Any] = {
+        "notebook": notebook.name,
+        "output": notebook.name,
+        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    environment = {
+        "LABKIT_RUN_DIR": str(run_dir),
+        "LABKIT_NOTEBOOK": notebook.stem,
+        "PLOTLY_RENDERER": "plotly_mimetype+notebook",
+    }
+    print(f"[labkit run] {notebook.name}: running", file=sys.stderr, flush=True)
+    try:
+        with _environment(environment):
+            papermill.execute_notebook(
+                str(notebook),
+                str(run_dir / notebook.name),
+                parameters=parameters,
+                kernel_name="python3",
+                cwd=str(notebook.parent),
+                execution_timeout=cell_timeout_s,
+                log_output=True,
+                progress_bar=False,
+                request_save_on_cell_execute=True,
+            )
+        entry["status"] = "ok"
+    except PapermillExecutionError as exc:
+        entry.update(status="error", cell=exc.exec_count, error=f"{exc.ename}: {exc.evalue}")
+    except CellTimeoutError as exc:
+        entry.update(status="timeout", error=f"a cell ran longer than {cell_timeout_s:.0f}s: {exc}")
+    except DeadKernelError as exc:
+        entry.update(status="dead-kernel", error=f"the kernel died: {exc}")
+    except Exception as exc:
+        entry.update(status="broken", error=f"{type(exc).__name__}: {exc}")
+    entry["duration_s"] = round(time.monotonic() - started, 2)
+    entry = redact(entry)
+    print(
+        f"[labkit run] {notebook.name}: {entry['status']} in {entry['duration_s']}s"
+        + (f" ({entry['error'][:200]})" if "error" in entry else ""),
+        file=sys.stderr,
+        flush=True,
+    )
+    log.info("%s: %s", notebook.name, entry["status"])
+    return entry
+
+
+@contextlib.contextmanager
+def _lab_running(lab: Lab, notes: list[str]) -> Iterator[None]:
+    """For the sandbox: bring it up for the run (and leave it as found); otherwise nothing."""
+    if lab.kind != "sandbox":
+        yield
+        return
+    from labkit.sandbox import ensure_up  # noqa: PLC0415 - only sandbox runs need it
+
+    with ensure_up(lab):
+        notes.append("sandbox up for the run")
+        yield
+
+
+def run_labbook(
+    params: list[Path],
+    notebooks: list[str] | None = None,
+    out: Path | None = None,
+    cell_timeout_s: float = 600.0,
+    notebooks_dir: Path | None = None,
+) -> RunOutcome:
+    """Run the lab-book headless; ConfigError before anything runs when params are bad."""
+    lab = load_lab(*params)
+    directory = notebooks_dir or REPOSITORY / "notebooks"
+    selected = _select(directory, notebooks)
+    started = dt.datetime.now(dt.UTC)
+    run_id = f"{started:%Y%m%d-%H%M%S}-{lab.name}"
+    run_dir = (out or REPOSITORY / "outputs" / run_id).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for folder in ("charts", "logs", "records"):
+        (run_dir / folder).mkdir(exist_ok=True)
+    _register_secrets(lab)
+    files = [str(path.resolve()) for path in params]
+    parameters: dict[str, Any] = {"params_file": files[0] if len(files) == 1 else files}
+    entries: list[dict[str, Any]] = []
+    notes: list[str] = []
+    with _logging_to(run_dir / "logs" / "run.log"):
+        log.info("run %s: lab %s, notebooks %s", run_id, lab.name, [p.name for p in selected])
+        try:
+            with _lab_running(lab, notes):
+                for notebook in selected:
+                    entries.append(_execute(notebook, run_dir, parameters, cell_timeout_s))
+        except LabkitError as exc:
+            notes.append(f"the lab could not be brought up: {exc}")
+            log.error("lab not up: %s", exc)
+    return _finish(lab, run_id, run_dir, started, files, entries, notes)
+
+
+def _finish(
+    lab: Lab,
+    run_id: str,
+    run_dir: Path,
+    started: dt.datetime,
+    files: list[str],
+    entries: list[dict[str, Any]],
+    notes: list[str],
+) -> RunOutcome:
+    from labkit.report import build_report  # noqa: PLC0415 - report imports plotly
+
+    records = collect(run_dir)
+    checks = Results(Result.from_dict(_check_fields(item)) for item in records["checks"])
+    broken = any(entry["status"] != "ok" for entry in entries) or any(
+        note.startswith("the lab could not") for note in notes
+    )
+    exit_code = 2 if broken else checks.exit_code
+    status = {0: "passed", 1: "failed", 2: "broken"}[exit_code]
+    write_results(
+        run_dir / "results.json",
+        lab=lab.name,
+        checks=records["checks"],
+        run_id=run_id,
+        load=records["load"],
+        drills=records["drills"],
+        plans=records["plans"],
+    )
+    run_info = {
+        "run_id": run_id,
+        "lab": lab.name,
+        "lab_kind": lab.kind,
+        "params": files,
+        "started_at": started.isoformat(timespec="seconds"),
+        "ended_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "status": status,
+        "exit_code": exit_code,
+        "versions": _versions(),
+        "host": {
+            "machine": platform.machine(),
+            "system": platform.platform(),
+            "cpus": os.cpu_count(),
+        },
+        "notebooks": entries,
+        "checks": checks.counts(),
+        "notes": notes,
+    }
+    (run_dir / "run.json").write_text(json.dumps(redact(run_info), indent=2) + "\n")
+    try:
+        build_report(run_dir)
+    except Exception as exc:
+        (run_dir / "report.html").write_text(
+            f"<!doctype html><title>labkit run {run_id}</title><h1>report failed</h1>"
+            f"<pre>{type(exc).__name__}: {exc}</pre>"
+        )
+        exit_code, status = 2, "broken"
+    _scrub(run_dir)
+    return RunOutcome(run_dir, status, exit_code)
+
+
+def _check_fields(item: dict[str, Any]) -> dict[str, Any]:
+    fields = set(Result.__dataclass_fields__)
+    return {key: value for key, value in item.items() if key in fields}
