@@ -51,6 +51,7 @@ _HOSTNAME = re.compile(
 _VERSION = re.compile(r"^v?\d+(\.\d+){0,2}([+-][0-9A-Za-z.+-]+)?$")
 _MEMORY = re.compile(r"^\d+(kb|mb|gb|b)?$", re.I)
 # Keys whose value must be a reference, never the secret itself.
+_REFERENCE_KEYS = {"env", "file", "kubernetes"}
 _SECRET_WORDS = ("password", "token", "api_key", "apikey", "secret", "passphrase")
 
 
@@ -142,6 +143,7 @@ class K3s(_Model):
     airgap_dir: Path | None = None
     wireguard: bool = False
     token: SecretRef | None = None  # None: read from the first server after install
+    packages: list[str] = ["curl", "ca-certificates"]  # node prep (1.2), apt, when missing
 
 
 class Argocd(_Model):
@@ -415,7 +417,9 @@ def _read(path: Path) -> dict[str, Any]:
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in over.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+        # A secret reference is replaced whole: {env: X} over {file: Y} must not become both.
+        is_reference = isinstance(value, dict) and value and set(value) <= _REFERENCE_KEYS
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and not is_reference:
             merged[key] = _merge(merged[key], value)
         else:
             merged[key] = value

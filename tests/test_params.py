@@ -1,0 +1,141 @@
+"""Params: the shipped labs validate, every kind of mistake exits 2 naming the field, layering works."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from labkit.cli import main
+from labkit.errors import ConfigError, NotAllowed
+from labkit.params import address_allowed, load_lab, load_layers
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+BROKEN = REPOSITORY / "tests" / "data" / "params" / "broken"
+
+# file -> text the error must contain (the field path, or the YAML position)
+CASES = {
+    "wrong-type-port.yaml": "nodes.0.ssh_port: Input should be a valid integer",
+    "port-out-of-range.yaml": "nodes.0.ssh_port: Input should be less than or equal to 65535",
+    "unknown-key.yaml": "redis.maxmemroy: unknown key",
+    "duplicate-node-name.yaml": "nodes.1.name: 'k3s-node-01' duplicates nodes.0",
+    "duplicate-address.yaml": "nodes.1.address: '10.77.0.11' duplicates nodes.0",
+    "bad-address.yaml": "nodes.0.address: 'not an address!' is neither an IP address nor a hostname",
+    "bad-ip-octet.yaml": "nodes.0.address: '10.77.0.300' is neither",
+    "bad-node-name.yaml": "nodes.0.name: 'K3S_Node_01' is not a valid hostname label",
+    "inline-secret.yaml": "postgres.password: a secret is written inline",
+    "secret-ref-unknown-store.yaml": "shlink.api_key.value: unknown key",
+    "bad-version.yaml": "versions.k3s: 'latest' is not a version",
+    "quorum-above-sentinels.yaml": "redis: sentinel_quorum 4 exceeds sentinels 3",
+    "cluster-init-unknown-node.yaml": "k3s.cluster_init_node: 'k3s-node-09' is not one of",
+    "bad-eviction-policy.yaml": "redis.maxmemory_policy: Input should be",
+    "bad-allow-list.yaml": "allow_list.0: '10.77.0.0/33' is not a valid network",
+    "missing-required.yaml": "nodes: required but missing",
+    "duplicate-yaml-key.yaml": "line 4, column 3: duplicate key 'port'",
+    "not-yaml.yaml": "line 3, column 1: expected ',' or ']'",
+    "top-level-list.yaml": "the top level must be a mapping, got list",
+    "loop-a.yaml": "'extends' loops back to",
+}
+
+
+def test_every_broken_fixture_has_a_case() -> None:
+    on_disk = {path.name for path in BROKEN.glob("*.yaml")} - {"loop-b.yaml"}
+    assert on_disk == set(CASES)
+
+
+def test_shipped_labs_validate(capsys: pytest.CaptureFixture[str]) -> None:
+    files = [str(REPOSITORY / "params" / name) for name in ("homelab.yaml", "local.yaml")]
+    assert main(["params", "validate", *files]) == 0
+    out = capsys.readouterr().out
+    assert "homelab.yaml: valid (lab homelab, homelab, 3 nodes)" in out
+    assert "local.yaml: valid (lab sandbox, sandbox, 3 nodes)" in out
+
+
+@pytest.mark.parametrize(("name", "expected"), sorted(CASES.items()))
+def test_broken_file_exits_2_naming_the_field(
+    name: str, expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["params", "validate", str(BROKEN / name)]) == 2
+    captured = capsys.readouterr()
+    assert expected in captured.err
+    assert "Traceback" not in captured.err + captured.out
+
+
+def test_inline_secret_value_is_not_echoed(capsys: pytest.CaptureFixture[str]) -> None:
+    for name in ("inline-secret.yaml", "secret-ref-unknown-store.yaml"):
+        main(["params", "validate", str(BROKEN / name)])
+    err = capsys.readouterr().err
+    assert "hunter2-inline" not in err
+    assert "abcd1234" not in err
+
+
+def test_one_bad_file_does_not_hide_a_good_one(capsys: pytest.CaptureFixture[str]) -> None:
+    good = str(REPOSITORY / "params" / "local.yaml")
+    assert main(["params", "validate", str(BROKEN / "unknown-key.yaml"), good]) == 2
+    assert "local.yaml: valid" in capsys.readouterr().out
+
+
+def test_missing_file_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["params", "validate", "no/such/params.yaml"]) == 2
+    assert "no/such/params.yaml: cannot be read (No such file or directory)" in capsys.readouterr().err
+
+
+def test_layers_later_wins_and_nested_maps_merge(tmp_path: Path) -> None:
+    (tmp_path / "base.yaml").write_text("redis: {port: 1000, replicas: 2}\nname: base\n")
+    (tmp_path / "env.yaml").write_text("extends: base.yaml\nredis: {port: 2000}\n")
+    (tmp_path / "extra.yaml").write_text("name: extra\n")
+    data, sources = load_layers(tmp_path / "env.yaml", tmp_path / "extra.yaml")
+    assert data["redis"] == {"port": 2000, "replicas": 2}
+    assert data["name"] == "extra"
+    assert [p.name for p in sources] == ["base.yaml", "env.yaml", "extra.yaml"]
+
+
+def test_homelab_is_the_roadmaps_lab() -> None:
+    lab = load_lab(REPOSITORY / "params" / "homelab.yaml")
+    assert [(n.name, n.address) for n in lab.nodes] == [
+        ("k3s-node-01", "192.168.2.242"),
+        ("k3s-node-02", "192.168.2.243"),
+        ("k3s-node-03", "192.168.2.244"),
+    ]
+    assert lab.versions.k3s == "v1.33.6+k3s1"
+    assert lab.versions.istio == "1.24.2"
+    assert lab.versions.postgresql == 18
+    assert lab.k3s.disable == ["traefik"]
+    assert all(n.role == "server" for n in lab.nodes)  # 3 control planes with embedded etcd
+    assert lab.redis.maxmemory_policy == "allkeys-lru"
+    assert lab.redis.sentinel_quorum == 2
+    assert lab.observability.grafana_port == 3000
+    assert lab.postgres.cluster_name == "shlink-db"
+    assert lab.targets.redirect_p99_ms == 10
+    assert lab.targets.rate_steps == [1000, 5000, 10000]
+
+
+def test_key_files_need_not_exist_to_validate(tmp_path: Path) -> None:
+    lab = load_lab(REPOSITORY / "params" / "homelab.yaml")
+    assert lab.nodes[0].ssh_key is not None
+    assert lab.ssh.known_hosts.name == "known_hosts"
+
+
+@pytest.mark.parametrize(
+    ("address", "allowed"),
+    [
+        ("127.0.0.1", True),
+        ("10.77.0.13", True),
+        ("10.77.1.13", False),
+        ("8.8.8.8", False),
+        ("example.org", False),
+    ],
+)
+def test_allow_list(address: str, allowed: bool) -> None:
+    lab = load_lab(REPOSITORY / "params" / "local.yaml")
+    assert address_allowed(address, lab.allow_list) is allowed
+    if allowed:
+        lab.require_allowed(address)
+    else:
+        with pytest.raises(NotAllowed, match=f"{address} is not in lab sandbox's allow_list"):
+            lab.require_allowed(address)
+
+
+def test_no_params_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="no params file given"):
+        load_lab()

@@ -1,0 +1,69 @@
+"""Secrets print as *****, resolve from env/file with clear errors, and are masked everywhere."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from labkit.errors import ConfigError
+from labkit.secrets import MASK, RedactingFilter, Secret, SecretRef, redact, resolve
+
+
+def test_secret_never_prints_its_value() -> None:
+    secret = Secret("s3cret-value-1", "test")
+    for text in (str(secret), repr(secret), f"{secret}", secret._repr_html_()):
+        assert "s3cret-value-1" not in text
+        assert MASK in text
+    assert secret.reveal() == "s3cret-value-1"
+
+
+def test_redact_masks_nested_structures() -> None:
+    Secret("planted-token-xyz", "test")
+    data = {"a": ["x planted-token-xyz y", {"planted-token-xyz": 1}], "b": ("planted-token-xyz",)}
+    clean = redact(data)
+    assert "planted-token-xyz" not in repr(clean)
+    assert clean["a"][0] == f"x {MASK} y"
+
+
+def test_resolve_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LABKIT_TEST_SECRET", "env-secret-42")
+    secret = resolve(SecretRef(env="LABKIT_TEST_SECRET"))
+    assert secret.reveal() == "env-secret-42"
+    assert redact("env-secret-42") == MASK
+
+
+def test_resolve_missing_env_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LABKIT_TEST_ABSENT", raising=False)
+    with pytest.raises(ConfigError, match="environment variable LABKIT_TEST_ABSENT is not set"):
+        resolve(SecretRef(env="LABKIT_TEST_ABSENT"))
+
+
+def test_resolve_from_file(tmp_path: Path) -> None:
+    (tmp_path / "pw").write_text("file-secret-7\n")
+    assert resolve(SecretRef(file=tmp_path / "pw")).reveal() == "file-secret-7"
+    with pytest.raises(ConfigError, match="cannot be read"):
+        resolve(SecretRef(file=tmp_path / "missing"))
+
+
+def test_reference_names_exactly_one_store() -> None:
+    with pytest.raises(ValueError, match="exactly one of env, file or kubernetes"):
+        SecretRef(env="A", file=Path("b"))
+    with pytest.raises(ValueError, match="namespace/name/key"):
+        SecretRef(kubernetes="just-a-name")
+
+
+def test_too_short_secret_is_refused() -> None:
+    with pytest.raises(ConfigError, match="at least 4"):
+        Secret("abc", "test")
+
+
+def test_logging_filter_masks(caplog: pytest.LogCaptureFixture) -> None:
+    Secret("log-secret-99", "test")
+    logger = logging.getLogger("labkit.test.secrets")
+    logger.addFilter(RedactingFilter())
+    with caplog.at_level(logging.INFO, logger="labkit.test.secrets"):
+        logger.info("token is %s", "log-secret-99")
+    assert "log-secret-99" not in caplog.text
+    assert f"token is {MASK}" in caplog.text
