@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,7 +15,9 @@ from labkit.errors import ConfigError, LabkitError
 __all__ = ["main"]
 
 # Modules that add their own sub-commands: each has ``register(subparsers)``.
-_COMMAND_MODULES: list[str] = []
+_COMMAND_MODULES: list[str] = [
+    "labkit.sandbox.commands",
+]
 
 
 def _params_validate(arguments: argparse.Namespace) -> int:
@@ -108,6 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LabkitError as exc:
         print(f"labkit: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): stop quietly, as other command-line tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("labkit: interrupted", file=sys.stderr)
         return 130

@@ -80,16 +80,15 @@ def check_table_html(rows: Iterable[Mapping[str, Any]]) -> str:
     return f'{_CSS}<table class="labkit-table">{head}{"".join(body)}</table>'
 
 
-def check_table_text(rows: Iterable[Mapping[str, Any]], width: int = 60) -> str:
+def check_table_text(rows: Iterable[Mapping[str, Any]], width: int = 90) -> str:
     """A plain-text table of check results for terminals and logs (redacted)."""
-    lines = [f"{'id':<7} {'status':<16} {'subject':<22} check / observed"]
+    lines = [f"{'id':<7} {'status':<17} check", f"{'':<7} {'':<17} -> subject: observed"]
     for row in redact([dict(row) for row in rows]):
-        observed = re.sub(r"\s+", " ", str(row.get("observed", "")))[:width]
-        title = str(row["title"])[:width]
-        lines.append(
-            f"{row['id']:<7} {row['status']!s:<16} {str(row.get('subject', ''))[:22]:<22} "
-            f"{title}\n{'':<47} -> {observed}"
-        )
+        status = str(row["status"])
+        observed = re.sub(r"\s+", " ", str(row.get("observed", "")))
+        subject = f"{row['subject']}: " if row.get("subject") else ""
+        lines.append(f"{row['id']:<7} {STATUS_ICONS.get(status, '')} {status:<15} {row['title']}")
+        lines.append(f"{'':<7} {'':<17} -> {(subject + observed)[:width]}")
     return "\n".join(lines)
 
 
