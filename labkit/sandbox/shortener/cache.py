@@ -34,7 +34,7 @@ class RedirectCache:
     ) -> None:
         self.enabled = enabled
         self.ttl_s = ttl_s
-        self._sentinel = Sentinel(
+        self._sentinel = Sentinel(  # type: ignore[no-untyped-call]  # untyped in redis-py
             sentinels,
             socket_timeout=0.5,
             socket_connect_timeout=0.5,
@@ -59,7 +59,9 @@ class RedirectCache:
         if not self.enabled or target.max_visits is not None:
             return
         try:
-            await self._master.set(CACHE_PREFIX + code, json.dumps(target.to_cache()), ex=self.ttl_s)
+            await self._master.set(
+                CACHE_PREFIX + code, json.dumps(target.to_cache()), ex=self.ttl_s
+            )
         except _FAILURES as exc:
             _log.warning("redirect cache write of %s failed: %s", code, exc)
 

@@ -41,12 +41,10 @@ BOT_MARKERS = (
 )
 
 
-class Problem(Exception):  # noqa: N818 - it is an RFC 7807 "problem", not a Python error
+class Problem(Exception):
     """An RFC 7807 problem Shlink would answer with; ``kind`` is the tail of its ``type`` URI."""
 
-    def __init__(
-        self, status: int, kind: str, title: str, detail: str, **extra: Any
-    ) -> None:
+    def __init__(self, status: int, kind: str, title: str, detail: str, **extra: Any) -> None:
         super().__init__(detail)
         self.status = status
         self.body: dict[str, Any] = {
@@ -61,7 +59,10 @@ class Problem(Exception):  # noqa: N818 - it is an RFC 7807 "problem", not a Pyt
     def invalid_data(cls, elements: list[str]) -> Problem:
         """400 invalid-data naming the bad fields."""
         return cls(
-            400, "invalid-data", "Invalid data", "Provided data is not valid",
+            400,
+            "invalid-data",
+            "Invalid data",
+            "Provided data is not valid",
             invalidElements=sorted(set(elements)),
         )
 
@@ -69,16 +70,22 @@ class Problem(Exception):  # noqa: N818 - it is an RFC 7807 "problem", not a Pyt
     def not_found(cls, short_code: str) -> Problem:
         """404 short-url-not-found."""
         return cls(
-            404, "short-url-not-found", "Short URL not found",
-            f'No URL found with short code "{short_code}"', shortCode=short_code,
+            404,
+            "short-url-not-found",
+            "Short URL not found",
+            f'No URL found with short code "{short_code}"',
+            shortCode=short_code,
         )
 
     @classmethod
     def slug_taken(cls, slug: str) -> Problem:
         """400 non-unique-slug."""
         return cls(
-            400, "non-unique-slug", "Invalid custom slug",
-            f'Provided slug "{slug}" is already in use.', customSlug=slug,
+            400,
+            "non-unique-slug",
+            "Invalid custom slug",
+            f'Provided slug "{slug}" is already in use.',
+            customSlug=slug,
         )
 
 

@@ -1,4 +1,4 @@
-"""PostgreSQL storage of short URLs and visits (psycopg 3, async pool), Shlink's tables in miniature."""
+"""PostgreSQL storage of short URLs and visits (psycopg 3, async pool): Shlink's tables, small."""
 
 from __future__ import annotations
 
@@ -149,7 +149,7 @@ class Store:
         async with self.pool.connection() as connection, connection.transaction():
             await connection.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             for statement in filter(str.strip, _SCHEMA.split(";")):
-                await connection.execute(sql.SQL(statement))  # type: ignore[arg-type]
+                await connection.execute(sql.SQL(statement))
 
     async def healthy(self) -> bool:
         """True when ``SELECT 1`` answers (Shlink's health probe checks only the database)."""
@@ -187,12 +187,17 @@ class Store:
                 )
                 inserted = await cursor.fetchone()
                 await connection.commit()
-                if inserted is not None:
-                    return await self._one(connection, "s.id = %s", inserted["id"])
+                row = inserted and await self._one(connection, "s.id = %s", inserted["id"])
+                if row:
+                    return row
                 if fields.custom_slug:
                     raise Problem.slug_taken(fields.custom_slug)
-        raise Problem(500, "internal-server-error", "Internal server error",
-                      "could not find a free short code after 10 tries")
+        raise Problem(
+            500,
+            "internal-server-error",
+            "Internal server error",
+            "could not find a free short code after 10 tries",
+        )
 
     async def find_existing(self, fields: ShortUrlFields) -> dict[str, Any] | None:
         """The newest short URL matching every given field (Shlink's ``findIfExists``)."""
@@ -236,8 +241,11 @@ class Store:
             "crawlable": "crawlable",
             "forwardQuery": "forward_query",
         }
-        changes = [(column, getattr(fields, column)) for key, column in columns.items()
-                   if key in fields.present]
+        changes = [
+            (column, getattr(fields, column))
+            for key, column in columns.items()
+            if key in fields.present
+        ]
         async with self.pool.connection() as connection:
             if changes:
                 assignments = sql.SQL(", ").join(
@@ -282,31 +290,33 @@ class Store:
             conditions.append("s.tags && %s")
             values.append(tags)
         where = " AND ".join(conditions)
-        limit = "" if per_page < 1 else f" LIMIT {int(per_page)} OFFSET {int((page - 1) * per_page)}"
+        limit = (
+            "" if per_page < 1 else f" LIMIT {int(per_page)} OFFSET {int((page - 1) * per_page)}"
+        )
         column, direction = order
         async with self.pool.connection() as connection:
             cursor = await connection.execute(
-                f"{_SELECT} WHERE {where} ORDER BY {column} {direction}, s.id DESC{limit}",  # type: ignore[arg-type]
+                f"{_SELECT} WHERE {where} ORDER BY {column} {direction}, s.id DESC{limit}",
                 values,
             )
             rows = await cursor.fetchall()
             cursor = await connection.execute(
-                f"SELECT count(*) AS n FROM short_urls s WHERE {where}",  # type: ignore[arg-type]
+                f"SELECT count(*) AS n FROM short_urls s WHERE {where}",
                 values,
             )
             total = await cursor.fetchone()
             await connection.rollback()
         return rows, int(total["n"]) if total else 0
 
-    async def visits(
-        self, code: str, page: int, per_page: int
-    ) -> tuple[list[dict[str, Any]], int]:
+    async def visits(self, code: str, page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
         """One page of ``code``'s visits, newest first, and their total."""
         row = await self.get(code)
-        limit = "" if per_page < 1 else f" LIMIT {int(per_page)} OFFSET {int((page - 1) * per_page)}"
+        limit = (
+            "" if per_page < 1 else f" LIMIT {int(per_page)} OFFSET {int((page - 1) * per_page)}"
+        )
         async with self.pool.connection() as connection:
             cursor = await connection.execute(
-                f"SELECT * FROM visits WHERE short_url_id = %s ORDER BY date DESC, id DESC{limit}",  # type: ignore[arg-type]
+                f"SELECT * FROM visits WHERE short_url_id = %s ORDER BY date DESC, id DESC{limit}",
                 (row["id"],),
             )
             rows = await cursor.fetchall()
@@ -371,7 +381,7 @@ class Store:
     async def _one(
         connection: AsyncConnection[dict[str, Any]], where: str, *values: Any
     ) -> dict[str, Any] | None:
-        cursor = await connection.execute(f"{_SELECT} WHERE {where} LIMIT 1", values)  # type: ignore[arg-type]
+        cursor = await connection.execute(f"{_SELECT} WHERE {where} LIMIT 1", values)
         row = await cursor.fetchone()
         await connection.rollback()
         return row
@@ -382,7 +392,11 @@ def conninfo(host: str, port: int, database: str, user: str, password: str) -> s
     from psycopg.conninfo import make_conninfo  # noqa: PLC0415
 
     return make_conninfo(
-        host=host, port=port, dbname=database, user=user, password=password,
-        connect_timeout=5, application_name="labkit-shortener",
+        host=host,
+        port=port,
+        dbname=database,
+        user=user,
+        password=password,
+        connect_timeout=5,
+        application_name="labkit-shortener",
     )
-
