@@ -17,6 +17,8 @@ __all__ = ["main"]
 # Modules that add their own sub-commands: each has ``register(subparsers)``.
 _COMMAND_MODULES: list[str] = [
     "labkit.sandbox.commands",
+    "labkit.load.commands",
+    "labkit.steps.commands",
 ]
 
 

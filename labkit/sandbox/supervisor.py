@@ -1,0 +1,269 @@
+"""The sandbox supervisor: up, down and status of every component, state under one directory.
+
+Order of ``up``: secrets (generated once, mode 600, into the files the params
+name), the SSH nodes, PostgreSQL primary + standby, Redis + Sentinels, then
+the Shlink-compatible service. Nodes and the service come from their own
+modules (``labkit.sandbox.nodes``, ``labkit.sandbox.shortener``); when one of
+them is not installed the supervisor says so in ``status`` and goes on.
+
+One lock file per state directory serialises ``up`` and ``down`` from
+several processes (a notebook and a test run, say).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import httpx
+
+from labkit.errors import ConfigError, LabkitError
+from labkit.params import Lab
+from labkit.sandbox import postgres, processes, redis
+from labkit.secrets import Secret, SecretRef, resolve
+
+__all__ = ["SHORTENER", "Sandbox", "ensure_up", "state_dir_of"]
+
+SHORTENER = "shortener"
+_LOCK_TIMEOUT_S = 300.0
+
+
+def state_dir_of(lab: Lab) -> Path:
+    """The sandbox's state directory (resolved); a ConfigError for a lab that is no sandbox."""
+    if lab.sandbox is None:
+        raise ConfigError(
+            f"lab {lab.name} is a {lab.kind}, not a sandbox: it has no 'sandbox' section; "
+            "use params/local.yaml for the sandbox"
+        )
+    return lab.path(lab.sandbox.state_dir)
+
+
+def _optional(*names: str) -> ModuleType | None:
+    """The first of ``names`` that imports, or None (another part may not exist yet)."""
+    for name in names:
+        try:
+            return importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not name.startswith(exc.name):
+                raise  # the module exists but something it imports is missing: say so
+    return None
+
+
+def _shortener_command() -> Callable[[Lab, Path], tuple[list[str], dict[str, str]]] | None:
+    for name in ("labkit.sandbox.shortener", "labkit.sandbox.shortener.config"):
+        module = _optional(name)
+        command = getattr(module, "service_command", None) if module else None
+        if command is not None:
+            return command  # type: ignore[no-any-return]
+    return None
+
+
+def _ensure_secret_file(lab: Lab, ref: SecretRef, what: str) -> Secret:
+    """Resolve a secret; a file that does not exist yet is generated (mode 600) first."""
+    if ref.file is not None:
+        path = lab.path(ref.file)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(secrets.token_urlsafe(24) + "\n")
+        return resolve(SecretRef(file=path))
+    try:
+        return resolve(ref, lab.base_dir)
+    except ConfigError as exc:
+        raise ConfigError(f"sandbox {what}: {exc}") from exc
+
+
+class Sandbox:
+    """The local lab of one params file: start, stop and describe its processes."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.state_dir = state_dir_of(lab)
+
+    # -- locking ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with (self.state_dir / "supervisor.lock").open("a") as handle:
+            deadline = time.monotonic() + _LOCK_TIMEOUT_S
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise LabkitError(
+                            f"sandbox {self.state_dir}: another labkit holds its lock for more "
+                            f"than {_LOCK_TIMEOUT_S:.0f}s (an 'up' or 'down' in progress?)"
+                        ) from None
+                    time.sleep(0.1)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    # -- components ------------------------------------------------------------------------
+
+    @staticmethod
+    def _nodes() -> ModuleType | None:
+        return _optional("labkit.sandbox.nodes")
+
+    def _managed(self, name: str) -> processes.Managed:
+        return processes.Managed(
+            name, self.state_dir / "run" / f"{name}.pid", self.state_dir / "logs" / f"{name}.log"
+        )
+
+    def _shortener(self) -> processes.Managed:
+        return self._managed(SHORTENER)
+
+    def _start_shortener(self, progress: Callable[[str], None]) -> None:
+        command = _shortener_command()
+        if command is None:
+            progress("shortener: labkit.sandbox.shortener is not available yet; skipped")
+            return
+        if self._shortener().pid is None:
+            progress(f"shortener: starting on {self.lab.shlink.base_url}")
+            argv, env = command(self.lab, self.state_dir)
+            processes.start(SHORTENER, argv, self.state_dir, env=env)
+        timeout_s = self.lab.sandbox.startup_timeout_s if self.lab.sandbox else 60.0
+        processes.poll_until(
+            f"shortener on {self.lab.shlink.base_url}",
+            self._shortener_healthy,
+            timeout_s,
+            self._shortener(),
+            interval_s=0.2,
+        )
+
+    def _shortener_healthy(self) -> bool:
+        try:
+            response = httpx.get(f"{self.lab.shlink.base_url}/rest/health", timeout=2.0)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    def _shortener_status(self) -> list[dict[str, Any]]:
+        if _shortener_command() is None:
+            return []
+        process = self._shortener()
+        entry: dict[str, Any] = {
+            "name": SHORTENER,
+            "kind": "shortener",
+            "pid": process.pid,
+            "address": self.lab.shlink.base_url,
+            "role": "shlink",
+            "healthy": False,
+            "detail": "",
+            "log": str(process.logfile),
+        }
+        if process.pid is None:
+            crashed = processes.read_pid(process.pidfile) is not None
+            entry["detail"] = "crashed (pidfile left, process gone)" if crashed else "not running"
+        else:
+            entry["healthy"] = self._shortener_healthy()
+            entry["detail"] = "GET /rest/health 200" if entry["healthy"] else "health not 200"
+        return [entry]
+
+    # -- public API ------------------------------------------------------------------------
+
+    def up(self, progress: Callable[[str], None] = print) -> dict[str, Any]:
+        """Start every component not running yet and wait until each is ready; returns status."""
+        started = time.monotonic()
+        with self._locked():
+            password = _ensure_secret_file(self.lab, self.lab.postgres.password, "postgres")
+            _ensure_secret_file(self.lab, self.lab.shlink.api_key, "shlink api key")
+            nodes = self._nodes()
+            if nodes is not None:
+                nodes.start_nodes(self.lab, self.state_dir, progress)
+            else:
+                progress("nodes: labkit.sandbox.nodes is not available yet; skipped")
+            postgres.start_postgres(self.lab, self.state_dir, password, progress)
+            redis.start_redis(self.lab, self.state_dir, progress)
+            self._start_shortener(progress)
+        progress(f"sandbox {self.lab.name}: up in {time.monotonic() - started:.1f}s")
+        return self.status()
+
+    def down(self) -> None:
+        """Stop everything this sandbox started (service, Redis, PostgreSQL, nodes); keep data."""
+        with self._locked():
+            problems: list[str] = []
+            steps: list[tuple[str, Callable[[], object]]] = [
+                (SHORTENER, lambda: processes.stop(self._shortener())),
+                ("redis", lambda: redis.stop_redis(self.lab, self.state_dir)),
+                ("postgres", lambda: postgres.stop_postgres(self.state_dir)),
+            ]
+            nodes = self._nodes()
+            if nodes is not None:
+                steps.append(("nodes", lambda: nodes.stop_nodes(self.lab, self.state_dir)))
+            for name, step in steps:
+                # Keep stopping the rest when one part fails: leave as little running as we can.
+                try:
+                    step()
+                except (LabkitError, OSError) as exc:
+                    problems.append(f"{name}: {exc}")
+            if problems:
+                raise LabkitError(
+                    f"sandbox {self.lab.name}: down left problems: " + "; ".join(problems)
+                )
+
+    def status(self) -> dict[str, Any]:
+        """JSON-ready: every component with pid, address, role, health (crashed ones included)."""
+        components: list[dict[str, Any]] = []
+        nodes = self._nodes()
+        if nodes is not None:
+            for node in nodes.nodes_status(self.lab, self.state_dir):
+                components.append({"kind": "node", "role": "ssh node", **node})
+        components += postgres.postgres_status(self.lab, self.state_dir)
+        components += redis.redis_status(self.lab, self.state_dir)
+        components += self._shortener_status()
+        missing = [
+            name
+            for name, present in (
+                ("nodes", nodes is not None),
+                (SHORTENER, bool(_shortener_command())),
+            )
+            if not present
+        ]
+        return {
+            "lab": self.lab.name,
+            "state_dir": str(self.state_dir),
+            "running": any(entry.get("pid") for entry in components),
+            "healthy": bool(components) and all(entry.get("healthy") for entry in components),
+            "components": components,
+            "not_available": missing,
+        }
+
+    @property
+    def running(self) -> bool:
+        """True when any of the sandbox's processes is alive."""
+        return bool(self.status()["running"])
+
+    def restart_redis(self, port: int) -> None:
+        """Restart the Redis data node on ``port`` (its data kept): drills and the 2.3.5 check."""
+        redis.restart_redis(self.lab, self.state_dir, port)
+
+    def stop_component(self, name: str) -> bool:
+        """Stop one supervised process by its status name (e.g. ``redis-63790``): drills."""
+        return processes.stop(self._managed(name), timeout_s=15.0)
+
+
+@contextlib.contextmanager
+def ensure_up(lab: Lab, progress: Callable[[str], None] = print) -> Iterator[Sandbox]:
+    """The sandbox up for the block; taken down afterwards only if it was not running before."""
+    sandbox = Sandbox(lab)
+    was_running = sandbox.running
+    sandbox.up(progress)
+    try:
+        yield sandbox
+    finally:
+        if not was_running:
+            sandbox.down()

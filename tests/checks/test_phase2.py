@@ -1,0 +1,133 @@
+"""Phase 2 data-plane checks: pass on the sandbox, fail with a clear observed when broken."""
+
+from __future__ import annotations
+
+import socket
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from labkit.checks import run_checks
+from labkit.checks.base import Status
+from labkit.params import Lab, load_lab
+from labkit.sandbox import Sandbox
+from labkit.sandbox.redis import redis_client, sentinel_master
+from labkit.secrets import SecretRef
+
+DATA_PLANE = [
+    "2.2.5",
+    "2.2.6",
+    "2.2.7",
+    "2.3.1",
+    "2.3.2",
+    "2.3.3",
+    "2.3.4",
+    "2.3.5",
+    "2.3.6",
+    "2.3.7",
+]
+
+
+def _with(lab: Lab, section: str, **fields: object) -> Lab:
+    part = getattr(lab, section).model_copy(update=fields)
+    return lab.model_copy(update={section: part})
+
+
+def _one(lab: Lab, item_id: str) -> list[dict[str, str]]:
+    return [result.to_dict() for result in run_checks(lab, ids=[item_id])]
+
+
+def test_every_data_plane_check_passes_on_the_sandbox(sandbox: Sandbox) -> None:
+    results = run_checks(sandbox.lab, phase=2)
+    by_status = {r.id: r.status for r in results}
+    failing = [r.to_dict() for r in results if r.id in DATA_PLANE and r.status != Status.PASS]
+    assert failing == []
+    assert set(DATA_PLANE) <= set(by_status)
+    # Cluster-only items are skipped with their reason, never passed.
+    assert by_status["2.2.2"] == Status.SKIP
+    assert sandbox.status()["healthy"] is True  # the persistence check left the lab as found
+
+
+def test_persistence_check_restarts_the_master(sandbox: Sandbox) -> None:
+    lab = sandbox.lab
+    _host, port = sentinel_master(lab, lab.redis.sentinel_ports[0]) or (None, None)
+    assert port is not None
+    name = f"redis-{port}"
+    before = next(e["pid"] for e in sandbox.status()["components"] if e["name"] == name)
+    [result] = _one(lab, "2.3.5")
+    assert result["status"] == "pass", result
+    after = next(e["pid"] for e in sandbox.status()["components"] if e["name"] == name)
+    assert after != before
+    assert "run_id changed" in result["observed"]
+
+
+def test_wrong_password_fails_the_connect_check(sandbox: Sandbox, tmp_path: Path) -> None:
+    wrong = tmp_path / "wrong-password"
+    wrong.write_text("definitely-not-the-password\n")
+    wrong.chmod(0o600)
+    lab = _with(sandbox.lab, "postgres", password=SecretRef(file=wrong))
+    [result] = _one(lab, "2.2.5")
+    assert result["status"] == "fail"
+    assert "password authentication failed for user" in result["observed"]
+    assert "definitely-not-the-password" not in str(result)
+    assert all(r["status"] == "fail" for r in _one(lab, "2.2.6"))
+
+
+def test_missing_or_open_secret_file_fails(sandbox: Sandbox, tmp_path: Path) -> None:
+    lab = _with(sandbox.lab, "postgres", password=SecretRef(file=tmp_path / "absent"))
+    [result] = _one(lab, "2.2.7")
+    assert (result["status"], result["observed"]) == ("fail", "missing")
+    readable = tmp_path / "readable"
+    readable.write_text("a-password-anyone-can-read\n")
+    readable.chmod(0o644)
+    [result] = _one(_with(sandbox.lab, "postgres", password=SecretRef(file=readable)), "2.2.7")
+    assert result["status"] == "fail"
+    assert "mode 644" in result["observed"]
+
+
+def test_changed_eviction_policy_fails(sandbox: Sandbox) -> None:
+    lab = sandbox.lab
+    master = sentinel_master(lab, lab.redis.sentinel_ports[0])
+    assert master is not None
+    with closing(redis_client(lab, master[1])) as client:
+        client.config_set("maxmemory-policy", "noeviction")
+        try:
+            [result] = _one(lab, "2.3.7")
+        finally:
+            client.config_set("maxmemory-policy", lab.redis.maxmemory_policy)
+    assert result["status"] == "fail"
+    assert (result["expected"], result["observed"]) == ("allkeys-lru", "noeviction")
+
+
+def test_memory_limit_other_than_params_fails(sandbox: Sandbox) -> None:
+    [result] = _one(_with(sandbox.lab, "redis", maxmemory="32mb"), "2.3.6")
+    assert result["status"] == "fail"
+    assert "maxmemory 67108864" in result["observed"]
+
+
+def test_redis_down_fails_with_the_connection_error(sandbox: Sandbox) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    lab = _with(sandbox.lab, "redis", port=closed_port, sentinel_ports=[])
+    for item_id in ("2.3.1", "2.3.2", "2.3.3", "2.3.7"):
+        result = _one(lab, item_id)[0]
+        assert result["status"] == "fail", (item_id, result)
+        assert f"127.0.0.1:{closed_port}" in result["observed"]
+        assert "refused" in result["observed"].lower()
+
+
+def test_homelab_skips_what_needs_the_cluster_without_connecting() -> None:
+    homelab = load_lab(Path(__file__).resolve().parents[2] / "params" / "homelab.yaml")
+    results = {r.id: r for r in run_checks(homelab, ids=["2.2.5", "2.2.7", "2.3.5"])}
+    assert {r.status for r in results.values()} == {Status.SKIP}
+    assert "cluster API" in results["2.3.5"].observed
+    assert "Kubernetes secret" in results["2.2.5"].observed
+
+
+@pytest.mark.parametrize("item_id", DATA_PLANE)
+def test_each_item_is_implemented(item_id: str) -> None:
+    from labkit.checks.base import implemented_ids
+
+    assert item_id in implemented_ids()
