@@ -131,6 +131,8 @@ class Versions(_Model):
     shlink: Version
     istio: Version
     kube_prometheus_stack: Version
+    eso: Version = "1.0.0"  # External Secrets Operator Helm chart (a name without "secret" in it)
+    jaeger: Version = "1.58"  # jaegertracing/all-in-one image tag
 
 
 class K3s(_Model):

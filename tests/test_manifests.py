@@ -1,0 +1,375 @@
+"""The shipped manifests validate; each kind of breakage is caught and names its file and field."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from labkit import manifests
+from labkit.cli import main
+from labkit.errors import ConfigError
+from labkit.params import Lab, load_lab
+
+REPO = Path(__file__).resolve().parent.parent
+HOMELAB = REPO / "params" / "homelab.yaml"
+
+
+@pytest.fixture(scope="module")
+def homelab() -> Lab:
+    return load_lab(HOMELAB)
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """A private copy of manifests/ to break."""
+    root = tmp_path / "manifests"
+    shutil.copytree(REPO / "manifests", root)
+    return root
+
+
+def _edit(root: Path, file: str, change: Callable[[list[dict[str, Any]]], None]) -> None:
+    path = root.parent / file
+    documents = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+    change(documents)
+    path.write_text(yaml.safe_dump_all(documents, sort_keys=False))
+
+
+def _set(
+    field: str | list[str], value: Any, index: int = 0
+) -> Callable[[list[dict[str, Any]]], None]:
+    """A change that sets (or, for value None, deletes) a field of document ``index``.
+
+    ``field`` is dotted, or a list of keys when a key holds a dot (``redis.conf``).
+    """
+
+    def change(documents: list[dict[str, Any]]) -> None:
+        *parents, last = field.split(".") if isinstance(field, str) else field
+        node: Any = documents[index]
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        if value is None:
+            del node[last]
+        elif isinstance(node, list):
+            node[int(last)] = value
+        else:
+            node[last] = value
+
+    return change
+
+
+def test_shipped_tree_is_valid_for_the_homelab(homelab: Lab) -> None:
+    documents, problems = manifests.load_documents(manifests.default_root())
+    assert problems == []
+    kinds = {document.kind for document in documents}
+    # The tree covers phases 1.5 to 5.2: a check that would pass on an empty folder proves nothing.
+    assert {
+        "Application",
+        "PostgresCluster",
+        "StatefulSet",
+        "ExternalSecret",
+        "Gateway",
+        "VirtualService",
+        "EnvoyFilter",
+        "PeerAuthentication",
+        "AuthorizationPolicy",
+        "PrometheusRule",
+        "Telemetry",
+    } <= kinds
+    assert [str(p) for p in manifests.validate(homelab)] == []
+
+
+def test_sandbox_params_show_where_the_lab_differs() -> None:
+    problems = manifests.validate(load_lab(REPO / "params" / "local.yaml"))
+    fields = {(p.file, p.field) for p in problems}
+    assert ("manifests/shlink/deployment.yaml", "spec.replicas") in fields
+    assert ("manifests/argocd/apps/postgres-operator.yaml", "spec.source.targetRevision") in fields
+
+
+BREAKAGES = [
+    # (file, change, field named, words in the message)
+    pytest.param(
+        "manifests/postgres/postgres.yaml",
+        _set("spec.postgresVersion", "eighteen"),
+        "spec.postgresVersion",
+        "is not of type",
+        id="crd-wrong-type",
+    ),
+    pytest.param(
+        "manifests/istio/virtualservice.yaml",
+        _set("spec.http.0.retries.attemps", 3),
+        "spec.http.0.retries.attemps",
+        "unknown field",
+        id="crd-unknown-field",
+    ),
+    pytest.param(
+        "manifests/istio/gateway.yaml",
+        _set("specc", {}),
+        "specc",
+        "unknown field",
+        id="crd-unknown-top-level-field",
+    ),
+    pytest.param(
+        "manifests/argocd/apps/redis.yaml",
+        _set(["metadata", "annotations", "argocd.argoproj.io/sync-wave"], 2),
+        "metadata.annotations.argocd.argoproj.io/sync-wave",
+        "is not of type 'string'",
+        id="crd-annotation-not-a-string",
+    ),
+    pytest.param(
+        "manifests/postgres/postgres.yaml",
+        _set("spec.instances", None),
+        "spec.instances",
+        "required but missing",
+        id="crd-missing-required",
+    ),
+    pytest.param(
+        "manifests/shlink/deployment.yaml",
+        _set("spec.replicas", "two"),
+        "spec.replicas",
+        "is not of type",
+        id="core-wrong-type",
+    ),
+    pytest.param(
+        "manifests/shlink/service.yaml",
+        _set("spec.portz", []),
+        "spec.portz",
+        "unknown field",
+        id="core-unknown-field",
+    ),
+    pytest.param(
+        "manifests/redis/statefulset.yaml",
+        _set("spec.selector", None),
+        "spec.selector",
+        "required but missing",
+        id="core-missing-required",
+    ),
+    pytest.param(
+        "manifests/shlink/configmap.yaml",
+        _set("metadata.name", None),
+        "metadata.name",
+        "required but missing",
+        id="missing-name",
+    ),
+    pytest.param(
+        "manifests/istio/gateway.yaml",
+        _set("metadata.namespace", None),
+        "metadata.namespace",
+        "no namespace is set",
+        id="namespaced-without-namespace",
+    ),
+    pytest.param(
+        "manifests/redis/serviceaccount.yaml",
+        _set("metadata.namespace", "default"),
+        "metadata.namespace",
+        "overrides it",
+        id="namespace-overridden-by-kustomize",
+    ),
+    pytest.param(
+        "manifests/argocd/apps/redis.yaml",
+        _set("spec.source.path", "manifests/rediss"),
+        "spec.source.path",
+        "does not exist",
+        id="application-path-missing",
+    ),
+    pytest.param(
+        "manifests/argocd/apps/shlink.yaml",
+        _set("spec.source.repoURL", "https://example.invalid/fork.git"),
+        "spec.source.repoURL",
+        "argocd.repo_url",
+        id="application-repo-drift",
+    ),
+    pytest.param(
+        "manifests/shlink/kustomization.yaml",
+        _set("resources.2", "config-map.yaml"),
+        "resources.2",
+        "does not exist",
+        id="kustomization-lists-missing-file",
+    ),
+    pytest.param(
+        "manifests/postgres/postgres.yaml",
+        _set("spec.postgresVersion", 17),
+        "spec.postgresVersion",
+        "versions.postgresql is 18",
+        id="pin-postgres-version",
+    ),
+    pytest.param(
+        "manifests/postgres/postgres.yaml",
+        _set(
+            "spec.backups.pgbackrest.repos.0.volume.volumeClaimSpec.resources.requests.storage",
+            "10Gi",
+        ),
+        "spec.backups.pgbackrest.repos.0.volume.volumeClaimSpec.resources.requests.storage",
+        "postgres.backup_storage",
+        id="pin-backup-storage",
+    ),
+    pytest.param(
+        "manifests/argocd/apps/postgres-operator.yaml",
+        _set("spec.source.targetRevision", "v6.0.3"),
+        "spec.source.targetRevision",
+        "versions.pgo is 'v6.0.0'",
+        id="pin-pgo-revision",
+    ),
+    pytest.param(
+        "manifests/redis/configmap.yaml",
+        _set(
+            ["data", "sentinel.conf"],
+            "sentinel monitor mymaster MASTER_HOST 6379 1\n"
+            "sentinel down-after-milliseconds mymaster 5000\n",
+        ),
+        "data.sentinel.conf sentinel monitor <quorum>",
+        "redis.sentinel_quorum",
+        id="pin-sentinel-quorum",
+    ),
+    pytest.param(
+        "manifests/redis/configmap.yaml",
+        _set(
+            ["data", "redis.conf"], "maxmemory 256mb\nmaxmemory-policy noeviction\nappendonly yes\n"
+        ),
+        "data.redis.conf maxmemory-policy",
+        "redis.maxmemory_policy",
+        id="pin-redis-policy",
+    ),
+    pytest.param(
+        "manifests/redis/statefulset.yaml",
+        _set("spec.replicas", 5),
+        "spec.replicas",
+        "redis.replicas + 1",
+        id="pin-redis-replicas",
+    ),
+    pytest.param(
+        "manifests/istio/virtualservice.yaml",
+        _set("spec.http.0.timeout", "10s"),
+        "spec.http.0.timeout",
+        "istio.timeout_s",
+        id="pin-istio-timeout",
+    ),
+    pytest.param(
+        "manifests/istio/virtualservice.yaml",
+        _set("spec.http.0.retries.attempts", 5),
+        "spec.http.0.retries.attempts",
+        "istio.retry_attempts",
+        id="pin-istio-retries",
+    ),
+    pytest.param(
+        "manifests/istio/ratelimit.yaml",
+        _set("spec.configPatches.0.patch.value.typed_config.value.token_bucket.max_tokens", 50),
+        "spec.configPatches.0.patch.value.typed_config.value.token_bucket.max_tokens",
+        "istio.rate_limit.requests",
+        id="pin-rate-limit",
+    ),
+    pytest.param(
+        "manifests/istio/peerauthentication.yaml",
+        _set("spec.mtls.mode", "PERMISSIVE"),
+        "spec.mtls.mode",
+        "istio.mtls",
+        id="pin-mtls",
+    ),
+    pytest.param(
+        "manifests/shlink/configmap.yaml",
+        _set("data.DB_HOST", "postgres.postgres.svc"),
+        "data.DB_HOST",
+        "primary service",
+        id="pin-shlink-db-host",
+    ),
+    pytest.param(
+        "manifests/shlink/externalsecret.yaml",
+        _set("spec.target.name", "shlink-api", index=1),
+        "ExternalSecret",
+        "shlink.api_key",
+        id="pin-api-key-location",
+    ),
+    pytest.param(
+        "manifests/monitoring/alerts.yaml",
+        _set(
+            "spec.groups.0.rules.0.expr",
+            "histogram_quantile(0.99, sum by (le) (rate(x_bucket[5m]))) > 50",
+        ),
+        "spec.groups.0.rules.0.expr (threshold)",
+        "targets.redirect_p99_ms",
+        id="pin-alert-threshold",
+    ),
+]
+
+
+@pytest.mark.parametrize(("file", "change", "field", "words"), BREAKAGES)
+def test_each_breakage_is_named(
+    homelab: Lab,
+    tree: Path,
+    file: str,
+    change: Callable[[list[dict[str, Any]]], None],
+    field: str,
+    words: str,
+) -> None:
+    _edit(tree, file, change)
+    problems = manifests.validate(homelab, tree)
+    matching = [p for p in problems if p.field == field and words in p.message]
+    assert matching, "\n".join(map(str, problems)) or "no problems at all"
+    if matching[0].file != "manifests/":  # a missing document names no file of its own
+        assert matching[0].file == file
+
+
+def test_orphan_file_and_yaml_error_are_reported(homelab: Lab, tree: Path) -> None:
+    (tree / "redis" / "extra.yaml").write_text("apiVersion: v1\nkind: ConfigMap\n  bad: [\n")
+    problems = manifests.validate(homelab, tree)
+    assert any(
+        p.file == "manifests/redis/extra.yaml" and "not valid YAML" in p.message for p in problems
+    )
+    assert any(
+        p.file == "manifests/redis/kustomization.yaml" and "extra.yaml" in p.message
+        for p in problems
+    )
+
+
+def test_unknown_custom_resource_and_duplicates(homelab: Lab, tree: Path) -> None:
+    (tree / "shlink" / "extra.yaml").write_text(
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w, namespace: shlink}\n"
+        "---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {name: shlink, namespace: shlink}\n"
+    )
+    _edit(tree, "manifests/shlink/kustomization.yaml", _append_resource("extra.yaml"))
+    problems = manifests.validate(homelab, tree)
+    assert any(p.field == "apiVersion" and "no schema" in p.message for p in problems)
+    assert any(p.field == "metadata.name" and "also defined" in p.message for p in problems)
+
+
+def _append_resource(name: str) -> Callable[[list[dict[str, Any]]], None]:
+    def change(documents: list[dict[str, Any]]) -> None:
+        documents[0]["resources"].append(name)
+
+    return change
+
+
+def test_folder_without_application_is_reported(homelab: Lab, tree: Path) -> None:
+    (tree / "argocd" / "apps" / "tracing.yaml").unlink()
+    _edit(tree, "manifests/argocd/apps/kustomization.yaml", _remove_resource("tracing.yaml"))
+    problems = manifests.validate(homelab, tree)
+    assert any(
+        p.file == "manifests/tracing/kustomization.yaml" and "no Application" in p.message
+        for p in problems
+    )
+
+
+def _remove_resource(name: str) -> Callable[[list[dict[str, Any]]], None]:
+    def change(documents: list[dict[str, Any]]) -> None:
+        documents[0]["resources"].remove(name)
+
+    return change
+
+
+def test_command_exit_codes(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["manifests", "validate", "--params", str(HOMELAB), "--root", str(tree)]) == 0
+    assert "valid" in capsys.readouterr().out
+    _edit(tree, "manifests/postgres/postgres.yaml", _set("spec.postgresVersion", 16))
+    assert main(["manifests", "validate", "--params", str(HOMELAB), "--root", str(tree)]) == 2
+    assert (
+        "spec.postgresVersion: 16 but params versions.postgresql is 18" in capsys.readouterr().err
+    )
+
+
+def test_missing_root_is_a_config_error(homelab: Lab, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no manifests folder"):
+        manifests.validate(homelab, tmp_path / "nowhere")
