@@ -5,7 +5,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-SYSTEM_PACKAGES := openssh-server openssh-client redis-server redis-sentinel iproute2 util-linux procps
+SYSTEM_PACKAGES := openssh-server openssh-client redis-server redis-sentinel iproute2 util-linux iputils-ping sudo procps
 BENCH_PACKAGES := wrk nginx-light
 
 .PHONY: demo test lint system-deps bench clean-venv
@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 system-deps:
 	@missing=""; \
-	for tool in sshd:openssh-server ssh-keygen:openssh-client redis-server:redis-server redis-sentinel:redis-sentinel ip:iproute2 unshare:util-linux; do \
+	for tool in sshd:openssh-server ssh-keygen:openssh-client redis-server:redis-server redis-sentinel:redis-sentinel ip:iproute2 unshare:util-linux ping:iputils-ping sudo:sudo; do \
 	  command -v $${tool%%:*} >/dev/null 2>&1 || [ -x /usr/sbin/$${tool%%:*} ] || missing="$$missing $${tool##*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \

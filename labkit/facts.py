@@ -12,7 +12,7 @@ import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path
 from typing import Protocol
 
 __all__ = [
@@ -21,8 +21,8 @@ __all__ = [
     "FileState",
     "FstabEntry",
     "Listener",
-    "Result",
     "RemoteHost",
+    "Result",
     "TimeSync",
     "Ufw",
     "apt_upgradable",
@@ -34,9 +34,14 @@ __all__ = [
     "k3s_version",
     "listeners",
     "modules_loaded",
-    "namespace_ids",
+    "mtime",
     "packages",
+    "parse_fstab",
+    "parse_ss",
+    "parse_ufw",
+    "quote",
     "read_file",
+    "shares_namespaces",
     "swaps",
     "sysctl",
     "time_sync",
@@ -86,7 +91,7 @@ class RemoteHost(Protocol):
     ) -> Result:
         """Run ``argv``; raise CommandError when ``check`` and it fails."""
 
-    def put(self, data: bytes | PurePosixPath | object, remote: str, mode: int = 0o644) -> None:
+    def put(self, data: bytes | Path, remote: str, mode: int = 0o644) -> None:
         """Upload ``data`` (bytes or a local Path) to ``remote``."""
 
 
@@ -244,9 +249,9 @@ def time_sync(host: RemoteHost) -> TimeSync:
         status = re.search(r"^Leap status\s*:\s*(.+)$", chrony.stdout, re.M)
         leap = status.group(1).strip() if status else "unknown"
         return TimeSync("chrony", True, leap == "Normal", f"Leap status: {leap}")
-    detail = (shown.stderr.strip() or "timedatectl failed") + "; chronyc: " + (
-        chrony.stderr.strip() or f"exit {chrony.exit_code}"
-    )
+    first = (shown.stderr.strip().splitlines() or ["timedatectl failed"])[0]
+    other = (chrony.stderr.strip().splitlines() or [f"exit {chrony.exit_code}"])[-1]
+    detail = f"timedatectl: {first}; chronyc: {other}"
     return TimeSync("", False, False, detail)
 
 
@@ -352,7 +357,7 @@ def mtime(host: RemoteHost, path: str) -> int | None:
     return int(result.stdout.strip()) if result.exit_code == 0 else None
 
 
-def namespace_ids(host: RemoteHost, kinds: Sequence[str] = ("uts", "net")) -> dict[str, bool]:
+def shares_namespaces(host: RemoteHost, kinds: Sequence[str] = ("uts", "net")) -> dict[str, bool]:
     """For each namespace kind: True when the login shell shares it with the machine's pid 1."""
     shared = {}
     for kind in kinds:

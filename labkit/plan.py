@@ -1,0 +1,374 @@
+"""Plan and apply: every step diffs every node; apply runs the changes, re-diffs, and proves it.
+
+``diff`` never writes. ``apply`` goes stage by stage (nodes of a stage in
+parallel, steps of a node in order): it diffs a step, runs its changes, records
+evidence of each (node, step, before -> after, command, exit code), then diffs
+everything again and raises StepError if anything is left to change.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from labkit.errors import CommandError, ConnectError, LabkitError, NotAllowed, StepError
+from labkit.facts import RemoteHost
+from labkit.params import Lab
+from labkit.results import record
+from labkit.secrets import redact
+from labkit.steps import Stage, Step, Target, stages_for
+from labkit.steps.base import Diff, DiffKind, Evidence
+
+__all__ = ["Entry", "Plan", "apply", "diff", "offer", "open_hosts"]
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One step's verdict on one node."""
+
+    stage: str
+    node: str
+    step: str
+    diff: Diff
+
+    def change_rows(self) -> list[dict[str, Any]]:
+        """One JSON-ready row per change (redacted)."""
+        rows = [
+            {
+                "step": self.step,
+                "change": change.summary,
+                "before": change.before,
+                "after": change.after,
+                "argv": change.command(),
+            }
+            for change in self.diff.changes
+        ]
+        return list(redact(rows))
+
+
+@dataclass
+class Plan:
+    """What each step would change on each node; after ``apply``, also what was done."""
+
+    lab: str
+    entries: list[Entry]
+    evidence: list[Evidence] = field(default_factory=list)
+
+    @property
+    def nodes(self) -> list[str]:
+        """Node names in the order they appear."""
+        return list(dict.fromkeys(entry.node for entry in self.entries))
+
+    def changes(self) -> dict[str, list[dict[str, Any]]]:
+        """Per node, the changes it would get (an empty list when there is nothing to do)."""
+        out: dict[str, list[dict[str, Any]]] = {node: [] for node in self.nodes}
+        for entry in self.entries:
+            out[entry.node].extend(entry.change_rows())
+        return out
+
+    @property
+    def pending(self) -> int:
+        """How many changes are left."""
+        return sum(len(entry.diff.changes) for entry in self.entries)
+
+    def cannot(self) -> dict[str, list[dict[str, str]]]:
+        """Per node, the steps that cannot reach their state here, with why."""
+        out: dict[str, list[dict[str, str]]] = {}
+        for entry in self.entries:
+            if entry.diff.kind is DiffKind.CANNOT:
+                out.setdefault(entry.node, []).append(
+                    {"step": entry.step, "reason": redact(entry.diff.reason)}
+                )
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: per node its list of changes, then what cannot be done and the evidence."""
+        return {
+            "lab": self.lab,
+            "nodes": self.changes(),
+            "pending": self.pending,
+            "cannot": self.cannot(),
+            "evidence": [item.to_dict() for item in self.evidence],
+        }
+
+    def rows(self) -> list[dict[str, str]]:
+        """One table row per (node, step): status and what would change or why not."""
+        rows = []
+        for entry in self.entries:
+            detail = entry.diff.reason
+            if entry.diff.changes:
+                detail = "; ".join(
+                    f"{c.summary} ({c.before} -> {c.after})" for c in entry.diff.changes
+                )
+            rows.append(
+                {
+                    "node": entry.node,
+                    "step": entry.step,
+                    "status": str(entry.diff.kind),
+                    "detail": redact(detail),
+                    "commands": redact(
+                        "\n".join(change.command() for change in entry.diff.changes)
+                    ),
+                }
+            )
+        return rows
+
+    def text(self) -> str:
+        """A terminal rendering: changes and cannots per node, then a count."""
+        lines = []
+        for row in self.rows():
+            if row["status"] == "none":
+                continue
+            mark = "~" if row["status"] == "change" else "!"
+            lines.append(f"{mark} {row['node']:<14} {row['step']:<15} {row['detail']}")
+            lines += [f"    $ {command}" for command in row["commands"].splitlines()]
+        cannot = sum(len(v) for v in self.cannot().values())
+        lines.append(
+            f"{self.lab}: {self.pending} change(s) on {len(self.nodes)} node(s); "
+            f"{cannot} step(s) cannot run here (!)"
+        )
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        colours = {"none": "#d9f2d9", "change": "#fff3c4", "cannot": "#eeeeee"}
+        body = "".join(
+            f'<tr style="background:{colours[row["status"]]}"><td>{html.escape(row["node"])}</td>'
+            f"<td>{html.escape(row['step'])}</td><td>{html.escape(row['status'])}</td>"
+            f"<td>{html.escape(row['detail'])}</td>"
+            f"<td><pre>{html.escape(row['commands'])}</pre></td></tr>"
+            for row in self.rows()
+        )
+        table = (
+            '<table class="labkit-table"><tr><th>node</th><th>step</th><th>status</th>'
+            f"<th>what / why</th><th>commands</th></tr>{body}</table>"
+        )
+        summary = f"<p><b>{html.escape(self.lab)}</b>: {self.pending} change(s) pending</p>"
+        return summary + table + (_evidence_html(self.evidence) if self.evidence else "")
+
+
+def _evidence_html(evidence: list[Evidence]) -> str:
+    rows = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(str(item.to_dict()[key]))}</td>"
+            for key in ("node", "step", "before", "after", "argv", "exit_code", "error")
+        )
+        + "</tr>"
+        for item in evidence
+    )
+    head = "".join(
+        f"<th>{name}</th>"
+        for name in ("node", "step", "before", "after", "command", "exit", "error")
+    )
+    return (
+        f"<p>Evidence of {len(evidence)} change(s)</p>"
+        f'<table class="labkit-table"><tr>{head}</tr>{rows}</table>'
+    )
+
+
+@contextmanager
+def open_hosts(lab: Lab) -> Iterator[dict[str, RemoteHost]]:
+    """SSH hosts for every node of ``lab`` (closed on exit)."""
+    from labkit.hosts import Group  # noqa: PLC0415 - paramiko only when a plan talks to nodes
+
+    reach = lab
+    if lab.kind == "sandbox" and lab.sandbox is not None:
+        from labkit.sandbox.nodes import nodes_lab  # noqa: PLC0415 - sandbox only
+
+        reach = nodes_lab(lab, lab.path(lab.sandbox.state_dir))  # where each sshd listens
+    group = Group.from_lab(reach)
+    try:
+        yield {host.name: host for host in group}
+    finally:
+        group.close()
+
+
+def _targets(lab: Lab, hosts: Mapping[str, RemoteHost]) -> dict[str, Target]:
+    shared: dict[str, Any] = {}
+    return {
+        node.name: Target(node, hosts[node.name], lab, shared, dict(hosts)) for node in lab.nodes
+    }
+
+
+def _each_node(nodes: tuple[str, ...], work: Callable[[str], None]) -> None:
+    """Run ``work`` for every node in parallel; one error names every node that failed."""
+    failures: dict[str, LabkitError] = {}
+    with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
+        futures = {name: pool.submit(work, name) for name in nodes}
+    for name, future in futures.items():
+        error = future.exception()
+        if isinstance(error, LabkitError):
+            failures[name] = error
+        elif error is not None:
+            raise error
+    if not failures:
+        return
+    detail = "; ".join(f"{name}: {error}" for name, error in failures.items())
+    kind = (
+        ConnectError if all(isinstance(e, ConnectError) for e in failures.values()) else StepError
+    )
+    raise kind(redact(f"{len(failures)} node(s) failed ({', '.join(failures)}): {detail}"))
+
+
+def _diff_stage(stage: Stage, targets: dict[str, Target]) -> list[Entry]:
+    found: dict[str, list[Entry]] = {}
+
+    def one(name: str) -> None:
+        target = targets[name]
+        found[name] = [
+            Entry(stage.title, name, step.name, step.diff(target))
+            for step in stage.steps
+            if step.applies_to(target.node, target.lab)
+        ]
+
+    _each_node(stage.nodes, one)
+    return [entry for name in stage.nodes for entry in found[name]]
+
+
+def diff(lab: Lab, hosts: Mapping[str, RemoteHost] | None = None, phase: int | None = None) -> Plan:
+    """What ``phase`` would change on every node; reads only."""
+    if hosts is None:
+        with open_hosts(lab) as opened:
+            return diff(lab, opened, phase)
+    targets = _targets(lab, hosts)
+    entries = [e for stage in stages_for(lab, phase) for e in _diff_stage(stage, targets)]
+    plan = Plan(lab.name, entries)
+    record(
+        "plans",
+        [{"node": n, "applied": False, **c} for n, cs in plan.changes().items() for c in cs],
+    )
+    return plan
+
+
+def _apply_step(step: Step, target: Target, evidence: list[Evidence], progress: Progress) -> None:
+    verdict = step.diff(target)
+    for change in verdict.changes:
+        progress(redact(f"{target.node.name}: {step.name}: {change.summary}"))
+        try:
+            code, took = change.apply(target.host)
+        except CommandError as exc:
+            evidence.append(
+                Evidence(
+                    target.node.name,
+                    step.name,
+                    change.summary,
+                    change.before,
+                    change.after,
+                    change.command(),
+                    False,
+                    exc.exit_code,
+                    0.0,
+                    str(exc),
+                )
+            )
+            raise StepError(f"step {step.name}: {exc}") from exc
+        evidence.append(
+            Evidence(
+                target.node.name,
+                step.name,
+                change.summary,
+                change.before,
+                change.after,
+                change.command(),
+                True,
+                code,
+                round(took, 3),
+            )
+        )
+
+
+def _require_isolated(lab: Lab) -> None:
+    """On the sandbox, refuse to apply unless every node runs in its own namespaces."""
+    if lab.kind != "sandbox" or lab.sandbox is None:
+        return
+    from labkit.sandbox.nodes import nodes_status  # noqa: PLC0415 - sandbox only
+
+    status = nodes_status(lab, lab.path(lab.sandbox.state_dir))
+    loose = [row["name"] for row in status if not row.get("isolated")]
+    if loose:
+        raise NotAllowed(
+            f"sandbox nodes {loose} are not isolated (own namespaces and filesystem); "
+            "apply would change this machine; run `labkit sandbox up` first"
+        )
+
+
+def apply(
+    lab: Lab,
+    hosts: Mapping[str, RemoteHost] | None = None,
+    phase: int | None = None,
+    progress: Progress = print,
+) -> Plan:
+    """Run every needed change, then re-diff; StepError if anything is left. Returns the re-diff."""
+    if hosts is None:
+        _require_isolated(lab)
+        with open_hosts(lab) as opened:
+            return apply(lab, opened, phase, progress)
+    targets = _targets(lab, hosts)
+    evidence: list[Evidence] = []
+    try:
+        for stage in stages_for(lab, phase):
+            progress(f"== {stage.title}")
+
+            def one(name: str, stage: Stage = stage) -> None:
+                trail: list[Evidence] = []
+                try:
+                    for step in stage.steps:
+                        _apply_step(step, targets[name], trail, progress)
+                finally:
+                    evidence.extend(trail)
+
+            _each_node(stage.nodes, one)
+    finally:
+        record("plans", [item.to_dict() for item in evidence])
+    after = diff(lab, hosts, phase)
+    after.evidence = evidence
+    if after.pending:
+        left = "; ".join(
+            f"{n}: {', '.join(c['change'] for c in cs)}" for n, cs in after.changes().items() if cs
+        )
+        raise StepError(
+            redact(
+                f"lab {lab.name}: {after.pending} change(s) left after apply ({left}); "
+                "a step does not converge: rerun `labkit plan` and read its detail"
+            )
+        )
+    return after
+
+
+def offer(lab: Lab, planned: Plan, apply_now: bool, phase: int | None = 1) -> Plan:
+    """Notebook helper: apply when ``apply_now``; else, when interactive, a button that applies.
+
+    Headless runs (``labkit run``) never wait for a click: without ``apply_now`` they
+    return the plan unchanged.
+    """
+    if apply_now:
+        return apply(lab, phase=phase)
+    if os.environ.get("LABKIT_RUN_DIR") or planned.pending == 0:
+        print(f"plan only: {planned.pending} change(s) pending; set apply = True to make them")
+        return planned
+    try:
+        import ipywidgets  # noqa: PLC0415 - decoration for interactive users only
+        from IPython.display import display  # noqa: PLC0415
+    except ImportError:
+        print(f"plan only: {planned.pending} change(s) pending; set apply = True to make them")
+        return planned
+    button = ipywidgets.Button(
+        description=f"Apply {planned.pending} change(s) to {lab.name}", button_style="warning"
+    )
+    output = ipywidgets.Output()
+
+    def clicked(_: object) -> None:
+        button.disabled = True
+        with output:
+            display(apply(lab, phase=phase))  # type: ignore[no-untyped-call]
+
+    button.on_click(clicked)
+    display(ipywidgets.VBox([button, output]))  # type: ignore[no-untyped-call]
+    return planned

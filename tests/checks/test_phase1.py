@@ -1,0 +1,81 @@
+"""Phase 1 checks over in-memory nodes: state in -> pass, fail or skip (with why) out."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "steps"))  # the in-memory test Host
+from fakehost import FakeHost, Reply, ubuntu_node
+
+from labkit.checks import Context, Status, run_checks
+from labkit.params import Lab, load_lab
+
+LOCAL = Path(__file__).resolve().parents[2] / "params" / "local.yaml"
+ADDRESSES = {"k3s-node-01": "10.77.0.11", "k3s-node-02": "10.77.0.12", "k3s-node-03": "10.77.0.13"}
+
+
+def run(lab: Lab, hosts: dict[str, FakeHost], ids: list[str]) -> dict[tuple[str, str], Status]:
+    with Context(lab) as context:
+        context.resource("phase1-ssh", lambda: (ExitStack(), hosts))
+        results = run_checks(lab, ids=ids, context=context)
+    return {(r.id, r.subject): r.status for r in results}
+
+
+def nodes(fresh: bool = False) -> dict[str, FakeHost]:
+    return {name: ubuntu_node(name, address, fresh=fresh) for name, address in ADDRESSES.items()}
+
+
+def homelab() -> Lab:
+    return load_lab(LOCAL).model_copy(update={"kind": "homelab", "internet": True})
+
+
+def test_prepared_nodes_pass_node_preparation() -> None:
+    hosts = nodes()
+    status = run(homelab(), hosts, ["1.1.1", "1.1.4", "1.2.2", "1.2.3", "1.2.4", "1.2.5", "1.2.6"])
+    assert set(status.values()) == {Status.PASS}, status
+
+
+def test_fresh_nodes_fail_with_what_was_seen() -> None:
+    status = run(homelab(), nodes(fresh=True), ["1.1.4", "1.2.2", "1.2.3", "1.2.4", "1.2.5"])
+    assert set(status.values()) == {Status.FAIL}, status
+
+
+def test_sandbox_skips_what_it_cannot_show() -> None:
+    lab = load_lab(LOCAL)
+    hosts = nodes(fresh=True)
+    for host in hosts.values():
+        host.answers[("timedatectl", "show", "--property=NTP", "--property=NTPSynchronized")] = (
+            Reply(1, "", "no systemd")
+        )
+        host.answers[("chronyc", "-n", "tracking")] = Reply(127, "", "chronyc: not found")
+    status = run(lab, hosts, ["1.1.6", "1.1.7", "1.2.3", "1.2.5", "1.3.1", "1.3.3"])
+    assert set(status.values()) == {Status.SKIP}, status
+
+
+def test_conflicting_listener_fails_1_2_6() -> None:
+    hosts = nodes()
+    hosts["k3s-node-02"].answers[("ss", "-H", "-l", "-n", "-t", "-u", "-p")] = Reply(
+        0, 'tcp LISTEN 0 511 0.0.0.0:6443 0.0.0.0:* users:(("nginx",pid=5,fd=6))\n'
+    )
+    status = run(homelab(), hosts, ["1.2.6"])
+    assert status[("1.2.6", "k3s-node-02")] is Status.FAIL
+    assert status[("1.2.6", "k3s-node-01")] is Status.PASS
+
+
+def test_unreachable_peer_fails_1_1_5_naming_it() -> None:
+    hosts = nodes()
+    for name, host in hosts.items():
+        for other, address in ADDRESSES.items():
+            ok = "k3s-node-03" not in (name, other)
+            host.answers[("ping", "-c", "1", "-W", "2", address)] = Reply(0 if ok else 1)
+    with Context(homelab()) as context:
+        context.resource("phase1-ssh", lambda: (ExitStack(), hosts))
+        results = run_checks(homelab(), ids=["1.1.5"], context=context)
+    by_node = {r.subject: r for r in results}
+    assert (
+        by_node["k3s-node-01"].status is Status.FAIL
+        and "k3s-node-03" in by_node["k3s-node-01"].observed
+    )
+    assert by_node["k3s-node-03"].status is Status.FAIL

@@ -1,0 +1,119 @@
+"""Plan and apply over in-memory nodes: diff writes nothing, apply converges, errors name nodes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "steps"))  # the in-memory test Host
+from fakehost import FakeHost, Reply, ubuntu_node
+
+from labkit import plan
+from labkit.errors import StepError
+from labkit.params import Lab, load_lab
+from labkit.secrets import MASK
+
+LOCAL = Path(__file__).resolve().parent.parent / "params" / "local.yaml"
+ADDRESSES = {"k3s-node-01": "10.77.0.11", "k3s-node-02": "10.77.0.12", "k3s-node-03": "10.77.0.13"}
+
+
+def lab_of(tmp_path: Path) -> Lab:
+    """A homelab-like lab (own kernels) without internet: node prep converges, K3s cannot."""
+    lab = load_lab(LOCAL)
+    k3s = lab.k3s.model_copy(update={"kubeconfig": tmp_path / "kubeconfig.yaml"})
+    return lab.model_copy(update={"kind": "homelab", "internet": False, "k3s": k3s})
+
+
+def nodes(fresh: bool = True) -> dict[str, FakeHost]:
+    found = {name: ubuntu_node(name, address, fresh=fresh) for name, address in ADDRESSES.items()}
+    if fresh:  # without internet a missing package cannot be installed: keep them present
+        for name, host in found.items():
+            found[name] = ubuntu_node(name, host.address, fresh=True, packages=())
+    return found
+
+
+def test_diff_lists_changes_per_node_and_writes_nothing(tmp_path: Path) -> None:
+    hosts = nodes()
+    result = plan.diff(lab_of(tmp_path), hosts, phase=1)
+    changes = result.changes()
+    assert list(changes) == list(ADDRESSES)
+    assert all(changes[name] for name in ADDRESSES)
+    assert {"hostname", "swap", "kernel-modules", "sysctl"} <= {
+        c["step"] for c in changes["k3s-node-02"]
+    }
+    assert all(host.writes() == [] for host in hosts.values())
+    cannot = result.cannot()
+    assert any("k3s.airgap_dir" in item["reason"] for item in cannot["k3s-node-01"])
+    json.dumps(result.to_dict())  # JSON-ready
+    assert "k3s-node-01" in result._repr_html_() and "change" in result.text()
+
+
+def test_apply_converges_then_plan_is_empty(tmp_path: Path) -> None:
+    hosts = nodes()
+    lines: list[str] = []
+    after = plan.apply(lab_of(tmp_path), hosts, phase=1, progress=lines.append)
+    assert after.pending == 0
+    assert after.evidence and all(item.applied and item.exit_code == 0 for item in after.evidence)
+    first = next(item for item in after.evidence if item.step == "hostname")
+    assert (first.before, first.after) == ("ubuntu", first.node)
+    again = plan.diff(lab_of(tmp_path), hosts, phase=1)
+    assert again.changes() == {name: [] for name in ADDRESSES}
+    assert any("== 1.2 node preparation" in line for line in lines)
+
+
+def test_prepared_nodes_only_lack_the_first_servers_config(tmp_path: Path) -> None:
+    result = plan.diff(lab_of(tmp_path), nodes(fresh=False), phase=1)
+    steps = {name: [c["step"] for c in cs] for name, cs in result.changes().items()}
+    assert steps == {"k3s-node-01": ["k3s-config"], "k3s-node-02": [], "k3s-node-03": []}
+
+
+def test_failure_on_two_nodes_names_both(tmp_path: Path) -> None:
+    hosts = nodes()
+    for name in ("k3s-node-02", "k3s-node-03"):
+        hosts[name].answers[("swapoff", "-a")] = Reply(
+            255, "", "swapoff: /swap.img: Operation not permitted"
+        )
+    with pytest.raises(StepError) as caught:
+        plan.apply(lab_of(tmp_path), hosts, phase=1, progress=lambda _: None)
+    message = str(caught.value)
+    assert "2 node(s) failed (k3s-node-02, k3s-node-03)" in message
+    assert "'swapoff -a' exited 255" in message and "Operation not permitted" in message
+    assert "k3s-node-01:" not in message
+
+
+def test_a_step_that_does_not_converge_is_a_step_error(tmp_path: Path) -> None:
+    hosts = nodes()
+    hosts["k3s-node-01"].answers[("hostname", "k3s-node-01")] = (
+        Reply()
+    )  # claims success, changes nothing
+    with pytest.raises(StepError, match=r"1 change\(s\) left after apply \(k3s-node-01: hostname"):
+        plan.apply(lab_of(tmp_path), hosts, phase=1, progress=lambda _: None)
+
+
+def test_other_phases_have_no_steps(tmp_path: Path) -> None:
+    assert plan.diff(lab_of(tmp_path), nodes(), phase=2).entries == []
+
+
+def test_planted_token_never_in_plan_output(tmp_path: Path) -> None:
+    token = "K10-planted-plan-token-5e9d7c"
+    secret = tmp_path / "token"
+    secret.write_text(token)
+    from labkit.secrets import SecretRef
+
+    lab = lab_of(tmp_path)
+    lab = lab.model_copy(
+        update={"k3s": lab.k3s.model_copy(update={"token": SecretRef(file=secret)})}
+    )
+    hosts = nodes()
+    result = plan.apply(lab, hosts, phase=1, progress=lambda _: None)
+    written = hosts["k3s-node-02"].files["/etc/rancher/k3s/config.yaml"]
+    assert token in written  # it reached the node, through stdin
+    shown = json.dumps(result.to_dict()) + result.text() + result._repr_html_() + repr(result)
+    assert token not in shown
+    assert all(token not in " ".join(call) for host in hosts.values() for call in host.calls)
+    hosts["k3s-node-03"].files["/etc/rancher/k3s/config.yaml"] = written.replace(token, "old-token")
+    drift = plan.diff(lab, hosts, phase=1).to_dict()
+    assert token not in json.dumps(drift) and f"token={MASK}" in json.dumps(drift)
