@@ -19,6 +19,7 @@ _COMMAND_MODULES: list[str] = [
     "labkit.sandbox.commands",
     "labkit.load.commands",
     "labkit.steps.commands",
+    "labkit.manifests_commands",
 ]
 
 

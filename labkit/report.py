@@ -17,6 +17,11 @@ __all__ = [
     "build_report",
     "check_table_html",
     "check_table_text",
+    "load_errors_figure",
+    "load_spectrum_figure",
+    "load_targets_figure",
+    "load_timeseries_figure",
+    "load_verdict_figure",
     "show",
     "show_figure",
     "tracker",
@@ -297,3 +302,169 @@ def show_figure(figure: Any, name: str) -> Path | None:
     target = folder / f"{slug}.html"
     figure.write_html(target, include_plotlyjs="directory", div_id=slug, full_html=True)
     return target
+
+
+# ============================================================================================
+# Load figures (labkit.load, issue 5). Inputs are results.json ``load`` entries and verdict
+# dicts (plain data), so the report can rebuild them from any run folder.
+# ============================================================================================
+
+_LOAD_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf"]
+
+
+def _load_label(entry: Mapping[str, Any]) -> str:
+    name = entry.get("scenario") or entry.get("name") or entry.get("url", "load")
+    return f"{name} @ {float(entry.get('target_rps', 0)):.0f}/s"
+
+
+def load_spectrum_figure(entries: Iterable[Mapping[str, Any]]) -> Any:
+    """HDR latency percentile spectrum (x = 1/(1-p), log): corrected solid, uncorrected dotted."""
+    import plotly.graph_objects as go  # noqa: PLC0415 - plotly is heavy; only charts need it
+
+    figure = go.Figure()
+    for index, entry in enumerate(entries):
+        colour = _LOAD_COLOURS[index % len(_LOAD_COLOURS)]
+        for kind, dash in (("corrected", "solid"), ("uncorrected", "dot")):
+            points = entry.get("spectrum", {}).get(kind, [])
+            if not points:
+                continue
+            figure.add_scatter(
+                x=[1 / (1 - min(p, 99.9999) / 100) for p, _ in points],
+                y=[value for _, value in points],
+                customdata=[p for p, _ in points],
+                mode="lines",
+                line={"color": colour, "dash": dash, "shape": "hv"},
+                name=f"{_load_label(entry)} {kind}",
+                hovertemplate="p%{customdata:.4f}: %{y:.3f} ms<extra></extra>",
+            )
+    ticks = [1, 2, 10, 100, 1000, 10000, 100000]
+    figure.update_layout(
+        title="Latency by percentile (corrected = from the intended send time)",
+        xaxis={
+            "type": "log",
+            "title": "percentile",
+            "tickvals": ticks,
+            "ticktext": ["0%", "50%", "90%", "99%", "99.9%", "99.99%", "99.999%"],
+        },
+        yaxis={"title": "latency (ms)", "rangemode": "tozero"},
+        legend={"orientation": "h", "y": -0.25},
+    )
+    return figure
+
+
+def load_timeseries_figure(entries: Iterable[Mapping[str, Any]]) -> Any:
+    """Throughput (responses/s) and corrected p99 per second, one colour per run."""
+    import plotly.graph_objects as go  # noqa: PLC0415
+    from plotly.subplots import make_subplots  # noqa: PLC0415
+
+    figure = make_subplots(
+        rows=2, cols=1, shared_xaxes=True, subplot_titles=("throughput", "p99 latency")
+    )
+    for index, entry in enumerate(entries):
+        colour = _LOAD_COLOURS[index % len(_LOAD_COLOURS)]
+        series = entry.get("timeseries", [])
+        seconds = [row["second"] for row in series]
+        label = _load_label(entry)
+        figure.add_trace(
+            go.Scatter(
+                x=seconds,
+                y=[row["responses"] for row in series],
+                name=label,
+                line={"color": colour},
+                legendgroup=label,
+            ),
+            row=1,
+            col=1,
+        )
+        figure.add_trace(
+            go.Scatter(
+                x=seconds,
+                y=[row["p99_ms"] for row in series],
+                name=f"{label} p99",
+                line={"color": colour},
+                legendgroup=label,
+                showlegend=False,
+            ),
+            row=2,
+            col=1,
+        )
+    figure.update_yaxes(title_text="responses / s", row=1, col=1, rangemode="tozero")
+    figure.update_yaxes(title_text="ms", row=2, col=1, rangemode="tozero")
+    figure.update_xaxes(title_text="second of the measured run", row=2, col=1)
+    figure.update_layout(title="Throughput and p99 over time", legend={"orientation": "h"})
+    return figure
+
+
+def load_errors_figure(entries: Iterable[Mapping[str, Any]]) -> Any:
+    """Failed requests per second (no response, 4xx, 5xx), one colour per run."""
+    import plotly.graph_objects as go  # noqa: PLC0415
+
+    figure = go.Figure()
+    for index, entry in enumerate(entries):
+        series = entry.get("timeseries", [])
+        figure.add_bar(
+            x=[row["second"] for row in series],
+            y=[row["errors"] for row in series],
+            name=f"{_load_label(entry)} ({sum(row['errors'] for row in series)} errors)",
+            marker_color=_LOAD_COLOURS[index % len(_LOAD_COLOURS)],
+        )
+    figure.update_layout(
+        title="Errors over time",
+        barmode="group",
+        xaxis={"title": "second of the measured run"},
+        yaxis={"title": "errors / s", "rangemode": "tozero"},
+    )
+    return figure
+
+
+def load_targets_figure(verdicts: Iterable[Mapping[str, Any]]) -> Any:
+    """Measured as a share of each target's bound (100% = the limit), coloured by verdict."""
+    import plotly.graph_objects as go  # noqa: PLC0415
+
+    colours = {"pass": "#2a8f2a", "fail": "#c0392b"}
+    rows = [v for v in verdicts if v.get("value") is not None and v.get("limit")]
+    labels = [f"{v['scenario']} @ {float(v['rate']):.0f}/s · {v['target']}" for v in rows]
+    shares = [100 * float(v["value"]) / float(v["limit"]) for v in rows]
+    figure = go.Figure(
+        go.Bar(
+            x=shares,
+            y=labels,
+            orientation="h",
+            marker_color=[colours.get(str(v["status"]), "#999999") for v in rows],
+            customdata=[[v["measured"], v["expected"], v["status"]] for v in rows],
+            hovertemplate="%{customdata[0]} (target %{customdata[1]}): %{customdata[2]}"
+            "<extra></extra>",
+        )
+    )
+    figure.add_vline(x=100, line_dash="dash", annotation_text="target bound")
+    figure.update_layout(
+        title="Measured vs target (share of the bound; for hit ratio, above 100% is good)",
+        xaxis={"title": "% of the target's bound", "type": "log"},
+        height=max(300, 28 * len(rows) + 120),
+        margin={"l": 360},
+    )
+    return figure
+
+
+def load_verdict_figure(verdicts: Iterable[Mapping[str, Any]]) -> Any:
+    """The verdict table (target, expected, measured, verdict) as a figure for the report."""
+    import plotly.graph_objects as go  # noqa: PLC0415
+
+    rows = list(verdicts)
+    fills = [_COLOURS.get(str(v["status"]).split(" ")[0], "#eeeeee") for v in rows]
+    columns = [
+        [str(v["scenario"]) for v in rows],
+        [f"{float(v['rate']):.0f}" for v in rows],
+        [str(v["target"]) for v in rows],
+        [str(v["expected"]) for v in rows],
+        [str(v["measured"]) for v in rows],
+        [str(v["status"]) for v in rows],
+    ]
+    figure = go.Figure(
+        go.Table(
+            header={"values": ["scenario", "rate /s", "target", "expected", "measured", "verdict"]},
+            cells={"values": columns, "fill_color": [fills] * len(columns), "align": "left"},
+        )
+    )
+    figure.update_layout(title="ADR targets: verdict", height=max(250, 26 * len(rows) + 120))
+    return figure

@@ -101,45 +101,157 @@ class _Second:
     errors: int = 0
 
 
-class Recorder:
-    """Collects one worker's measurements; ``merge`` adds another worker's wire form."""
+def _index(value: int, half: int) -> int:
+    """HdrHistogram's counts index of ``value`` (unit 1) for a sub-bucket half-count magnitude.
+
+    The same arithmetic as ``HdrHistogram._counts_index_for``, in a few integer operations:
+    the package's own ``record_value`` costs ~1.5 µs, too much four times per request.
+    """
+    shift = value.bit_length() - half - 1
+    if shift <= 0:
+        return value
+    return ((shift + 1) << half) + (value >> shift) - (1 << half)
+
+
+class _Counts:
+    """Plain-list counts with HdrHistogram's bucket layout; ``drain`` moves them into one."""
+
+    __slots__ = ("counts", "digits", "half")
+
+    def __init__(self, digits: int) -> None:
+        template = latency_histogram(digits)
+        self.digits = digits
+        self.half: int = template.sub_bucket_half_count_magnitude
+        # Recorder.response inlines the index arithmetic for these two layouts.
+        assert self.half == {2: 7, 3: 10}[digits]
+        self.counts = [0] * template.counts_len
+
+    def drain(self, histogram: HdrHistogram) -> None:
+        half = self.half
+        counts = self.counts
+        for index, count in enumerate(counts):
+            if count:
+                bucket = (index >> half) - 1
+                sub_bucket = (index & ((1 << half) - 1)) + (1 << half)
+                if bucket < 0:
+                    bucket, sub_bucket = 0, sub_bucket - (1 << half)
+                histogram.record_value(sub_bucket << bucket, count)
+                counts[index] = 0
+
+
+class _FastOperation:
+    __slots__ = ("corrected", "errors", "lag", "status_codes", "uncorrected")
 
     def __init__(self) -> None:
-        self.operations: dict[str, OperationStats] = {}
-        self.seconds: dict[int, _Second] = {}
+        self.corrected = _Counts(3)
+        self.uncorrected = _Counts(3)
+        self.lag = _Counts(3)
+        self.status_codes: Counter[int] = Counter()
+        self.errors: Counter[str] = Counter()
 
-    def _operation(self, name: str) -> OperationStats:
-        stats = self.operations.get(name)
-        if stats is None:
-            stats = self.operations[name] = OperationStats()
+
+class Recorder:
+    """Collects one worker's measurements; ``merge`` adds another worker's wire form.
+
+    The hot path (``response``, ``error``) counts into plain lists; every reader
+    (``operations``, ``seconds``, ``to_wire`` ...) first moves those counts into
+    the HdrHistograms, so readers always see everything recorded.
+    """
+
+    def __init__(self) -> None:
+        self._operations: dict[str, OperationStats] = {}
+        self._seconds: dict[int, _Second] = {}
+        self._fast: dict[str, _FastOperation] = {}
+        self._fast_seconds: dict[int, list[Any]] = {}  # second -> [_Counts, errors]
+
+    def _fast_operation(self, name: str) -> _FastOperation:
+        stats = self._fast[name] = _FastOperation()
         return stats
 
-    def _second(self, second: int) -> _Second:
-        bucket = self.seconds.get(second)
-        if bucket is None:
-            bucket = self.seconds[second] = _Second()
+    def _fast_second(self, second: int) -> list[Any]:
+        bucket = self._fast_seconds[second] = [_Counts(2), 0]
         return bucket
 
     def response(
-        self, operation: str, status: int, corrected_us: int, uncorrected_us: int,
-        lag_us: int, second: int,
-    ) -> None:  # fmt: skip
-        """Record one HTTP response (the hot path: keep it lean)."""
-        stats = self._operation(operation)
-        corrected = _clamp(corrected_us)
-        stats.corrected.record_value(corrected)
-        stats.uncorrected.record_value(_clamp(uncorrected_us))
-        stats.lag.record_value(_clamp(lag_us))
+        self,
+        operation: str,
+        status: int,
+        corrected_us: int,
+        uncorrected_us: int,
+        lag_us: int,
+        second: int,
+    ) -> None:
+        """Record one HTTP response (the hot path: ``_index`` inlined, ~4x cheaper)."""
+        stats = self._fast.get(operation) or self._fast_operation(operation)
+        value = corrected_us if 0 < corrected_us < HIGHEST_US else _clamp(corrected_us)
+        shift = value.bit_length() - 11
+        stats.corrected.counts[
+            value if shift <= 0 else ((shift + 1) << 10) + (value >> shift) - 1024
+        ] += 1
+        bucket = self._fast_seconds.get(second) or self._fast_second(second)
+        shift = value.bit_length() - 8
+        bucket[0].counts[value if shift <= 0 else ((shift + 1) << 7) + (value >> shift) - 128] += 1
+        value = uncorrected_us if 0 < uncorrected_us < HIGHEST_US else _clamp(uncorrected_us)
+        shift = value.bit_length() - 11
+        stats.uncorrected.counts[
+            value if shift <= 0 else ((shift + 1) << 10) + (value >> shift) - 1024
+        ] += 1
+        value = lag_us if 0 < lag_us < HIGHEST_US else _clamp(lag_us)
+        shift = value.bit_length() - 11
+        stats.lag.counts[
+            value if shift <= 0 else ((shift + 1) << 10) + (value >> shift) - 1024
+        ] += 1
         stats.status_codes[status] += 1
-        bucket = self._second(second)
-        bucket.histogram.record_value(corrected)
         if status >= 400:
-            bucket.errors += 1
+            bucket[1] += 1
 
-    def error(self, operation: str, category: str, second: int) -> None:
-        """Record a request that got no response, by category."""
-        self._operation(operation).errors[category] += 1
-        self._second(second).errors += 1
+    def error(self, operation: str, category: str, lag_us: int, second: int) -> None:
+        """Record a request that got no response, by category (its lag still counts)."""
+        stats = self._fast.get(operation) or self._fast_operation(operation)
+        stats.errors[category] += 1
+        stats.lag.counts[_index(_clamp(lag_us), 10)] += 1
+        bucket = self._fast_seconds.get(second) or self._fast_second(second)
+        bucket[1] += 1
+
+    def flush(self) -> None:
+        """Move the hot path's counts into the HdrHistograms."""
+        for name, fast in self._fast.items():
+            stats = self._operation(name)
+            fast.corrected.drain(stats.corrected)
+            fast.uncorrected.drain(stats.uncorrected)
+            fast.lag.drain(stats.lag)
+            stats.status_codes.update(fast.status_codes)
+            stats.errors.update(fast.errors)
+        self._fast.clear()
+        for second, (counts, errors) in self._fast_seconds.items():
+            bucket = self._second(second)
+            counts.drain(bucket.histogram)
+            bucket.errors += errors
+        self._fast_seconds.clear()
+
+    @property
+    def operations(self) -> dict[str, OperationStats]:
+        """Per-operation histograms and counts."""
+        self.flush()
+        return self._operations
+
+    @property
+    def seconds(self) -> dict[int, _Second]:
+        """Per-completion-second histogram (2 digits) and error count."""
+        self.flush()
+        return self._seconds
+
+    def _operation(self, name: str) -> OperationStats:
+        stats = self._operations.get(name)
+        if stats is None:
+            stats = self._operations[name] = OperationStats()
+        return stats
+
+    def _second(self, second: int) -> _Second:
+        bucket = self._seconds.get(second)
+        if bucket is None:
+            bucket = self._seconds[second] = _Second()
+        return bucket
 
     def to_wire(self) -> dict[str, Any]:
         """A picklable, JSON-ready form (histograms base64-encoded)."""
@@ -155,7 +267,10 @@ class Recorder:
                 for name, stats in self.operations.items()
             },
             "seconds": {
-                str(second): {"histogram": bucket.histogram.encode().decode(), "errors": bucket.errors}
+                str(second): {
+                    "histogram": bucket.histogram.encode().decode(),
+                    "errors": bucket.errors,
+                }
                 for second, bucket in self.seconds.items()
             },
         }

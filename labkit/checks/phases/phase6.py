@@ -1,0 +1,240 @@
+"""Phase 6 checks: load testing set-up (6.1) and performance measurement (6.2).
+
+6.1.1 runs the engine briefly against the lab's health endpoint. The others
+judge what the scenarios last measured (notebook 06, or ``labkit bench
+--params FILE --scenario S``), saved per lab by ``labkit.load.store``: a check
+never hides minutes of load. No saved result is a fail that says how to get one.
+6.2.5 (Istio overhead) needs a cluster; the framework skips it on the sandbox.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from labkit.checks.base import Context, Outcome, implements
+from labkit.load import Fixed, Schedule, resolve_target, run_load
+from labkit.load.scenarios import SCENARIOS
+from labkit.load.store import load_saved, store_dir
+
+__all__: list[str] = []
+
+_HOW = "run notebook 06 or `labkit bench --params FILE --scenario {scenario}`"
+_ADR_TARGETS = (
+    "redirect P99 (cache hit)",
+    "cache-hit ratio",
+    "Redis latency P99 (client probe)",
+    "PostgreSQL write P99 (probe)",
+)
+_KEPT_RATE = 0.95  # achieved / target at or above which a step "sustained" its rate
+
+
+def _saved(context: Context) -> dict[str, list[dict[str, Any]]]:
+    saved: dict[str, list[dict[str, Any]]] = context.resource(
+        "load-saved", lambda: load_saved(context.lab)
+    )
+    return saved
+
+
+def _missing(scenario: str, context: Context) -> Outcome:
+    return Outcome.judge(
+        False,
+        f"saved results of {scenario}",
+        f"none in {store_dir(context.lab)}; {_HOW.format(scenario=scenario)}",
+        subject=scenario,
+    )
+
+
+@implements("6.1.1")
+def tool_works(context: Context) -> Outcome:
+    """The engine sends 2 s of open-loop load to /rest/health and every request is answered."""
+    lab = context.lab
+    target = resolve_target(lab.shlink.base_url.rstrip("/") + "/rest/health", lab.allow_list)
+    result = run_load(
+        target, Fixed(target.host_header, target.path), Schedule.constant(50, 2), connections=4
+    )
+    data = result.to_dict()
+    ok = data["responses"] == data["requests"] == 100 and data["status_codes"] == {"200": 100}
+    return Outcome.judge(
+        ok,
+        "100 of 100 requests answered 200 at 50/s",
+        f"{data['responses']} of {data['requests']} answered, status {data['status_codes']}, "
+        f"errors {data['errors']}, corrected p99 {data['latency_ms']['corrected']['p99']} ms, "
+        f"loop {data['generator']['loop']}",
+        result.summary(),
+    )
+
+
+@implements("6.1.2")
+def scenarios_exist(context: Context) -> Outcome:
+    """The four roadmap scenarios are defined."""
+    wanted = {"create", "redirect-hit", "redirect-miss", "mixed"}
+    return Outcome.judge(
+        wanted <= set(SCENARIOS),
+        ", ".join(sorted(wanted)),
+        ", ".join(SCENARIOS),
+        "\n".join(f"{name}: {text}" for name, text in SCENARIOS.items()),
+    )
+
+
+@implements("6.1.3")
+def baseline_recorded(context: Context) -> Outcome:
+    """A low-rate redirect baseline was measured and saved."""
+    entries = _saved(context).get("baseline")
+    if not entries:
+        return Outcome.judge(
+            False, "a saved baseline", f"none in {store_dir(context.lab)}; run notebook 06"
+        )
+    entry = entries[0]
+    latency = entry["latency_ms"]["corrected"]
+    return Outcome.judge(
+        entry["responses"] > 0 and entry["error_rate"] == 0,
+        "a baseline with answers and no errors",
+        f"{entry['target_rps']}/s: p50 {latency['p50']} ms, p99 {latency['p99']} ms, "
+        f"error rate {entry['error_rate']:.2%} ({entry['started_at']})",
+    )
+
+
+@implements("6.1.4")
+def sustained_load(context: Context) -> list[Outcome]:
+    """For each rate of the ladder, some scenario kept it with the generator not the limit."""
+    saved = _saved(context)
+    steps = [entry for name in SCENARIOS for entry in saved.get(name, [])]
+    outcomes = []
+    for rate in context.lab.targets.rate_steps:
+        at_rate = [entry for entry in steps if round(entry["target_rps"]) == rate]
+        kept = [
+            entry
+            for entry in at_rate
+            if entry["achieved_rps"] >= _KEPT_RATE * rate and not entry["generator_limited"]
+        ]
+        seen = "; ".join(
+            f"{e['scenario']}: {e['achieved_rps']:.0f}/s" + _limit(e, rate) for e in at_rate
+        )
+        outcomes.append(
+            Outcome.judge(
+                bool(kept),
+                f">= {_KEPT_RATE:.0%} of {rate}/s, generator not the limit",
+                seen or f"no step at {rate}/s saved; {_HOW.format(scenario='redirect-hit')}",
+                subject=f"{rate}/s",
+            )
+        )
+    return outcomes
+
+
+def _limit(entry: dict[str, Any], rate: int) -> str:
+    if entry["generator_limited"]:
+        return " (generator-limited)"
+    if entry["achieved_rps"] < _KEPT_RATE * rate:
+        return " (the lab's limit; the generator kept up)"
+    return ""
+
+
+@implements("6.2.1")
+def metrics_collected(context: Context) -> list[Outcome]:
+    """Each scenario has latency percentiles, throughput, error rate and server figures."""
+    saved = _saved(context)
+    outcomes = []
+    for scenario in SCENARIOS:
+        entries = saved.get(scenario)
+        if not entries:
+            outcomes.append(_missing(scenario, context))
+            continue
+        complete = all(
+            entry["responses"] > 0 and entry.get("server", {}).get("processes") for entry in entries
+        )
+        seen = "; ".join(
+            f"{e['target_rps']:.0f}/s: {e['achieved_rps']:.0f}/s achieved, p50/p95/p99 "
+            f"{e['latency_ms']['corrected']['p50']}/{e['latency_ms']['corrected']['p95']}/"
+            f"{e['latency_ms']['corrected']['p99']} ms, errors {e['error_rate']:.2%}"
+            for e in entries
+        )
+        outcomes.append(
+            Outcome.judge(
+                complete,
+                "latency, throughput, error rate and CPU/memory per component",
+                seen,
+                subject=scenario,
+            )
+        )
+    return outcomes
+
+
+def _verdicts(context: Context) -> list[dict[str, Any]]:
+    saved = _saved(context)
+    rows: list[dict[str, Any]] = []
+    for scenario in SCENARIOS:
+        entries = saved.get(scenario) or []
+        if entries:
+            rows += entries[0].get("verdicts", [])
+    return rows
+
+
+@implements("6.2.2")
+def targets_met_or_gaps(context: Context) -> Outcome:
+    """Every ADR target has a measured verdict: met, or a gap written down with its number."""
+    rows = _verdicts(context)
+    measured = {row["target"] for row in rows if row["measured"] != "not measured"}
+    unmeasured = [target for target in _ADR_TARGETS if target not in measured]
+    gaps = [
+        f"{row['scenario']}@{row['rate']:.0f}: {row['target']} {row['measured']} "
+        f"(target {row['expected']})"
+        for row in rows
+        if row["status"] == "fail"
+    ]
+    observed = "every ADR target measured"
+    if unmeasured:
+        observed = f"not measured: {', '.join(unmeasured)}"
+    observed += f"; gaps: {'; '.join(gaps) if gaps else 'none, all met'}"
+    return Outcome.judge(not unmeasured, "each ADR target measured (met or gap)", observed)
+
+
+@implements("6.2.3")
+def cache_hit_ratio(context: Context) -> Outcome:
+    """The redirect cache's hit ratio under the cache-hit scenario is above the target."""
+    entries = _saved(context).get("redirect-hit")
+    if not entries:
+        return _missing("redirect-hit", context)
+    wanted = context.lab.targets.cache_hit_ratio
+    ratios = [entry.get("server", {}).get("redis", {}).get("hit_ratio") for entry in entries]
+    known = [ratio for ratio in ratios if ratio is not None]
+    return Outcome.judge(
+        bool(known) and min(known) > wanted,
+        f"> {wanted:.0%} at every step",
+        ", ".join(
+            f"{e['target_rps']:.0f}/s: {r if r is not None else 'not measured'}"
+            for e, r in zip(entries, ratios, strict=True)
+        ),
+    )
+
+
+@implements("6.2.4")
+def bottlenecks(context: Context) -> list[Outcome]:
+    """At each scenario's highest step: the busiest component, and whether the client limited."""
+    saved = _saved(context)
+    outcomes = []
+    for scenario in SCENARIOS:
+        entries = saved.get(scenario)
+        if not entries:
+            outcomes.append(_missing(scenario, context))
+            continue
+        top = max(entries, key=lambda entry: entry["target_rps"])
+        processes = top.get("server", {}).get("processes", [])
+        busiest = ", ".join(
+            f"{row['component']} {row['cpu_cores']:.2f} cores / {row['memory_mb']} MB"
+            for row in processes[:3]
+        )
+        client = top["generator"]["cpu_cores"]
+        limited = (
+            f"; generator-limited: {top['generator_reason']}" if top["generator_limited"] else ""
+        )
+        outcomes.append(
+            Outcome.judge(
+                bool(processes),
+                "CPU and memory per component at the highest step",
+                f"{top['target_rps']:.0f}/s: {busiest or 'no process figures'}; "
+                f"load generator {client} cores on {top['generator']['cores']} "
+                f"(load average {top['generator']['load_avg_1m']}){limited}",
+                subject=scenario,
+            )
+        )
+    return outcomes

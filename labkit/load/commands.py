@@ -1,0 +1,107 @@
+"""``labkit bench``: open-loop load on any allowed HTTP URL (like wrk2), or a lab scenario."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from labkit.errors import ConfigError
+
+__all__ = ["register"]
+
+
+def _write_json(path: str, entries: list[dict[str, Any]], lab: str) -> None:
+    from labkit.results import write_results  # noqa: PLC0415
+
+    write_results(Path(path), lab=lab, checks=[], load=entries)
+    print(f"results written to {path}")
+
+
+def _bench_url(arguments: argparse.Namespace) -> int:
+    from labkit.load import LOOPBACK, Fixed, Schedule, resolve_target, run_load  # noqa: PLC0415
+    from labkit.params import load_lab  # noqa: PLC0415
+
+    lab = load_lab(*arguments.params) if arguments.params else None
+    allow_list = lab.allow_list if lab is not None else LOOPBACK
+    target = resolve_target(arguments.url, allow_list)  # refused here, before any request
+    result = run_load(
+        target,
+        Fixed(target.host_header, target.path),
+        Schedule.constant(arguments.rate, arguments.duration, arguments.warmup),
+        processes=arguments.processes,
+        connections=arguments.connections,
+        read_timeout_s=arguments.timeout,
+    )
+    print(result.summary())
+    if arguments.json:
+        _write_json(arguments.json, [result.to_dict()], lab.name if lab else "adhoc")
+    return 0 if result.recorder.responses else 1  # not one answer: the target is down
+
+
+def _bench_scenario(arguments: argparse.Namespace) -> int:
+    from labkit.load.scenarios import SCENARIOS, run_scenario  # noqa: PLC0415
+    from labkit.load.store import save  # noqa: PLC0415
+    from labkit.params import load_lab  # noqa: PLC0415
+
+    if arguments.scenario not in SCENARIOS:
+        raise ConfigError(
+            f"unknown scenario {arguments.scenario!r}; choose one of {', '.join(SCENARIOS)}"
+        )
+    lab = load_lab(*arguments.params)
+    rates = [arguments.rate] if arguments.rate else None
+    outcome = run_scenario(
+        lab,
+        arguments.scenario,
+        rates=rates,
+        duration_s=arguments.duration,
+        warmup_s=arguments.warmup,
+        processes=arguments.processes,
+        connections=arguments.connections,
+        progress=print,
+    )
+    for step in outcome.steps:
+        print(step.summary())
+    print(outcome.verdict_text())
+    print(f"saved for the phase-6 checks: {save(lab, arguments.scenario, outcome.to_dicts())}")
+    if arguments.json:
+        _write_json(arguments.json, outcome.to_dicts(), lab.name)
+    return 0
+
+
+def _bench(arguments: argparse.Namespace) -> int:
+    if arguments.scenario:
+        if arguments.url:
+            raise ConfigError("give either a URL or --scenario, not both")
+        if not arguments.params:
+            raise ConfigError("--scenario needs --params FILE (the lab to run it against)")
+        return _bench_scenario(arguments)
+    if not arguments.url:
+        raise ConfigError(
+            "give a URL (labkit bench http://127.0.0.1:8080/ --rate 1000 ...) "
+            "or --params FILE --scenario NAME"
+        )
+    if not arguments.rate:
+        raise ConfigError("--rate R is required with a URL (requests per second, like wrk2 -R)")
+    return _bench_url(arguments)
+
+
+def register(subparsers: Any) -> None:
+    """Add ``bench`` to the ``labkit`` command line."""
+    bench = subparsers.add_parser(
+        "bench",
+        help="open-loop load on a URL or a lab scenario (latency from the intended send time)",
+    )
+    bench.add_argument("url", nargs="?", help="http:// URL inside the allow-list")
+    bench.add_argument("--rate", type=float, metavar="R", help="requests per second (total)")
+    bench.add_argument("--duration", type=float, default=10.0, metavar="D", help="seconds")
+    bench.add_argument("--warmup", type=float, default=0.0, metavar="W", help="unmeasured seconds")
+    bench.add_argument("--connections", type=int, default=64, metavar="C")
+    bench.add_argument("--processes", type=int, default=1, metavar="P")
+    bench.add_argument("--timeout", type=float, default=10.0, metavar="S", help="read timeout")
+    bench.add_argument(
+        "--params", action="append", metavar="FILE", help="lab params (allow-list, scenarios)"
+    )
+    bench.add_argument("--scenario", metavar="S", help="create, redirect-hit, redirect-miss, mixed")
+    bench.add_argument("--json", metavar="FILE", help="write the result in the results.json schema")
+    bench.set_defaults(handler=_bench)

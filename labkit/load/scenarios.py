@@ -1,0 +1,278 @@
+"""The roadmap's four load scenarios against the lab's Shlink, each as a ladder of rates.
+
+1. ``create``: ``POST /rest/v3/short-urls`` with unique long URLs (write-heavy);
+2. ``redirect-hit``: ``GET /{code}`` over a small warm set (the redirect cache serves it);
+3. ``redirect-miss``: ``GET /{code}`` over a cold set whose cache keys are deleted before
+   and, every ``flush_every_s``, during the run (so the cache keeps missing at any rate);
+4. ``mixed``: 100 redirects (warm set) to 1 create.
+
+Setup (seeding, warming, flushing) goes through ``ShlinkClient`` and Redis, never the
+engine. Each rate step runs with a short warm-up (sent, not measured) and a
+``ServerWatch`` beside it; the ladder stops early once a step is hopeless.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from contextlib import nullcontext, suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from labkit.errors import ConfigError
+from labkit.load.engine import run_load
+from labkit.load.result import LoadResult
+from labkit.load.schedule import Schedule
+from labkit.load.server_stats import ServerWatch, redis_master
+from labkit.load.target import Target, resolve_target
+from labkit.load.verdict import Verdict, judge
+from labkit.load.workload import Creates, Mixed, Redirects, Workload
+from labkit.params import Lab
+from labkit.secrets import SecretRef, resolve
+
+__all__ = ["SCENARIOS", "ScenarioOutcome", "StepOutcome", "run_scenario"]
+
+SCENARIOS = {
+    "create": "URL creation through the REST API (write-heavy)",
+    "redirect-hit": "redirect, cache hit (warm set of codes)",
+    "redirect-miss": "redirect, cache miss (cold codes, cache keys deleted)",
+    "mixed": "mixed 100:1 read:write",
+}
+ROADMAP_IDS = ["6.1.2", "6.1.4", "6.2.1", "6.2.2", "6.2.3", "6.2.4"]
+_HOT_CODES = 100
+_COLD_CODES = 1000
+_CACHE_PREFIX = "shlink:redirect:"  # the sandbox service's cache keys (cache.py)
+_HOPELESS_ERROR_RATE = 0.5
+_SATURATED_SHARE = 0.8  # below this share of the step's rate answered, the lab is saturated
+
+
+@dataclass
+class StepOutcome:
+    """One rate step: the engine's result and the server-side figures beside it."""
+
+    result: LoadResult
+    server: dict[str, Any]
+
+    def summary(self) -> str:
+        """The engine's text summary plus the server-side headline figures."""
+        redis_figures = self.server.get("redis", {})
+        postgres = self.server.get("postgres", {}).get("probe_ms", {})
+        probe = redis_figures.get("probe_us", {})
+        lines = [self.result.summary()]
+        lines.append(
+            f"  server: cache hit ratio {redis_figures.get('hit_ratio')}, redis probe p99 "
+            f"{probe.get('p99', 0)} µs, postgres write p99 {postgres.get('p99', 0)} ms"
+        )
+        for row in self.server.get("processes", [])[:4]:
+            lines.append(
+                f"    {row['component']:<24} {row['cpu_cores']:.2f} cores  {row['memory_mb']} MB"
+            )
+        for source, problem in self.server.get("problems", {}).items():
+            lines.append(f"    ({source}: {problem})")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The results.json ``load`` entry with a ``server`` section."""
+        return {**self.result.to_dict(), "server": self.server}
+
+
+@dataclass
+class ScenarioOutcome:
+    """Every step of one scenario's ladder, and the verdict against the ADR targets."""
+
+    scenario: str
+    steps: list[StepOutcome] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+    stopped: str = ""  # why the ladder stopped early, if it did
+
+    @property
+    def highest_good_rate(self) -> float | None:
+        """Highest step whose targets held and whose generator kept up (None: none did)."""
+        good = [
+            step.result.target_rps
+            for step in self.steps
+            if not step.result.generator_limited
+            and all(v.ok is not False for v in self.verdicts if v.rate == step.result.target_rps)
+        ]
+        return max(good) if good else None
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        """One results.json ``load`` entry per step, each carrying the scenario's verdicts."""
+        verdicts = [verdict.to_dict() for verdict in self.verdicts]
+        return [
+            {
+                **step.to_dict(),
+                "verdicts": verdicts,
+                "highest_good_rps": self.highest_good_rate,
+                "stopped": self.stopped,
+            }
+            for step in self.steps
+        ]
+
+    def verdict_text(self) -> str:
+        """Target / measured / verdict, one line each, and the highest good step."""
+        lines = [f"{self.scenario}: verdict against the ADR targets"]
+        for verdict in self.verdicts:
+            lines.append(
+                f"  {verdict.rate:>8.0f}/s  {verdict.target:<34} {verdict.expected:<16} "
+                f"{verdict.measured:<22} {verdict.status}"
+            )
+        good = self.highest_good_rate
+        lines.append(
+            f"  highest step with targets held and generator not the limit: "
+            f"{f'{good:.0f}/s' if good is not None else 'none'}"
+        )
+        if self.stopped:
+            lines.append(f"  ladder stopped early: {self.stopped}")
+        return "\n".join(lines)
+
+
+def _client(lab: Lab) -> Any:
+    from labkit.shlink import ShlinkClient  # noqa: PLC0415 - httpx only for setup
+
+    return ShlinkClient.from_lab(lab)
+
+
+def _seed(lab: Lab, prefix: str, count: int, progress: Callable[[str], None]) -> tuple[str, ...]:
+    """``count`` short codes for long URLs ``.../prefix/i`` (find-if-exists: idempotent)."""
+    progress(f"seeding {count} short URLs ({prefix}) through the REST API")
+    codes = []
+    with _client(lab) as client:
+        client.health()
+        for index in range(count):
+            created = client.create(
+                f"https://example.com/labkit-load/{prefix}/{index}",
+                find_if_exists=True,
+                tags=["labkit-load"],
+            )
+            codes.append(str(created["shortCode"]))
+    return tuple(codes)
+
+
+def _warm(lab: Lab, codes: tuple[str, ...]) -> None:
+    with _client(lab) as client:
+        for code in codes:
+            client.resolve(code)
+
+
+def _forget(lab: Lab, codes: tuple[str, ...]) -> None:
+    with suppress(redis.RedisError, OSError), redis_master(lab) as client:
+        client.delete(*[f"{_CACHE_PREFIX}{code}" for code in codes])
+
+
+class _Flusher:
+    """Deletes the cold codes' cache keys every ``every_s`` while a miss step runs."""
+
+    def __init__(self, lab: Lab, codes: tuple[str, ...], every_s: float) -> None:
+        self.lab, self.codes, self.every_s = lab, codes, every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="cache-flusher")
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            _forget(self.lab, self.codes)
+
+    def __enter__(self) -> _Flusher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def _api_key(lab: Lab) -> str:
+    ref = lab.shlink.api_key
+    ref = SecretRef(file=lab.path(ref.file)) if ref.file is not None else ref
+    return resolve(ref).reveal()  # resolve() registers it for masking everywhere
+
+
+def _workload(
+    lab: Lab, scenario: str, target: Target, cold_codes: int, progress: Callable[[str], None]
+) -> tuple[Workload, tuple[str, ...]]:
+    host = target.host_header
+    run_tag = uuid.uuid4().hex[:12]
+    if scenario == "create":
+        return Creates(host, run_tag, _api_key(lab)), ()
+    if scenario == "redirect-miss":
+        cold = _seed(lab, "cold", cold_codes, progress)
+        return Redirects(host, cold), cold
+    hot = _seed(lab, "hot", _HOT_CODES, progress)
+    progress(f"warming the redirect cache with {len(hot)} codes")
+    _warm(lab, hot)
+    if scenario == "redirect-hit":
+        return Redirects(host, hot), ()
+    return Mixed(Redirects(host, hot), Creates(host, run_tag, _api_key(lab))), ()
+
+
+def run_scenario(
+    lab: Lab,
+    scenario: str,
+    *,
+    rates: list[float] | None = None,
+    duration_s: float | None = None,
+    warmup_s: float | None = None,
+    processes: int = 1,
+    connections: int = 64,
+    flush_every_s: float = 0.2,
+    cold_codes: int = _COLD_CODES,
+    progress: Callable[[str], None] = print,
+) -> ScenarioOutcome:
+    """Run ``scenario`` at each rate of the ladder (default: the lab's ``targets.rate_steps``)."""
+    if scenario not in SCENARIOS:
+        raise ConfigError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
+    targets = lab.targets
+    target = resolve_target(lab.shlink.base_url, lab.allow_list)  # refused before any request
+    rates = rates or [float(rate) for rate in targets.rate_steps]
+    duration = duration_s if duration_s is not None else targets.step_duration_s
+    warmup = warmup_s if warmup_s is not None else targets.warmup_s
+    workload, cold = _workload(lab, scenario, target, cold_codes, progress)
+    outcome = ScenarioOutcome(scenario)
+    for rate in rates:
+        progress(f"{scenario}: {rate:.0f} req/s for {duration:g}s after {warmup:g}s warm-up")
+        if cold:
+            _forget(lab, cold)
+        with (
+            ServerWatch(lab) as watch,
+            _Flusher(lab, cold, flush_every_s) if cold else nullcontext(),
+        ):
+            result = run_load(
+                target,
+                workload,
+                Schedule.constant(rate, duration, warmup),
+                name=f"{scenario}@{rate:.0f}",
+                processes=processes,
+                connections=connections,
+            )
+        result.scenario = scenario
+        result.roadmap_ids = list(ROADMAP_IDS)
+        result.operation_rates = _operation_rates(workload, rate)
+        step = StepOutcome(result, watch.figures)
+        outcome.steps.append(step)
+        outcome.verdicts += judge(lab, scenario, step.to_dict())
+        if result.error_rate > _HOPELESS_ERROR_RATE:
+            outcome.stopped = (
+                f"{result.error_rate:.0%} errors at {rate:.0f}/s; higher steps would only "
+                "measure the failure"
+            )
+            break
+        if result.achieved_rps < _SATURATED_SHARE * rate and not result.generator_limited:
+            outcome.stopped = (
+                f"the lab answered {result.achieved_rps:.0f} of {rate:.0f} req/s (saturated); "
+                "higher steps would only grow the queue"
+            )
+            break
+    return outcome
+
+
+def _operation_rates(workload: Workload, rate: float) -> dict[str, float]:
+    if isinstance(workload, Mixed):
+        cycle = workload.reads + workload.writes
+        return {
+            workload.read.operations[0]: rate * workload.reads / cycle,
+            workload.write.operations[0]: rate * workload.writes / cycle,
+        }
+    return {workload.operations[0]: rate}

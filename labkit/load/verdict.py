@@ -1,0 +1,162 @@
+"""The ADR's targets against what a load step measured: target, expected, measured, verdict.
+
+Targets come from params (``lab.targets``): redirect P99 on cache hit, cache-hit
+ratio, Redis latency, PostgreSQL write P99; plus the roadmap's error rate. A
+measurement taken while the generator was the limit is not judged ("n/a"), and a
+figure that could not be collected says so instead of passing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from labkit.params import Lab
+
+__all__ = ["MAX_ERROR_RATE", "Verdict", "judge"]
+
+MAX_ERROR_RATE = 0.01  # the roadmap asks for the error rate; 1% is where it stops being noise
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One row of the verdict table."""
+
+    scenario: str
+    rate: float
+    target: str
+    expected: str
+    measured: str
+    ok: bool | None  # None: not judged (see note)
+    note: str = ""
+    value: float | None = None  # the measured number, for charts
+    limit: float | None = None  # the target's bound, same unit
+
+    @property
+    def status(self) -> str:
+        """pass, fail, or n/a with the reason."""
+        if self.ok is None:
+            return f"n/a ({self.note})" if self.note else "n/a"
+        return "pass" if self.ok else "fail"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, with ``status``."""
+        return {**asdict(self), "status": self.status}
+
+
+def _latency(step: dict[str, Any], operation: str) -> float | None:
+    entry = step.get("operations", {}).get(operation)
+    if not entry or not entry.get("status_codes"):
+        return None
+    return float(entry["latency_ms"]["corrected"]["p99"])
+
+
+def judge(lab: Lab, scenario: str, step: dict[str, Any]) -> list[Verdict]:
+    """Verdicts for one step (a ``load`` entry with its ``server`` section)."""
+    targets = lab.targets
+    rate = float(step["target_rps"])
+    limited = bool(step.get("generator_limited"))
+    server = step.get("server", {})
+    rows: list[Verdict] = []
+
+    def row(
+        target: str,
+        expected: str,
+        value: float | None,
+        ok: bool,
+        unit: str,
+        limit: float,
+        why_missing: str,
+        judged: bool = True,
+    ) -> None:
+        if value is None:
+            rows.append(
+                Verdict(scenario, rate, target, expected, "not measured", None, why_missing)
+            )
+            return
+        note = "" if judged else "generator-limited: the client, not the lab, set this figure"
+        rows.append(
+            Verdict(
+                scenario,
+                rate,
+                target,
+                expected,
+                f"{value:g} {unit}",
+                ok if judged else None,
+                note,
+                value,
+                limit,
+            )
+        )
+
+    if scenario in {"redirect-hit", "mixed"}:
+        p99 = _latency(step, "redirect")
+        bound = targets.redirect_p99_ms
+        row(
+            "redirect P99 (cache hit)",
+            f"< {bound:g} ms",
+            p99,
+            p99 is not None and p99 < bound,
+            "ms",
+            bound,
+            "no redirect answered",
+            judged=not limited,
+        )
+        ratio = server.get("redis", {}).get("hit_ratio")
+        wanted = targets.cache_hit_ratio
+        row(
+            "cache-hit ratio",
+            f"> {wanted:.0%}",
+            ratio,
+            ratio is not None and ratio > wanted,
+            "",
+            wanted,
+            server.get("problems", {}).get("redis", "no cache lookups seen"),
+        )
+    if scenario == "redirect-miss":
+        ratio = server.get("redis", {}).get("hit_ratio")
+        # Not an ADR target: shows the scenario really missed the cache.
+        row(
+            "cache-hit ratio (miss scenario)",
+            "low (cache bypassed)",
+            ratio,
+            ratio is not None and ratio < 0.5,
+            "",
+            0.5,
+            server.get("problems", {}).get("redis", "no cache lookups seen"),
+        )
+    probe = server.get("redis", {}).get("probe_us", {})
+    low, high = targets.redis_latency_us
+    redis_p99 = probe.get("p99") if probe.get("count") else None
+    row(
+        "Redis latency P99 (client probe)",
+        f"{low:g}-{high:g} µs",
+        redis_p99,
+        redis_p99 is not None and redis_p99 <= high,
+        "µs",
+        high,
+        server.get("problems", {}).get("redis_probe", "no probe sample"),
+    )
+    postgres = server.get("postgres", {}).get("probe_ms", {})
+    pg_low, pg_high = targets.postgres_write_p99_ms
+    pg_p99 = postgres.get("p99") if postgres.get("count") else None
+    row(
+        "PostgreSQL write P99 (probe)",
+        f"{pg_low:g}-{pg_high:g} ms",
+        pg_p99,
+        pg_p99 is not None and pg_p99 <= pg_high,
+        "ms",
+        pg_high,
+        server.get("problems", {}).get("postgres_probe", "no probe sample"),
+    )
+    error_rate = float(step.get("error_rate", 0.0))
+    row(
+        "error rate",
+        f"< {MAX_ERROR_RATE:.0%}",
+        round(error_rate * 100, 3),
+        error_rate < MAX_ERROR_RATE,
+        "%",
+        MAX_ERROR_RATE * 100,
+        "",
+    )
+    return rows

@@ -1,0 +1,154 @@
+"""Phase 6 checks: 6.1.1 against our own loopback server; the rest judge saved results."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from labkit.checks import Status, run_checks
+from labkit.load.store import save
+from labkit.params import Lab, load_lab
+from tests.load.conftest import TestServer
+
+
+@pytest.fixture
+def sandbox_params_lab() -> Lab:
+    """params/local.yaml as a Lab; nothing is started."""
+    return load_lab(Path(__file__).resolve().parents[2] / "params" / "local.yaml")
+
+
+@pytest.fixture
+def http_server() -> Iterator[Callable[..., TestServer]]:
+    """Start tests/load/servers.py processes; each is stopped (by its handle) after the test."""
+    started: list[TestServer] = []
+
+    def start(*arguments: str) -> TestServer:
+        started.append(TestServer(*arguments))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def _lab(lab: Lab, tmp_path: Path, base_url: str | None = None) -> Lab:
+    assert lab.sandbox is not None
+    update: dict[str, Any] = {"sandbox": lab.sandbox.model_copy(update={"state_dir": tmp_path})}
+    if base_url is not None:
+        update["shlink"] = lab.shlink.model_copy(update={"base_url": base_url})
+    return lab.model_copy(update=update)
+
+
+def _statuses(lab: Lab, item: str) -> list[Status]:
+    return [result.status for result in run_checks(lab, ids=[item])]
+
+
+def _entry(
+    scenario: str, rate: float, achieved: float, *, limited: bool = False, hit: float | None = 0.99
+) -> dict[str, Any]:
+    return {
+        "scenario": scenario,
+        "target_rps": rate,
+        "achieved_rps": achieved,
+        "responses": int(achieved),
+        "error_rate": 0.0,
+        "started_at": "2026-01-01T00:00:00+00:00",
+        "generator_limited": limited,
+        "generator_reason": "scheduler lag p99 9 ms > 5 ms" if limited else "",
+        "generator": {"cpu_cores": [0.3], "cores": 2, "load_avg_1m": 0.5},
+        "latency_ms": {"corrected": {"p50": 1.0, "p95": 2.0, "p99": 3.0}},
+        "server": {
+            "redis": {"hit_ratio": hit},
+            "processes": [{"component": "shortener", "cpu_cores": 0.8, "memory_mb": 150.0}],
+        },
+        "verdicts": [
+            {
+                "scenario": scenario,
+                "rate": rate,
+                "target": target,
+                "measured": "1 ms",
+                "expected": "< 10 ms",
+                "status": "pass",
+            }
+            for target in (
+                "redirect P99 (cache hit)",
+                "cache-hit ratio",
+                "Redis latency P99 (client probe)",
+                "PostgreSQL write P99 (probe)",
+            )
+        ],
+    }
+
+
+def test_the_engine_check_passes_against_a_working_endpoint(
+    sandbox_params_lab: Lab, tmp_path: Path, http_server: Callable[..., TestServer]
+) -> None:
+    server = http_server("--status", "200")
+    lab = _lab(sandbox_params_lab, tmp_path, f"http://127.0.0.1:{server.port}")
+    assert _statuses(lab, "6.1.1") == [Status.PASS]
+
+
+def test_the_engine_check_fails_when_nothing_answers(
+    sandbox_params_lab: Lab, tmp_path: Path, http_server: Callable[..., TestServer]
+) -> None:
+    server = http_server()
+    server.stop()
+    lab = _lab(sandbox_params_lab, tmp_path, f"http://127.0.0.1:{server.port}")
+    (result,) = run_checks(lab, ids=["6.1.1"])
+    assert result.status == Status.FAIL
+    assert "connect_refused" in result.observed
+
+
+def test_without_saved_results_the_checks_fail_and_say_how_to_get_them(
+    sandbox_params_lab: Lab, tmp_path: Path
+) -> None:
+    lab = _lab(sandbox_params_lab, tmp_path)
+    results = run_checks(lab, ids=["6.1.2", "6.1.3", "6.1.4", "6.2.1", "6.2.3", "6.2.4", "6.2.5"])
+    by_id = {result.id: result.status for result in results}
+    assert by_id["6.1.2"] == Status.PASS
+    assert by_id["6.2.5"] == Status.SKIP
+    for item in ("6.1.3", "6.1.4", "6.2.1", "6.2.3", "6.2.4"):
+        assert by_id[item] == Status.FAIL, item
+    assert all("notebook 06" in r.observed for r in results if r.status == Status.FAIL)
+
+
+def test_saved_results_pass_and_a_generator_limited_step_does_not_count(
+    sandbox_params_lab: Lab, tmp_path: Path
+) -> None:
+    lab = _lab(sandbox_params_lab, tmp_path)
+    save(lab, "baseline", [_entry("redirect-hit", 10, 10)])
+    for scenario in ("create", "redirect-miss", "mixed"):
+        save(lab, scenario, [_entry(scenario, 1000, 990)])
+    save(
+        lab,
+        "redirect-hit",
+        [
+            _entry("redirect-hit", 1000, 1000),
+            _entry("redirect-hit", 5000, 4990),
+            _entry("redirect-hit", 10000, 9990, limited=True),
+        ],
+    )
+    for item in ("6.1.3", "6.2.1", "6.2.2", "6.2.3", "6.2.4"):
+        assert set(_statuses(lab, item)) == {Status.PASS}, item
+    assert _statuses(lab, "6.1.4") == [Status.PASS, Status.PASS, Status.FAIL]
+
+
+def test_a_low_cache_hit_ratio_fails_6_2_3(sandbox_params_lab: Lab, tmp_path: Path) -> None:
+    lab = _lab(sandbox_params_lab, tmp_path)
+    entry = copy.deepcopy(_entry("redirect-hit", 1000, 1000, hit=0.80))
+    save(lab, "redirect-hit", [entry])
+    assert _statuses(lab, "6.2.3") == [Status.FAIL]
+
+
+def test_an_unmeasured_adr_target_fails_6_2_2(sandbox_params_lab: Lab, tmp_path: Path) -> None:
+    lab = _lab(sandbox_params_lab, tmp_path)
+    entry = _entry("redirect-hit", 1000, 1000)
+    entry["verdicts"][3]["measured"] = "not measured"
+    save(lab, "redirect-hit", [entry])
+    (result,) = run_checks(lab, ids=["6.2.2"])
+    assert result.status == Status.FAIL
+    assert "PostgreSQL write P99" in result.observed

@@ -1,0 +1,71 @@
+"""``labkit bench``: a wrk2-like run on our own server, the JSON schema, refusals."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from labkit.cli import main
+from tests.load.conftest import TestServer
+
+
+def test_bench_prints_a_summary_and_writes_the_load_schema(
+    http_server: Callable[..., TestServer], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = http_server()
+    out = tmp_path / "bench.json"
+    code = main(
+        [
+            "bench",
+            server.url,
+            "--rate",
+            "200",
+            "--duration",
+            "1",
+            "--connections",
+            "4",
+            "--json",
+            str(out),
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "corrected" in printed and "uncorrected" in printed
+    (entry,) = json.loads(out.read_text())["load"]
+    assert entry["requests"] == 200
+    assert entry["status_codes"] == {"302": 200}
+    assert set(entry["latency_ms"]["corrected"]) >= {"p50", "p90", "p95", "p99", "p99_9", "max"}
+
+
+def test_bench_refuses_a_target_outside_the_allow_list(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["bench", "http://10.99.0.9:8080/", "--rate", "10", "--duration", "1"])
+    assert code == 2
+    assert "outside the allow-list" in capsys.readouterr().err
+
+
+def test_bench_exits_1_when_nothing_answers(
+    http_server: Callable[..., TestServer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = http_server()
+    server.stop()
+    assert main(["bench", server.url, "--rate", "20", "--duration", "1"]) == 1
+    assert "connect_refused" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["bench"], "give a URL"),
+        (["bench", "http://127.0.0.1:9/"], "--rate R is required"),
+        (["bench", "--scenario", "mixed"], "--scenario needs --params"),
+        (["bench", "--params", "params/local.yaml", "--scenario", "nope"], "unknown scenario"),
+    ],
+)
+def test_bench_usage_mistakes_say_what_to_do(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err

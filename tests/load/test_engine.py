@@ -1,0 +1,132 @@
+"""The engine against ground truth: our own servers on loopback, known stalls, known counts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from labkit.errors import NotAllowed
+from labkit.load import LOOPBACK, Fixed, Limits, Schedule, resolve_target, run_load
+from tests.load.conftest import TestServer
+
+Start = Callable[..., TestServer]
+
+
+def _bench(url: str, rate: float, duration: float, **options: object):  # type: ignore[no-untyped-def]
+    target = resolve_target(url, LOOPBACK)
+    return run_load(
+        target, Fixed(target.host_header, target.path), Schedule.constant(rate, duration), **options
+    )  # type: ignore[arg-type]
+
+
+def test_corrected_latency_matches_the_stall_and_uncorrected_shows_the_omission(
+    http_server: Start,
+) -> None:
+    # 1000 req/s for 4 s; 1.5 s in, the server freezes for 0.4 s. Requests due during the
+    # freeze wait until it ends: 10% of all requests with latency uniform on (0, D], so
+    # corrected p(q) = D - (1 - q) * L. A closed-loop view sees only the 8 in flight.
+    server = http_server("--stall-at", "1.5", "--stall-for", "0.4")
+    result = _bench(server.url, rate=1000, duration=4, connections=8)
+    start_ns, end_ns = map(int, server.stop().split("STALL ")[1].split()[:2])
+    stall_ms = (end_ns - start_ns) / 1e6
+    corrected = result.latency("corrected")
+    uncorrected = result.latency("uncorrected")
+    assert result.recorder.responses == 4000
+    expected_p99 = stall_ms - 0.01 * 4000
+    expected_p99_9 = stall_ms - 0.001 * 4000
+    # Above the analytic value only by the drain after the stall and scheduler jitter.
+    assert expected_p99 - 3 <= corrected["p99"] <= expected_p99 + 20, corrected
+    assert expected_p99_9 - 3 <= corrected["p99_9"] <= expected_p99_9 + 20, corrected
+    assert stall_ms - 5 <= corrected["max"] <= stall_ms + 30, corrected
+    assert uncorrected["p99"] < expected_p99 / 4, uncorrected  # the omission, visible
+
+
+def test_two_processes_merge_to_exactly_the_sum_of_their_samples(http_server: Start) -> None:
+    server = http_server("--status", "200")
+    result = _bench(server.url, rate=500, duration=2, processes=2, connections=8)
+    assert len(result.workers) == 2
+    per_worker = [
+        sum(
+            sum(int(v) for v in op["status_codes"].values())
+            for op in worker["recorder"]["operations"].values()
+        )
+        for worker in result.workers
+    ]
+    assert per_worker == [500, 500]
+    assert result.recorder.total().get_total_count() == sum(per_worker) == 1000
+    assert result.to_dict()["status_codes"] == {"200": 1000}
+
+
+def test_http_errors_are_counted_by_class(http_server: Start) -> None:
+    server = http_server("--status", "503")
+    data = _bench(server.url, rate=200, duration=1, connections=4).to_dict()
+    assert data["errors"] == {"http_5xx": 200}
+    assert data["error_rate"] == 1.0
+    assert data["status_codes"] == {"503": 200}
+
+
+def test_a_refused_port_is_counted_as_connect_refused(http_server: Start) -> None:
+    server = http_server()
+    url = server.url
+    server.stop()  # nothing listens on that port any more
+    data = _bench(url, rate=100, duration=1, connections=2).to_dict()
+    assert data["errors"] == {"connect_refused": 100}
+    assert data["responses"] == 0
+
+
+def test_a_server_that_never_answers_gives_read_timeouts(http_server: Start) -> None:
+    server = http_server("--hang")
+    data = _bench(server.url, rate=40, duration=1, connections=40, read_timeout_s=0.3).to_dict()
+    assert data["errors"] == {"read_timeout": 40}
+    assert data["responses"] == 0
+
+
+def test_server_closes_between_requests_are_not_errors(http_server: Start) -> None:
+    server = http_server("--status", "200", "--close-every", "7")
+    result = _bench(server.url, rate=300, duration=1, connections=4)
+    data = result.to_dict()
+    assert data["status_codes"] == {"200": 300}
+    assert data["errors"] == {}
+    assert data["generator"]["connects"] > 4  # closed connections were replaced
+
+
+def test_a_run_over_the_generator_limits_is_flagged_with_the_reason(http_server: Start) -> None:
+    server = http_server()
+    result = _bench(
+        server.url,
+        rate=100,
+        duration=1,
+        connections=2,
+        limits=Limits(lag_p99_ms=0.0, cpu_cores=0.0),
+    )
+    assert result.generator_limited
+    assert "scheduler lag p99" in result.generator_reason
+    assert "of a core" in result.generator_reason
+    assert "GENERATOR-LIMITED" in result.summary()
+
+
+def test_a_target_outside_the_allow_list_is_refused_before_any_request() -> None:
+    with pytest.raises(NotAllowed):
+        _bench("http://10.99.0.1:80/", rate=10, duration=1)
+
+
+def test_result_has_the_load_schema(http_server: Start) -> None:
+    server = http_server()
+    data = _bench(server.url, rate=100, duration=1, connections=2).to_dict()
+    for key in (
+        "target_rps",
+        "achieved_rps",
+        "requests",
+        "duration_s",
+        "errors",
+        "status_codes",
+        "generator_limited",
+        "generator_reason",
+    ):
+        assert key in data
+    for kind in ("corrected", "uncorrected"):
+        assert set(data["latency_ms"][kind]) >= {"p50", "p90", "p95", "p99", "p99_9", "max"}
+    assert data["requests"] == 100
+    assert data["target_rps"] == 100
+    assert 0 < data["achieved_rps"] <= 100

@@ -1,0 +1,68 @@
+"""Verdicts: the ADR targets against a step's figures, table-driven, failing cases included."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from labkit.load.verdict import judge
+from labkit.params import Lab
+
+
+def _step(
+    p99: float = 4.0,
+    hit: float | None = 0.99,
+    redis_us: float = 300.0,
+    pg_ms: float = 6.0,
+    errors: float = 0.0,
+    limited: bool = False,
+) -> dict[str, Any]:
+    return {
+        "target_rps": 1000.0,
+        "generator_limited": limited,
+        "error_rate": errors,
+        "operations": {
+            "redirect": {"status_codes": {"302": 10}, "latency_ms": {"corrected": {"p99": p99}}}
+        },
+        "server": {
+            "redis": {"hit_ratio": hit, "probe_us": {"p99": redis_us, "count": 100}},
+            "postgres": {"probe_ms": {"p99": pg_ms, "count": 50}},
+            "problems": {},
+        },
+    }
+
+
+def _status(lab: Lab, scenario: str, step: dict[str, Any]) -> dict[str, str]:
+    return {verdict.target: verdict.status for verdict in judge(lab, scenario, step)}
+
+
+@pytest.mark.parametrize(
+    ("step", "target", "expected"),
+    [
+        (_step(), "redirect P99 (cache hit)", "pass"),
+        (_step(p99=10.5), "redirect P99 (cache hit)", "fail"),
+        (_step(hit=0.95), "cache-hit ratio", "fail"),
+        (_step(hit=0.951), "cache-hit ratio", "pass"),
+        (_step(hit=None), "cache-hit ratio", "n/a (no cache lookups seen)"),
+        (_step(redis_us=501), "Redis latency P99 (client probe)", "fail"),
+        (_step(pg_ms=12), "PostgreSQL write P99 (probe)", "fail"),
+        (_step(pg_ms=2), "PostgreSQL write P99 (probe)", "pass"),
+        (_step(errors=0.02), "error rate", "fail"),
+    ],
+)
+def test_each_target_is_judged_against_params(
+    sandbox_params_lab: Lab, step: dict[str, Any], target: str, expected: str
+) -> None:
+    assert _status(sandbox_params_lab, "redirect-hit", step)[target] == expected
+
+
+def test_a_generator_limited_step_is_not_judged_on_latency(sandbox_params_lab: Lab) -> None:
+    status = _status(sandbox_params_lab, "redirect-hit", _step(p99=50, limited=True))
+    assert status["redirect P99 (cache hit)"].startswith("n/a (generator-limited")
+
+
+def test_create_has_no_redirect_target_and_miss_checks_it_missed(sandbox_params_lab: Lab) -> None:
+    assert "redirect P99 (cache hit)" not in _status(sandbox_params_lab, "create", _step())
+    miss = _status(sandbox_params_lab, "redirect-miss", _step(hit=0.9))
+    assert miss["cache-hit ratio (miss scenario)"] == "fail"
