@@ -16,8 +16,17 @@ def test_check_phase_0_prints_and_writes_json(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     target = tmp_path / "results.json"
-    code = main(["check", "--params", str(REPOSITORY / "params" / "homelab.yaml"),
-                 "--phase", "0", "--json", str(target)])
+    code = main(
+        [
+            "check",
+            "--params",
+            str(REPOSITORY / "params" / "homelab.yaml"),
+            "--phase",
+            "0",
+            "--json",
+            str(target),
+        ]
+    )
     out = capsys.readouterr().out
     document = json.loads(target.read_text())
     assert document["schema"] == "labkit.results/1"

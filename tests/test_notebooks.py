@@ -1,4 +1,4 @@
-"""Notebook hygiene: no outputs, one parameters cell with safe defaults, thin cells, runner's params."""
+"""Notebook hygiene: no outputs, safe parameters, thin cells, the runner's parameters exist."""
 
 from __future__ import annotations
 
@@ -74,10 +74,26 @@ def test_every_notebook_runs_top_to_bottom_with_nbval() -> None:
     environment = {**os.environ, "PLOTLY_RENDERER": "plotly_mimetype+notebook"}
     with ensure_up(lab):
         completed = subprocess.run(
-            [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p",
-             "no:cacheprovider", "-q", "-o", "addopts=", "-o", "filterwarnings=",
-             *[str(p) for p in NOTEBOOKS]],
-            cwd=REPOSITORY / "notebooks", env=environment, capture_output=True, text=True,
-            timeout=1800, check=False,
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "--nbval-lax",
+                "--nbval-current-env",
+                "-p",
+                "no:cacheprovider",
+                "-q",
+                "-o",
+                "addopts=",
+                "-o",
+                "filterwarnings=",
+                *[str(p) for p in NOTEBOOKS],
+            ],
+            cwd=REPOSITORY / "notebooks",
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            check=False,
         )
     assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-2000:]

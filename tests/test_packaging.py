@@ -1,4 +1,4 @@
-"""Packaging: conda users get the same dependencies as pip users; the CI entry runs the README's test."""
+"""Packaging: conda gets the same dependencies as pip; CI runs the README's test command."""
 
 from __future__ import annotations
 

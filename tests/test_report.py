@@ -14,9 +14,18 @@ from tests.htmlcheck import external_fetches
 
 
 def _row(item_id: str, status: str, at: str = "2026-11-20T10:00:00+00:00") -> dict[str, Any]:
-    return {"id": item_id, "title": f"item {item_id}", "step": item_id.rsplit(".", 1)[0],
-            "status": status, "expected": "", "observed": "", "evidence": "",
-            "duration_s": 0.0, "subject": "", "at": at}
+    return {
+        "id": item_id,
+        "title": f"item {item_id}",
+        "step": item_id.rsplit(".", 1)[0],
+        "status": status,
+        "expected": "",
+        "observed": "",
+        "evidence": "",
+        "duration_s": 0.0,
+        "subject": "",
+        "at": at,
+    }
 
 
 @pytest.mark.parametrize(
@@ -63,14 +72,29 @@ def test_tables_mask_secrets() -> None:
 
 def test_report_is_offline_and_complete(tmp_path: Path) -> None:
     (tmp_path / "charts").mkdir()
-    (tmp_path / "run.json").write_text(json.dumps({
-        "run_id": "r1", "lab": "t", "status": "passed", "started_at": "s", "ended_at": "e",
-        "notebooks": [{"notebook": "00-preflight.ipynb", "output": "00-preflight.ipynb",
-                       "status": "ok", "duration_s": 1.0}],
-        "checks": {"pass": 1},
-    }))
-    (tmp_path / "results.json").write_text(json.dumps({"checks": [_row("0.1.1", "pass")],
-                                                         "load": []}))
+    (tmp_path / "run.json").write_text(
+        json.dumps(
+            {
+                "run_id": "r1",
+                "lab": "t",
+                "status": "passed",
+                "started_at": "s",
+                "ended_at": "e",
+                "notebooks": [
+                    {
+                        "notebook": "00-preflight.ipynb",
+                        "output": "00-preflight.ipynb",
+                        "status": "ok",
+                        "duration_s": 1.0,
+                    }
+                ],
+                "checks": {"pass": 1},
+            }
+        )
+    )
+    (tmp_path / "results.json").write_text(
+        json.dumps({"checks": [_row("0.1.1", "pass")], "load": []})
+    )
     import plotly.graph_objects as go
 
     go.Figure(go.Scatter(x=[1, 2], y=[3, 4])).write_json(tmp_path / "charts" / "demo.json")

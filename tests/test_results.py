@@ -35,13 +35,23 @@ def test_records_are_collected_per_kind_in_notebook_order(
 def test_write_results_masks_secrets(tmp_path: Path) -> None:
     Secret("results-secret-2718", "test")
     document = write_results(
-        tmp_path / "results.json", lab="t",
+        tmp_path / "results.json",
+        lab="t",
         checks=[{"id": "2.2.5", "evidence": "password=results-secret-2718"}],
-        run_id="r", load=[{"url": "http://results-secret-2718@127.0.0.1/"}],
+        run_id="r",
+        load=[{"url": "http://results-secret-2718@127.0.0.1/"}],
     )
     text = (tmp_path / "results.json").read_text()
     assert "results-secret-2718" not in text
     assert json.loads(text) == document
     assert document["schema"] == SCHEMA
-    assert set(document) == {"schema", "run_id", "lab", "generated_at", "checks", "load",
-                             "drills", "plans"}
+    assert set(document) == {
+        "schema",
+        "run_id",
+        "lab",
+        "generated_at",
+        "checks",
+        "load",
+        "drills",
+        "plans",
+    }

@@ -18,8 +18,11 @@ PLANTED = "planted-Secret-value-8d1f"
 
 def _notebook(path: Path, *sources: str) -> None:
     notebook = nbformat.v4.new_notebook()
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                       "language": "python"}
+    notebook.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     parameters = nbformat.v4.new_code_cell('params_file = "../params/local.yaml"\napply = False')
     parameters.metadata["tags"] = ["parameters"]
     notebook.cells = [parameters, *(nbformat.v4.new_code_cell(src) for src in sources)]
@@ -105,8 +108,11 @@ def test_a_failing_notebook_is_recorded_and_the_report_written(workspace: Path) 
     assert outcome.exit_code == 2
     run = json.loads((outcome.run_dir / "run.json").read_text())
     statuses = {n["notebook"]: n["status"] for n in run["notebooks"]}
-    assert statuses == {"00-preflight.ipynb": "ok", "01-broken.ipynb": "error",
-                        "02-after.ipynb": "ok"}
+    assert statuses == {
+        "00-preflight.ipynb": "ok",
+        "01-broken.ipynb": "error",
+        "02-after.ipynb": "ok",
+    }
     broken = next(n for n in run["notebooks"] if n["notebook"] == "01-broken.ipynb")
     assert broken["error"] == "RuntimeError: deliberate"
     assert "RuntimeError: deliberate" in (outcome.run_dir / "report.html").read_text()
@@ -115,7 +121,10 @@ def test_a_failing_notebook_is_recorded_and_the_report_written(workspace: Path) 
 def test_a_cell_timeout_is_recorded(workspace: Path) -> None:
     _notebook(workspace / "notebooks" / "01-slow.ipynb", "import time\ntime.sleep(120)")
     outcome = run_labbook(
-        [workspace / "lab.yaml"], notebooks=["01"], out=workspace / "out", cell_timeout_s=3,
+        [workspace / "lab.yaml"],
+        notebooks=["01"],
+        out=workspace / "out",
+        cell_timeout_s=3,
         notebooks_dir=workspace / "notebooks",
     )
     assert outcome.exit_code == 2
@@ -127,7 +136,10 @@ def test_a_cell_timeout_is_recorded(workspace: Path) -> None:
 def test_a_dead_kernel_is_recorded(workspace: Path) -> None:
     _notebook(workspace / "notebooks" / "01-dies.ipynb", "import os\nos._exit(3)")
     outcome = run_labbook(
-        [workspace / "lab.yaml"], notebooks=["01"], out=workspace / "out", cell_timeout_s=30,
+        [workspace / "lab.yaml"],
+        notebooks=["01"],
+        out=workspace / "out",
+        cell_timeout_s=30,
         notebooks_dir=workspace / "notebooks",
     )
     assert outcome.exit_code == 2

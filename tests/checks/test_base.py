@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit.checks import ITEMS, Context, Outcome, Status, implemented_ids, item, run_checks
-from labkit.checks import base
+from labkit.checks import ITEMS, Context, Outcome, Status, base, implemented_ids, item, run_checks
 from labkit.params import Lab, load_lab
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -29,7 +28,7 @@ def test_registry_lists_every_roadmap_item_once() -> None:
 
 
 def test_unknown_id_cannot_be_registered() -> None:
-    with pytest.raises(KeyError, match="9.9.9"):
+    with pytest.raises(KeyError, match=r"9\.9\.9"):
         base.implements("9.9.9")
 
 
@@ -71,8 +70,16 @@ def test_results_serialise_and_count(lab: Lab) -> None:
     rows = results.to_list()
     assert {row["id"] for row in rows} >= {"0.1.1", "0.1.4", "0.1.5"}
     assert set(rows[0]) == {
-        "id", "title", "step", "status", "expected", "observed", "evidence", "duration_s",
-        "subject", "at",
+        "id",
+        "title",
+        "step",
+        "status",
+        "expected",
+        "observed",
+        "evidence",
+        "duration_s",
+        "subject",
+        "at",
     }
     assert sum(results.counts().values()) == len(rows)
     assert "<table" in results._repr_html_()

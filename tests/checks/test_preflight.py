@@ -1,4 +1,4 @@
-"""Preflight checks, table-driven: files present or not, pins compatible or not, addresses allowed."""
+"""Preflight checks, table-driven: files present or not, pins compatible, addresses allowed."""
 
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ def test_files_missing_fail_then_pass(tmp_path: Path, monkeypatch: pytest.Monkey
     assert _status(lab, "0.1.2") == [("k3s-node-01", Status.FAIL), ("k3s-node-02", Status.FAIL)]
     assert _status(lab, "0.1.3") == [("", Status.FAIL)]
     assert _status(lab, "0.1.6") == [
-        ("postgres.password", Status.FAIL), ("shlink.api_key", Status.FAIL)
+        ("postgres.password", Status.FAIL),
+        ("shlink.api_key", Status.FAIL),
     ]
     (tmp_path / "id_test").write_text("key")
     (tmp_path / "known_hosts").write_text("host ssh-ed25519 AAAA\n")
