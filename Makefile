@@ -35,9 +35,10 @@ system-deps:
 	  fi; \
 	fi
 
-# Main job: the lab-book headless on the sandbox (params/local.yaml); prints the report's path last.
+# Main job: the lab-book headless on the sandbox (params/local.yaml), applying each phase to the
+# sandbox's isolated nodes (--apply); prints the report's path last.
 demo: system-deps $(VENV)/.installed
-	$(BIN)/labkit run --params params/local.yaml
+	$(BIN)/labkit run --params params/local.yaml --apply
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check labkit tests benchmarks

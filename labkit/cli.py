@@ -66,6 +66,7 @@ def _run(arguments: argparse.Namespace) -> int:
         notebooks=notebooks,
         out=Path(arguments.out) if arguments.out else None,
         cell_timeout_s=arguments.cell_timeout,
+        apply=arguments.apply,
     )
     print(json.dumps({"run": str(outcome.run_dir), "status": outcome.status}))
     print(outcome.report_path)
@@ -95,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--notebooks", metavar="LIST", help="comma-separated prefixes, e.g. 00,06")
     run.add_argument("--out", metavar="DIR", help="run folder (default outputs/<run-id>)")
     run.add_argument("--cell-timeout", type=float, default=600.0, metavar="SECONDS")
+    run.add_argument(
+        "--apply", action="store_true", help="let notebooks apply changes (default: plan only)"
+    )
     run.set_defaults(handler=_run)
 
     for module_name in _COMMAND_MODULES:

@@ -226,6 +226,7 @@ def run_labbook(
     out: Path | None = None,
     cell_timeout_s: float = 600.0,
     notebooks_dir: Path | None = None,
+    apply: bool = False,
 ) -> RunOutcome:
     """Run the lab-book headless; ConfigError before anything runs when params are bad."""
     lab = load_lab(*params)
@@ -240,6 +241,8 @@ def run_labbook(
     _register_secrets(lab)
     files = [str(path.resolve()) for path in params]
     parameters: dict[str, Any] = {"params_file": files[0] if len(files) == 1 else files}
+    if apply:
+        parameters["apply"] = True  # the notebooks' default is plan-only
     entries: list[dict[str, Any]] = []
     notes: list[str] = []
     with _logging_to(run_dir / "logs" / "run.log"):
@@ -251,6 +254,8 @@ def run_labbook(
         except LabkitError as exc:
             notes.append(f"the lab could not be brought up: {exc}")
             log.error("lab not up: %s", exc)
+    if apply:
+        notes.append("run with --apply: notebooks applied their changes")
     return _finish(lab, run_id, run_dir, started, files, entries, notes)
 
 

@@ -15,7 +15,7 @@ import pytest
 from labkit.run import REPOSITORY, available_notebooks
 
 NOTEBOOKS = available_notebooks(REPOSITORY / "notebooks")
-RUNNER_PARAMETERS = {"params_file"}  # what labkit.run injects into every notebook
+RUNNER_PARAMETERS = {"params_file", "apply"}  # what labkit.run may inject into any notebook
 
 
 def test_the_lab_book_starts_with_preflight() -> None:

@@ -6,6 +6,8 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).parents[1] / "steps"))  # the in-memory test Host
 from fakehost import FakeHost, Reply, ubuntu_node
 
@@ -79,3 +81,19 @@ def test_unreachable_peer_fails_1_1_5_naming_it() -> None:
         and "k3s-node-03" in by_node["k3s-node-01"].observed
     )
     assert by_node["k3s-node-03"].status is Status.FAIL
+
+
+def test_argocd_cli_on_the_workstation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """1.5.4 runs the real `argocd` found on PATH: absent fails, failing fails, working passes."""
+    homelab = load_lab(Path(__file__).resolve().parents[2] / "params" / "homelab.yaml")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    (result,) = run_checks(homelab, ids=["1.5.4"])
+    assert (result.status, result.observed) == (Status.FAIL, "not found on PATH")
+    program = tmp_path / "argocd"
+    program.write_text("#!/bin/sh\necho 'argocd: v2.13.2+abc'\nexit $ARGOCD_EXIT\n")
+    program.chmod(0o755)
+    monkeypatch.setenv("ARGOCD_EXIT", "1")
+    assert run_checks(homelab, ids=["1.5.4"]).by_id("1.5.4")[0].status == Status.FAIL
+    monkeypatch.setenv("ARGOCD_EXIT", "0")
+    (result,) = run_checks(homelab, ids=["1.5.4"])
+    assert (result.status, result.observed) == (Status.PASS, "argocd: v2.13.2+abc")

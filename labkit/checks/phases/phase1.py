@@ -7,6 +7,8 @@ service of its own, no internet) is a ``skip`` with the reason, never a pass.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 
@@ -338,3 +340,29 @@ def k3s_running(context: Context) -> list[Outcome]:
         )
 
     return _each(context, judge)
+
+
+@implements("1.5.4")
+def argocd_cli(context: Context) -> Outcome:
+    """The argocd CLI on this workstation answers `argocd version --client`."""
+    if context.lab.kind == "sandbox":
+        return Outcome.skip("the sandbox runs no ArgoCD: its CLI would have nothing to talk to")
+    program = shutil.which("argocd")
+    if program is None:
+        return Outcome.judge(False, "argocd on PATH", "not found on PATH", "shutil.which('argocd')")
+    try:
+        completed = subprocess.run(
+            [program, "version", "--client", "--short"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Outcome.judge(False, "argocd version --client answers", str(exc), program)
+    return Outcome.judge(
+        completed.returncode == 0,
+        "argocd version --client exits 0",
+        (completed.stdout or completed.stderr).strip()[:200] or f"exit {completed.returncode}",
+        f"{program} version --client --short",
+    )
