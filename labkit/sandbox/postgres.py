@@ -348,19 +348,8 @@ def promote_standby(lab: Lab, state_dir: Path, timeout_s: int = 30) -> None:
 def _describe(lab: Lab, state_dir: Path, role: str) -> dict[str, Any]:
     process = managed(state_dir, role)
     port = _port(lab, role)
-    entry: dict[str, Any] = {
-        "name": process.name,
-        "kind": "postgres",
-        "pid": process.pid,
-        "address": f"{lab.postgres.host}:{port}",
-        "role": None,
-        "healthy": False,
-        "detail": "",
-        "log": str(process.logfile),
-    }
-    if process.pid is None:
-        crashed = processes.read_pid(process.pidfile) is not None
-        entry["detail"] = "crashed (pidfile left, process gone)" if crashed else "not running"
+    entry = processes.describe(process, "postgres", f"{lab.postgres.host}:{port}")
+    if entry["pid"] is None:
         return entry
     try:
         with closing(_superuser(lab, state_dir, role)) as connection:

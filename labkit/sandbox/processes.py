@@ -14,10 +14,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from labkit.errors import LabkitError, WaitTimeout
 
-__all__ = ["Managed", "alive", "poll_until", "read_pid", "start", "stop", "tail"]
+__all__ = ["Managed", "alive", "describe", "poll_until", "read_pid", "start", "stop", "tail"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,25 @@ class Managed:
         """The recorded pid when that process is still alive, else None."""
         pid = read_pid(self.pidfile)
         return pid if pid is not None and alive(pid) else None
+
+
+def describe(managed: Managed, kind: str, address: str, role: str | None = None) -> dict[str, Any]:
+    """A component's status entry; when its process is gone, ``detail`` says whether it crashed."""
+    pid = managed.pid
+    detail = ""
+    if pid is None:
+        crashed = read_pid(managed.pidfile) is not None
+        detail = "crashed (pidfile left, process gone)" if crashed else "not running"
+    return {
+        "name": managed.name,
+        "kind": kind,
+        "pid": pid,
+        "address": address,
+        "role": role,
+        "healthy": False,
+        "detail": detail,
+        "log": str(managed.logfile),
+    }
 
 
 def read_pid(pidfile: Path) -> int | None:

@@ -279,19 +279,8 @@ def restart_redis(lab: Lab, state_dir: Path, port: int) -> None:
 def _describe_data(lab: Lab, state_dir: Path, port: int) -> dict[str, Any]:
     name = f"redis-{port}"
     process = managed(state_dir, name)
-    entry: dict[str, Any] = {
-        "name": name,
-        "kind": "redis",
-        "pid": process.pid,
-        "address": f"{lab.redis.host}:{port}",
-        "role": None,
-        "healthy": False,
-        "detail": "",
-        "log": str(process.logfile),
-    }
-    if process.pid is None:
-        crashed = processes.read_pid(process.pidfile) is not None
-        entry["detail"] = "crashed (pidfile left, process gone)" if crashed else "not running"
+    entry = processes.describe(process, "redis", f"{lab.redis.host}:{port}")
+    if entry["pid"] is None:
         return entry
     try:
         with closing(redis_client(lab, port, timeout_s=1.0)) as client:
@@ -316,19 +305,8 @@ def _describe_data(lab: Lab, state_dir: Path, port: int) -> dict[str, Any]:
 def _describe_sentinel(lab: Lab, state_dir: Path, port: int) -> dict[str, Any]:
     name = f"sentinel-{port}"
     process = managed(state_dir, name)
-    entry: dict[str, Any] = {
-        "name": name,
-        "kind": "sentinel",
-        "pid": process.pid,
-        "address": f"{lab.redis.host}:{port}",
-        "role": "sentinel",
-        "healthy": False,
-        "detail": "",
-        "log": str(process.logfile),
-    }
-    if process.pid is None:
-        crashed = processes.read_pid(process.pidfile) is not None
-        entry["detail"] = "crashed (pidfile left, process gone)" if crashed else "not running"
+    entry = processes.describe(process, "sentinel", f"{lab.redis.host}:{port}", "sentinel")
+    if entry["pid"] is None:
         return entry
     try:
         master = sentinel_master(lab, port)

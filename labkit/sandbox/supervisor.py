@@ -155,20 +155,8 @@ class Sandbox:
         if _shortener_command() is None:
             return []
         process = self._shortener()
-        entry: dict[str, Any] = {
-            "name": SHORTENER,
-            "kind": "shortener",
-            "pid": process.pid,
-            "address": self.lab.shlink.base_url,
-            "role": "shlink",
-            "healthy": False,
-            "detail": "",
-            "log": str(process.logfile),
-        }
-        if process.pid is None:
-            crashed = processes.read_pid(process.pidfile) is not None
-            entry["detail"] = "crashed (pidfile left, process gone)" if crashed else "not running"
-        else:
+        entry = processes.describe(process, "shortener", self.lab.shlink.base_url, "shlink")
+        if entry["pid"] is not None:
             entry["healthy"] = self._shortener_healthy()
             entry["detail"] = "GET /rest/health 200" if entry["healthy"] else "health not 200"
         return [entry]
