@@ -119,7 +119,11 @@ def test_without_saved_results_the_checks_fail_and_say_how_to_get_them(
 def test_saved_results_pass_and_a_generator_limited_step_does_not_count(
     sandbox_params_lab: Lab, tmp_path: Path
 ) -> None:
+    # The roadmap's ladder, whatever the sandbox's own params say.
     lab = _lab(sandbox_params_lab, tmp_path)
+    lab = lab.model_copy(
+        update={"targets": lab.targets.model_copy(update={"rate_steps": [1000, 5000, 10000]})}
+    )
     save(lab, "baseline", [_entry("redirect-hit", 10, 10)])
     for scenario in ("create", "redirect-miss", "mixed"):
         save(lab, scenario, [_entry(scenario, 1000, 990)])
