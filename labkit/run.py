@@ -121,19 +121,37 @@ def _scrub(run_dir: Path) -> int:
     return changed
 
 
+class _CellProgress(logging.Filter):
+    """Pass only papermill's "Executing Cell N" lines, rewritten as one short progress line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.startswith("Executing Cell"):
+            return False
+        notebook = os.environ.get("LABKIT_NOTEBOOK", "")
+        total = os.environ.get("LABKIT_NOTEBOOK_CELLS", "?")
+        record.msg = f"[labkit run]   {notebook}: cell {message.split()[2].strip('-')}/{total}"
+        record.args = None
+        return True
+
+
 @contextlib.contextmanager
 def _logging_to(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactingFilter())
+    progress = logging.StreamHandler(sys.stderr)  # long notebooks show which cell is running
+    progress.addFilter(_CellProgress())
     watched = [logging.getLogger("labkit"), logging.getLogger("papermill")]
     for logger in watched:
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
+    watched[1].addHandler(progress)
     try:
         yield
     finally:
+        watched[1].removeHandler(progress)
         for logger in watched:
             logger.removeHandler(handler)
         handler.close()
@@ -153,6 +171,13 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
+def _cell_count(notebook: Path) -> int:
+    try:
+        return len(json.loads(notebook.read_text(encoding="utf-8")).get("cells", []))
+    except (OSError, ValueError):
+        return 0
+
+
 def _execute(
     notebook: Path, run_dir: Path, parameters: dict[str, Any], cell_timeout_s: float
 ) -> dict[str, Any]:
@@ -170,6 +195,7 @@ def _execute(
     environment = {
         "LABKIT_RUN_DIR": str(run_dir),
         "LABKIT_NOTEBOOK": notebook.stem,
+        "LABKIT_NOTEBOOK_CELLS": str(_cell_count(notebook) + 1),  # papermill adds its own cell
         "PLOTLY_RENDERER": "plotly_mimetype+notebook",
     }
     print(f"[labkit run] {notebook.name}: running", file=sys.stderr, flush=True)

@@ -69,7 +69,9 @@ def _files_containing(folder: Path, text: str) -> list[Path]:
     return [p for p in folder.rglob("*") if p.is_file() and text in p.read_text(errors="replace")]
 
 
-def test_a_passing_run_writes_every_artefact(workspace: Path) -> None:
+def test_a_passing_run_writes_every_artefact(
+    workspace: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     outcome = run_labbook(
         [workspace / "lab.yaml"], out=workspace / "out", notebooks_dir=workspace / "notebooks"
     )
@@ -88,6 +90,9 @@ def test_a_passing_run_writes_every_artefact(workspace: Path) -> None:
     report = (run_dir / "report.html").read_text()
     assert "Current Status Tracker" in report and "0.1.4" in report
     assert external_fetches(report) == []  # nothing to fetch: the page works offline
+    progress = capfd.readouterr().err
+    assert "[labkit run]   00-preflight: cell 1/11" in progress
+    assert "[labkit run] 00-preflight.ipynb: ok in" in progress
 
 
 def test_a_failing_check_exits_1(workspace: Path) -> None:
