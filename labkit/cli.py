@@ -122,6 +122,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (e.g. `| head`): stop quietly, as other command-line tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:
+        # A path the user named cannot be written or read: say which, with the system's words.
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"labkit:{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("labkit: interrupted", file=sys.stderr)
         return 130

@@ -307,7 +307,8 @@ class Lab(_Model):
     targets: Targets = Targets()
     allow_list: Annotated[list[AllowEntry], Field(min_length=1)]
     sandbox: SandboxSettings | None = None
-    source: list[Path] = []  # the files this lab was loaded from, in layer order
+    source: list[Path] = []  # every file this lab was read from, in layer order
+    files: list[Path] = []  # the files it was loaded with (each may extend others)
 
     @model_validator(mode="after")
     def _consistent(self) -> Lab:
@@ -402,6 +403,10 @@ def _read(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8 YAML"
+        ) from exc
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
@@ -500,7 +505,13 @@ def load_lab(*paths: Path | str) -> Lab:
     names = ", ".join(str(path) for path in paths)
     problems = _inline_secrets(data)
     try:
-        lab = Lab.model_validate({**data, "source": [str(source) for source in sources]})
+        lab = Lab.model_validate(
+            {
+                **data,
+                "source": [str(source) for source in sources],
+                "files": [str(path) for path in paths],
+            }
+        )
     except ValidationError as exc:
         flagged = {problem.split(":")[0] for problem in problems}
         problems += [p for p in _format(exc) if p.split(":")[0] not in flagged]

@@ -259,8 +259,13 @@ def run_labbook(
     directory = notebooks_dir or REPOSITORY / "notebooks"
     selected = _select(directory, notebooks)
     started = dt.datetime.now(dt.UTC)
-    run_id = f"{started:%Y%m%d-%H%M%S}-{lab.name}"
+    run_id = f"{started:%Y%m%d-%H%M%S}-{os.urandom(2).hex()}-{lab.name}"
     run_dir = (out or REPOSITORY / "outputs" / run_id).resolve()
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise ConfigError(
+            f"--out {run_dir} is not empty; a run folder holds one run only (its results "
+            "would mix with the earlier run's): name a new or empty folder"
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     for folder in ("charts", "logs", "records"):
         (run_dir / folder).mkdir(exist_ok=True)

@@ -178,6 +178,23 @@ def test_unknown_notebook_prefix_is_a_clear_error(
     assert "no notebook for ['42']" in capsys.readouterr().err
 
 
+def test_a_used_run_folder_is_refused(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (workspace / "out").mkdir()
+    (workspace / "out" / "run.json").write_text("{}")
+    code = main(["run", "--params", str(workspace / "lab.yaml"), "--out", str(workspace / "out")])
+    assert code == 2
+    assert "is not empty; a run folder holds one run only" in capsys.readouterr().err
+
+
+def test_an_unwritable_output_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    lab = str(REPOSITORY / "params" / "homelab.yaml")
+    code = main(["check", "--params", lab, "--phase", "0", "--json", "/proc/labkit/r.json"])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "labkit: /proc/labkit: No such file or directory" in captured.err
+    assert "Traceback" not in captured.err
+
+
 def test_bad_params_exit_2_before_anything_runs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
@@ -28,6 +29,7 @@ __all__ = [
 ]
 
 _EXCERPT = 2000  # characters of evidence kept per result
+_log = logging.getLogger("labkit.checks")
 
 
 class Status(StrEnum):
@@ -162,9 +164,13 @@ class Context:
         return self._resources[name]
 
     def close(self) -> None:
-        """Release every resource made for this run."""
+        """Release every resource made for this run; a failing release is logged, not raised."""
         while self._closers:
-            self._closers.pop()()
+            closer = self._closers.pop()
+            try:
+                closer()
+            except Exception as exc:  # results already taken must survive a failing release
+                _log.warning("check clean-up failed: %s: %s", type(exc).__name__, redact(str(exc)))
 
     def __enter__(self) -> Context:
         return self

@@ -1,7 +1,10 @@
 """Process supervision for the sandbox: start with a log and a pidfile, poll readiness, stop by pid.
 
-Only processes this module started (their pid recorded in a pidfile under the
-sandbox state directory) are ever signalled.
+Only processes this module started are ever signalled: a pidfile holds the pid
+and that process's start time (``/proc/<pid>/stat`` field 22), and a pid whose
+start time differs (reused after a reboot or a crash) is not ours. Each process
+leads its own session, so stopping it signals its whole process group (uvicorn's
+workers included).
 """
 
 from __future__ import annotations
@@ -18,7 +21,17 @@ from typing import Any
 
 from labkit.errors import LabkitError, WaitTimeout
 
-__all__ = ["Managed", "alive", "describe", "poll_until", "read_pid", "start", "stop", "tail"]
+__all__ = [
+    "Managed",
+    "alive",
+    "describe",
+    "poll_until",
+    "read_pid",
+    "start",
+    "start_time",
+    "stop",
+    "tail",
+]
 
 
 @dataclass(frozen=True)
@@ -31,9 +44,12 @@ class Managed:
 
     @property
     def pid(self) -> int | None:
-        """The recorded pid when that process is still alive, else None."""
+        """The recorded pid when that very process is still alive, else None."""
         pid = read_pid(self.pidfile)
-        return pid if pid is not None and alive(pid) else None
+        if pid is None or not alive(pid):
+            return None
+        recorded = _recorded_start(self.pidfile)
+        return pid if recorded is not None and recorded == start_time(pid) else None
 
 
 def describe(managed: Managed, kind: str, address: str, role: str | None = None) -> dict[str, Any]:
@@ -58,10 +74,31 @@ def describe(managed: Managed, kind: str, address: str, role: str | None = None)
 def read_pid(pidfile: Path) -> int | None:
     """The pid written in ``pidfile``, or None when there is none."""
     try:
-        text = pidfile.read_text().strip()
+        fields = pidfile.read_text().split()
     except FileNotFoundError:
         return None
-    return int(text) if text.isdigit() else None
+    return int(fields[0]) if fields and fields[0].isdigit() else None
+
+
+def _recorded_start(pidfile: Path) -> int | None:
+    try:
+        fields = pidfile.read_text().split()
+    except FileNotFoundError:
+        return None
+    return int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None
+
+
+def start_time(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks since boot (None when it does not exist)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[-1].split()[19])  # field 22 overall; 20 after "comm)"
+
+
+def _write_pidfile(pidfile: Path, pid: int) -> None:
+    pidfile.write_text(f"{pid} {start_time(pid) or 0}\n")
 
 
 def alive(pid: int) -> bool:
@@ -125,7 +162,7 @@ def start(
                 "is it installed? see the README's set-up commands"
             ) from exc
     pid = pid_of(process.pid) if pid_of else process.pid
-    managed.pidfile.write_text(f"{pid}\n")
+    _write_pidfile(managed.pidfile, pid)
     return managed
 
 
@@ -138,12 +175,13 @@ def poll_until(
 ) -> None:
     """Call ``ready`` until it returns True; WaitTimeout names ``what`` and its log tail."""
     deadline = time.monotonic() + timeout_s
+    last = ""
     while True:
         try:
             if ready():
                 return
-        except OSError:
-            pass  # not listening yet: keep polling until the deadline
+        except OSError as exc:  # not listening yet: keep polling until the deadline
+            last = f" (last: {exc})"
         if managed is not None and managed.pid is None and read_pid(managed.pidfile) is not None:
             raise LabkitError(
                 f"sandbox {what} exited during start-up; log {managed.logfile}:\n"
@@ -151,30 +189,45 @@ def poll_until(
             )
         if time.monotonic() >= deadline:
             where = f"; log {managed.logfile}:\n{tail(managed.logfile)}" if managed else ""
-            raise WaitTimeout(f"sandbox {what} not ready after {timeout_s:.0f}s{where}")
+            raise WaitTimeout(f"sandbox {what} not ready after {timeout_s:.0f}s{last}{where}")
         time.sleep(interval_s)
 
 
 def stop(managed: Managed, timeout_s: float = 10.0) -> bool:
-    """SIGTERM the recorded pid, then SIGKILL after ``timeout_s``; True when one was running."""
+    """SIGTERM the recorded process group, SIGKILL after ``timeout_s``; True when one ran."""
     pid = managed.pid
-    managed_pidfile_exists = managed.pidfile.exists()
     if pid is None:
-        if managed_pidfile_exists:
-            managed.pidfile.unlink()
+        managed.pidfile.unlink(missing_ok=True)  # stale or reused pid: never signal it
         return False
-    os.kill(pid, signal.SIGTERM)
+    _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
     while alive(pid) and time.monotonic() < deadline:
         _reap(pid)
         time.sleep(0.05)
     if alive(pid):
-        os.kill(pid, signal.SIGKILL)
-        while alive(pid):
+        _signal(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10.0
+        while alive(pid) and time.monotonic() < deadline:
             _reap(pid)
             time.sleep(0.02)
+        if alive(pid):
+            raise LabkitError(
+                f"sandbox {managed.name}: pid {pid} survived SIGKILL for 10s "
+                f"(stuck in the kernel?); see `ps -o stat,wchan -p {pid}`"
+            )
     managed.pidfile.unlink(missing_ok=True)
     return True
+
+
+def _signal(pid: int, signum: int) -> None:
+    # Our processes lead their own session: signal the group so children go too.
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signum)
+        else:
+            os.kill(pid, signum)
+    except ProcessLookupError:
+        pass  # it exited between the check and the signal: nothing left to stop
 
 
 def _reap(pid: int) -> None:

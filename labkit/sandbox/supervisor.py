@@ -249,8 +249,8 @@ def ensure_up(lab: Lab, progress: Callable[[str], None] = print) -> Iterator[San
     """The sandbox up for the block; taken down afterwards only if it was not running before."""
     sandbox = Sandbox(lab)
     was_running = sandbox.running
-    sandbox.up(progress)
     try:
+        sandbox.up(progress)  # inside the try: a failed start-up is taken down again too
         yield sandbox
     finally:
         if not was_running:

@@ -59,6 +59,22 @@ def test_a_crashing_check_is_an_error_with_where(lab: Lab, monkeypatch: pytest.M
     assert results.exit_code == 1
 
 
+def test_a_failing_clean_up_keeps_the_results(lab: Lab, caplog: pytest.LogCaptureFixture) -> None:
+    context = Context(lab)
+
+    def refuse(_: object) -> None:
+        raise ConnectionError("service gone")
+
+    closed: list[str] = []
+    context.resource("other", lambda: "made", close=lambda _: closed.append("other"))
+    context.resource("probe", lambda: "made", close=refuse)  # released first, and fails
+    results = run_checks(lab, ids=["0.1.5"], context=context)
+    context.close()
+    assert len(results) == 3
+    assert closed == ["other"]
+    assert "check clean-up failed: ConnectionError: service gone" in caplog.text
+
+
 def test_judge_needs_exactly_true() -> None:
     assert Outcome.judge(True, "e", "o").status == Status.PASS
     assert Outcome.judge(False, "e", "o").status == Status.FAIL

@@ -81,6 +81,14 @@ def test_address_outside_allow_list_fails(tmp_path: Path) -> None:
     assert _status(lab, "0.1.5") == [("k3s-node-01", Status.PASS), ("k3s-node-02", Status.FAIL)]
 
 
+def test_layered_params_are_reloaded_as_layers(tmp_path: Path) -> None:
+    base = _lab(tmp_path)
+    (tmp_path / "over.yaml").write_text("redis: {maxmemory: 32mb}\n")
+    lab = load_lab(tmp_path / "lab.yaml", tmp_path / "over.yaml")
+    assert base.redis.maxmemory != lab.redis.maxmemory == "32mb"
+    assert _status(lab, "0.1.1") == [("", Status.PASS)]
+
+
 def test_params_changed_on_disk_fails(tmp_path: Path) -> None:
     lab = _lab(tmp_path)
     assert _status(lab, "0.1.1") == [("", Status.PASS)]

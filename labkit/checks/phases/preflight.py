@@ -12,17 +12,19 @@ from labkit.secrets import SecretRef, resolve
 @implements("0.1.1")
 def params_valid(context: Context) -> Outcome:
     """Re-read the params files from disk: they still validate as they did when loaded."""
-    files = [str(path) for path in context.lab.source]
+    files = [str(path) for path in context.lab.files]
+    if not files:
+        return Outcome.skip("this lab was not loaded from files")
     try:
-        reloaded = load_lab(*context.lab.source[-1:]) if files else None
+        reloaded = load_lab(*context.lab.files)
     except ConfigError as exc:
         return Outcome.judge(False, "the params files validate", str(exc), f"load_lab({files})")
-    same = reloaded is not None and reloaded.model_dump() == context.lab.model_dump()
+    same = reloaded.model_dump() == context.lab.model_dump()
     return Outcome.judge(
         same,
         "the files validate and match the lab in use",
         "valid, unchanged since loaded" if same else "valid, but changed since loaded",
-        f"load_lab({files[-1:] if files else []}): {len(context.lab.nodes)} nodes",
+        f"load_lab({files}): {len(context.lab.nodes)} nodes",
     )
 
 
