@@ -11,6 +11,7 @@ import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -83,6 +84,16 @@ def _allow_entry(value: str) -> str:
         if "/" in value:
             raise ValueError(f"{value!r} is not a valid network (like 10.0.0.0/24)") from None
         _address(value)
+    return value
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http(s) URL with a host")
+    if parts.username or parts.password:
+        raise ValueError("credentials do not belong in a URL here; use a secret reference")
+    _address(parts.hostname)
     return value
 
 
@@ -230,7 +241,7 @@ class Shlink(_Model):
 
     namespace: Namespace = "shlink"
     replicas: Annotated[int, Field(ge=1, le=50)] = 2
-    base_url: str = "http://127.0.0.1:8080"
+    base_url: Annotated[str, AfterValidator(_http_url)] = "http://127.0.0.1:8080"
     default_domain: str = "s.lab"
     redirect_cache: bool = True
     api_key: SecretRef
@@ -332,6 +343,23 @@ class Lab(_Model):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def secret_refs(self) -> dict[str, SecretRef]:
+        """Every secret reference in this lab, by field path (``postgres.password``...)."""
+        found: dict[str, SecretRef] = {}
+
+        def walk(value: object, path: str) -> None:
+            if isinstance(value, SecretRef):
+                found[path] = value
+            elif isinstance(value, BaseModel):
+                for name in type(value).model_fields:
+                    walk(getattr(value, name), f"{path}.{name}" if path else name)
+            elif isinstance(value, list):
+                for index, item in enumerate(value):
+                    walk(item, f"{path}.{index}")
+
+        walk(self, "")
+        return found
 
     def node(self, name: str) -> Node:
         """The node called ``name``; a ConfigError lists the known names otherwise."""

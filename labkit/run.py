@@ -17,6 +17,7 @@ import os
 import platform
 import re
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from labkit.checks import Result, Results
 from labkit.errors import ConfigError, LabkitError
 from labkit.params import Lab, load_lab
 from labkit.results import collect, write_results
-from labkit.secrets import RedactingFilter, SecretRef, redact, resolve
+from labkit.secrets import SPOOL, RedactingFilter, SecretRef, redact, register_spooled, resolve
 
 __all__ = ["REPOSITORY", "RunOutcome", "available_notebooks", "run_labbook"]
 
@@ -85,14 +86,8 @@ def _versions() -> dict[str, str]:
 
 def _register_secrets(lab: Lab) -> None:
     """Resolve the lab's env/file secrets here too, so the runner can mask them in every file."""
-    references: list[SecretRef | None] = [
-        lab.postgres.password,
-        lab.shlink.api_key,
-        lab.redis.password,
-        lab.k3s.token,
-    ]
-    for reference in references:
-        if reference is None or reference.kind == "kubernetes":
+    for reference in lab.secret_refs().values():
+        if reference.kind == "kubernetes":
             continue
         located = SecretRef(file=lab.path(reference.file)) if reference.file else reference
         with contextlib.suppress(ConfigError):  # unresolvable now: nothing to mask yet
@@ -197,6 +192,7 @@ def _execute(
         "LABKIT_NOTEBOOK": notebook.stem,
         "LABKIT_NOTEBOOK_CELLS": str(_cell_count(notebook) + 1),  # papermill adds its own cell
         "PLOTLY_RENDERER": "plotly_mimetype+notebook",
+        "LABKIT_PARAMS_OVERRIDE": "",  # the run's params, never a leftover test override
     }
     print(f"[labkit run] {notebook.name}: running", file=sys.stderr, flush=True)
     try:
@@ -276,7 +272,10 @@ def run_labbook(
         parameters["apply"] = True  # the notebooks' default is plan-only
     entries: list[dict[str, Any]] = []
     notes: list[str] = []
-    with _logging_to(run_dir / "logs" / "run.log"):
+    descriptor, spool_name = tempfile.mkstemp(prefix="labkit-secrets-")  # mode 600, not in run
+    os.close(descriptor)
+    spool = Path(spool_name)
+    with _logging_to(run_dir / "logs" / "run.log"), _environment({SPOOL: spool_name}):
         log.info("run %s: lab %s, notebooks %s", run_id, lab.name, [p.name for p in selected])
         try:
             with _lab_running(lab, notes):
@@ -287,6 +286,10 @@ def run_labbook(
             log.error("lab not up: %s", exc)
     if apply:
         notes.append("run with --apply: notebooks applied their changes")
+    try:
+        register_spooled(spool)  # secrets the kernels learned: mask them in every file
+    finally:
+        spool.unlink(missing_ok=True)
     return _finish(lab, run_id, run_dir, started, files, entries, notes)
 
 

@@ -7,6 +7,7 @@ labkit writes (display helpers, logs, results.json, the report) goes through it.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -20,11 +21,13 @@ from labkit.errors import ConfigError
 
 __all__ = [
     "MASK",
+    "SPOOL",
     "RedactingFilter",
     "Secret",
     "SecretRef",
     "redact",
     "register",
+    "register_spooled",
     "registered_count",
     "resolve",
 ]
@@ -134,11 +137,38 @@ def resolve(ref: SecretRef, base_dir: Path | None = None) -> Secret:
     )
 
 
+SPOOL = "LABKIT_SECRET_SPOOL"
+
+
 def register(value: str) -> None:
-    """Mask ``value`` wherever labkit writes from now on."""
-    if len(value) >= _MINIMUM_LENGTH:
-        with _lock:
-            _values.add(value)
+    """Mask ``value`` wherever labkit writes from now on.
+
+    Under ``labkit run`` a notebook's kernel also appends each new value to the
+    runner's spool file (mode 600, outside the run folder), so secrets that only
+    the kernel learns (a token read from a node) are masked in the run's files too.
+    """
+    if len(value) < _MINIMUM_LENGTH:
+        return
+    with _lock:
+        new = value not in _values
+        _values.add(value)
+    spool = os.environ.get(SPOOL)
+    if new and spool:
+        descriptor = os.open(spool, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(descriptor, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(value) + "\n")
+
+
+def register_spooled(spool: Path) -> int:
+    """Register every value a kernel spooled; returns how many were read."""
+    try:
+        lines = spool.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return 0
+    for line in lines:
+        if line.strip():
+            register(json.loads(line))
+    return len(lines)
 
 
 def registered_count() -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import os
 import subprocess
 import sys
@@ -12,7 +13,9 @@ import nbformat
 import papermill
 import pytest
 
-from labkit.run import REPOSITORY, available_notebooks
+from labkit.notebook import PARAMS_OVERRIDE
+from labkit.run import REPOSITORY, available_notebooks, run_labbook
+from labkit.sandbox import Sandbox
 
 NOTEBOOKS = available_notebooks(REPOSITORY / "notebooks")
 RUNNER_PARAMETERS = {"params_file", "apply"}  # what labkit.run may inject into any notebook
@@ -65,35 +68,54 @@ def test_cells_are_thin(path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_every_notebook_runs_top_to_bottom_with_nbval() -> None:
-    """nbval (lax) on the committed notebooks, against the sandbox (brought up if it is not)."""
-    from labkit.params import load_lab
-    from labkit.sandbox import ensure_up
-
-    lab = load_lab(REPOSITORY / "params" / "local.yaml")
-    environment = {**os.environ, "PLOTLY_RENDERER": "plotly_mimetype+notebook"}
-    with ensure_up(lab):
-        completed = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                "--nbval-lax",
-                "--nbval-current-env",
-                "-p",
-                "no:cacheprovider",
-                "-q",
-                "-o",
-                "addopts=",
-                "-o",
-                "filterwarnings=",
-                *[str(p) for p in NOTEBOOKS],
-            ],
-            cwd=REPOSITORY / "notebooks",
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=1800,
-            check=False,
-        )
+@pytest.mark.timeout(1800)
+def test_every_notebook_runs_top_to_bottom_with_nbval(sandbox: Sandbox) -> None:
+    """nbval (lax) on the committed notebooks, against this session's private sandbox."""
+    environment = {
+        **os.environ,
+        "PLOTLY_RENDERER": "plotly_mimetype+notebook",
+        PARAMS_OVERRIDE: str(sandbox.lab.files[0]),
+    }
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbval-lax",
+            "--nbval-current-env",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "-o",
+            "addopts=",
+            "-o",
+            "filterwarnings=",
+            *[str(p) for p in NOTEBOOKS],
+        ],
+        cwd=REPOSITORY / "notebooks",
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
     assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-2000:]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_the_lab_book_passes_headless_on_the_sandbox(sandbox: Sandbox, tmp_path: Path) -> None:
+    """The main job (`labkit run --apply` on a sandbox): every notebook ok, no check failing."""
+    outcome = run_labbook([sandbox.lab.files[0]], out=tmp_path / "run", apply=True)
+    run = json.loads((outcome.run_dir / "run.json").read_text())
+    assert [n["status"] for n in run["notebooks"]] == ["ok"] * len(NOTEBOOKS), run["notebooks"]
+    results = json.loads((outcome.run_dir / "results.json").read_text())
+    bad = [
+        (c["id"], c["subject"], c["observed"])
+        for c in results["checks"]
+        if c["status"] in {"fail", "error"}
+    ]
+    assert bad == []
+    assert outcome.exit_code == 0
+    assert run["checks"]["pass"] > 50  # phases 0-3 and 6 really ran against the sandbox
+    assert results["load"] and results["plans"]

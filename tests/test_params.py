@@ -34,6 +34,7 @@ CASES = {
     "duplicate-yaml-key.yaml": "line 4, column 3: duplicate key 'port'",
     "not-yaml.yaml": "line 3, column 1: expected ',' or ']'",
     "top-level-list.yaml": "the top level must be a mapping, got list",
+    "url-with-credentials.yaml": "shlink.base_url: credentials do not belong in a URL here",
     "not-utf8.yaml": "not UTF-8 text (byte 48); save it as UTF-8 YAML",
     "loop-a.yaml": "'extends' loops back to",
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -14,6 +15,7 @@ from labkit.run import REPOSITORY, run_labbook
 from tests.htmlcheck import external_fetches
 
 PLANTED = "planted-Secret-value-8d1f"
+KERNEL_ONLY = "kernel-only-token-K10abc::server:77"
 
 
 def _notebook(path: Path, *sources: str) -> None:
@@ -154,12 +156,15 @@ def test_a_dead_kernel_is_recorded(workspace: Path) -> None:
 
 
 def test_planted_secret_reaches_no_file(workspace: Path) -> None:
-    # A careless cell prints the secret itself; the check table resolves it too.
+    # A careless cell prints the secret itself; the check table resolves it too; and a
+    # secret only the kernel learns (like a token read from a node) is printed as well.
+    spools_before = set(Path(tempfile.gettempdir()).glob("labkit-secrets-*"))
     _notebook(
         workspace / "notebooks" / "01-leaky.ipynb",
-        "from labkit import notebook as nb\nfrom labkit.secrets import resolve\n"
+        "from labkit import notebook as nb\nfrom labkit.secrets import Secret, resolve\n"
         "lab = nb.open_lab(params_file)",
         "print(resolve(lab.postgres.password).reveal())",
+        f"print(Secret({KERNEL_ONLY!r}, 'a node').reveal())",
         "nb.check(lab, phase=0)",
     )
     outcome = run_labbook(
@@ -167,6 +172,8 @@ def test_planted_secret_reaches_no_file(workspace: Path) -> None:
     )
     assert json.loads((outcome.run_dir / "run.json").read_text())["notebooks"][1]["status"] == "ok"
     assert _files_containing(outcome.run_dir, PLANTED) == []
+    assert _files_containing(outcome.run_dir, KERNEL_ONLY) == []
+    assert set(Path(tempfile.gettempdir()).glob("labkit-secrets-*")) == spools_before
     assert _files_containing(outcome.run_dir, "*****")  # it was there, masked
 
 

@@ -97,22 +97,11 @@ def addresses_allowed(context: Context) -> list[Outcome]:
     ]
 
 
-def _secret_refs(context: Context) -> dict[str, SecretRef]:
-    lab = context.lab
-    refs: dict[str, SecretRef | None] = {
-        "postgres.password": lab.postgres.password,
-        "shlink.api_key": lab.shlink.api_key,
-        "redis.password": lab.redis.password,
-        "k3s.token": lab.k3s.token,
-    }
-    return {name: ref for name, ref in refs.items() if ref is not None}
-
-
 @implements("0.1.6")
 def secrets_resolve(context: Context) -> list[Outcome]:
     """Each secret reference resolves here (values are never shown)."""
     outcomes = []
-    for name, ref in _secret_refs(context).items():
+    for name, ref in context.lab.secret_refs().items():
         if ref.kind == "kubernetes":
             outcomes.append(Outcome.skip(f"{ref.describe()} is read from the cluster", name))
             continue
