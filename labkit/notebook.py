@@ -48,9 +48,11 @@ def open_lab(params_file: str | Path | list[str]) -> Lab:
     return load_lab(*([override] if override else files))
 
 
-def check(lab: Lab, phase: int | None = None, ids: list[str] | None = None) -> Results:
+def check(
+    lab: Lab, phase: int | None = None, ids: list[str] | None = None, apply: bool = False
+) -> Results:
     """Run checks, record them for the run, return them (a cell ending with it shows a table)."""
-    results = run_checks(lab, phase=phase, ids=ids)
+    results = run_checks(lab, phase=phase, ids=ids, apply=apply)
     record("checks", results.to_list())
     return results
 

@@ -268,10 +268,14 @@ def run_labbook(
     _register_secrets(lab)
     files = [str(path.resolve()) for path in params]
     parameters: dict[str, Any] = {"params_file": files[0] if len(files) == 1 else files}
+    notes: list[str] = []
+    if apply and lab.kind == "sandbox" and os.geteuid() != 0:
+        # Without root the sandbox's nodes share this machine: applying would change it.
+        apply = False
+        notes.append("not root: the sandbox's nodes are not isolated, so this run is plan-only")
     if apply:
         parameters["apply"] = True  # the notebooks' default is plan-only
     entries: list[dict[str, Any]] = []
-    notes: list[str] = []
     descriptor, spool_name = tempfile.mkstemp(prefix="labkit-secrets-")  # mode 600, not in run
     os.close(descriptor)
     spool = Path(spool_name)

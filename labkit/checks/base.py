@@ -147,8 +147,9 @@ def _load_implementations() -> None:
 class Context:
     """What a check may use: the lab, plus shared resources created once per run."""
 
-    def __init__(self, lab: Lab) -> None:
+    def __init__(self, lab: Lab, apply: bool = False) -> None:
         self.lab = lab
+        self.apply = apply  # checks that must disturb the lab (restart a process) need it
         self._resources: dict[str, Any] = {}
         self._closers: list[Callable[[], None]] = []
 
@@ -283,13 +284,14 @@ def run_checks(
     phase: int | None = None,
     ids: Iterable[str] | None = None,
     context: Context | None = None,
+    apply: bool = False,
 ) -> Results:
     """Run the registry's items for ``phase`` (or ``ids``) against ``lab``, in roadmap order."""
     _load_implementations()
     wanted = set(ids) if ids is not None else None
     entries = [e for e in items_for(phase) if wanted is None or e.id in wanted]
     own = context is None
-    context = context or Context(lab)
+    context = context or Context(lab, apply=apply)
     try:
         return Results(result for entry in entries for result in _run_one(entry, context))
     finally:

@@ -8,13 +8,16 @@ resolution) and dispatches every request that is due; how late it was is the
 from __future__ import annotations
 
 import asyncio
+import gc
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from labkit.load.client import Pending, Pool
+import numpy as np
+
+from labkit.load.client import SAMPLE_FIELDS, Pool
 from labkit.load.recorder import Recorder
 from labkit.load.schedule import Schedule
 from labkit.load.workload import Workload
@@ -23,6 +26,8 @@ __all__ = ["WorkerSpec", "run_worker"]
 
 _NS = 1_000_000_000
 _TICK_S = 0.001
+_DRAIN_EVERY = 1024  # responses; bounds memory, and each vectorised drain stays under 1 ms
+_monotonic_ns = time.monotonic_ns
 
 
 @dataclass(frozen=True)
@@ -49,53 +54,113 @@ class _Run:
     def __init__(self, spec: WorkerSpec) -> None:
         self.spec = spec
         self.recorder = Recorder()
-        self.measure_from = spec.schedule.warmup_requests
+        self.operations = list(spec.workload.operations)
+        self.codes = {name: code for code, name in enumerate(self.operations)}
         self.measure_start_ns = 0
         self.pool = Pool(
             spec.host,
             spec.port,
             spec.connections,
-            self.done,
+            self.error,
             spec.connect_timeout_s,
             spec.read_timeout_s,
         )
         self.sent = 0
         self.last_done_ns = 0
+        self.plan: Iterator[tuple[int, int]] = iter(())
+        self.t0_ns = 0
+        self.next_index = -1  # the next request of the plan (-1: none left)
+        self.next_intended = 0
+        self.finished: asyncio.Future[None] | None = None
 
-    def done(self, pending: Pending, status: int, category: str, now_ns: int) -> None:
-        if not pending.measured:
+    def error(
+        self, operation: int, category: str, intended: int, dispatched: int, now: int
+    ) -> None:
+        # Requests due before the end of the warm-up are sent but not measured; the plan puts
+        # exactly the warm-up's indices before ``measure_start_ns``.
+        if intended < self.measure_start_ns:
             return
-        second = (now_ns - self.measure_start_ns) // _NS
-        self.last_done_ns = now_ns
-        lag_us = (pending.dispatched_ns - pending.intended_ns) // 1000
-        if status:
-            self.recorder.response(
-                pending.operation,
-                status,
-                (now_ns - pending.intended_ns) // 1000,
-                (now_ns - pending.written_ns) // 1000,
-                lag_us,
-                second,
+        self.last_done_ns = max(self.last_done_ns, now)
+        self.recorder.error(
+            self.operations[operation],
+            category,
+            (dispatched - intended) // 1000,
+            (now - self.measure_start_ns) // _NS,
+        )
+
+    def drain(self) -> None:
+        """Turn the pool's raw samples into histogram counts (vectorised, in one go)."""
+        samples = self.pool.samples
+        if not samples:
+            return
+        rows = np.fromiter(samples, dtype=np.int64, count=len(samples))
+        rows = rows.reshape(-1, SAMPLE_FIELDS)
+        samples.clear()
+        rows = rows[rows[:, 2] >= self.measure_start_ns]  # warm-up: sent, not measured
+        if not len(rows):
+            return
+        operation, status, intended, dispatched, written, done = rows.T
+        self.last_done_ns = max(self.last_done_ns, int(done.max()))
+        for code in np.unique(operation).tolist():
+            mine = operation == code
+            self.recorder.responses_batch(
+                self.operations[code],
+                status[mine],
+                (done[mine] - intended[mine]) // 1000,
+                (done[mine] - written[mine]) // 1000,
+                (dispatched[mine] - intended[mine]) // 1000,
+                (done[mine] - self.measure_start_ns) // _NS,
             )
-        else:
-            self.recorder.error(pending.operation, category, lag_us, second)
+
+    def tick(self) -> None:
+        """Dispatch every request that is due, then come back when the next one is."""
+        index = self.next_index
+        intended = self.next_intended
+        now = _monotonic_ns()
+        if intended <= now:
+            request = self.spec.workload.request
+            codes = self.codes
+            pool = self.pool
+            idle = pool.idle
+            plan = self.plan
+            t0 = self.t0_ns
+            sent = self.sent
+            while intended <= now:
+                operation, raw = request(index)
+                if idle:
+                    idle.pop().send(codes[operation], raw, intended, now, now)
+                else:
+                    pool.queue(codes[operation], raw, intended, now)
+                sent += 1
+                step = next(plan, None)
+                if step is None:
+                    self.sent = sent
+                    self.next_index = -1
+                    if self.finished is not None and not self.finished.done():
+                        self.finished.set_result(None)
+                    return
+                index, intended = step[0], t0 + step[1]
+                now = _monotonic_ns()
+            self.sent = sent
+            self.next_index = index
+            self.next_intended = intended
+            if len(pool.samples) >= _DRAIN_EVERY * SAMPLE_FIELDS:
+                self.drain()
+                now = _monotonic_ns()
+        # Never sooner than the loop's timer resolution; sends due meanwhile go out together.
+        asyncio.get_running_loop().call_later(max((intended - now) / _NS, _TICK_S), self.tick)
 
     async def schedule(self, t0_ns: int) -> None:
         spec = self.spec
-        request = spec.workload.request
-        submit = self.pool.submit
-        monotonic_ns = time.monotonic_ns
-        sleep = asyncio.sleep
-        measure_from = self.measure_from
-        for index, offset_ns in spec.schedule.offsets_ns(spec.worker, spec.workers):
-            intended = t0_ns + offset_ns
-            now = monotonic_ns()
-            if intended > now:
-                await sleep(max((intended - now) / _NS, _TICK_S))
-                now = monotonic_ns()
-            operation, raw = request(index)
-            submit(Pending(operation, raw, intended, now, index >= measure_from))
-            self.sent += 1
+        self.t0_ns = t0_ns
+        self.plan = spec.schedule.offsets_ns(spec.worker, spec.workers)
+        first = next(self.plan, None)
+        if first is None:
+            return
+        self.next_index, self.next_intended = first[0], t0_ns + first[1]
+        self.finished = asyncio.get_running_loop().create_future()
+        self.tick()
+        await self.finished
 
     async def watchdog(self) -> None:
         interval = min(0.1, self.spec.read_timeout_s / 10)
@@ -107,6 +172,9 @@ class _Run:
         opened = await self.pool.prewarm()
         t0_ns = wait_for_t0()
         self.measure_start_ns = t0_ns + int(self.spec.schedule.warmup_s * _NS)
+        # Everything alive now (modules, the pool) never becomes garbage: keep the
+        # collector's passes to the run's own short-lived objects.
+        gc.freeze()
         cpu_start = _cpu_s()
         wall_start = time.monotonic_ns()
         watchdog = asyncio.get_running_loop().create_task(self.watchdog())
@@ -117,13 +185,15 @@ class _Run:
         while self.pool.outstanding and time.monotonic_ns() < deadline:
             await asyncio.sleep(0.005)
         watchdog.cancel()
+        self.drain()
         self.pool.abandon(time.monotonic_ns())
+        wire = self.recorder.to_wire()
         wall_s = (time.monotonic_ns() - wall_start) / _NS
         planned_end_ns = t0_ns + int(self.spec.schedule.duration_s * _NS)
         return {
             "worker": self.spec.worker,
             "loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
-            "recorder": self.recorder.to_wire(),
+            "recorder": wire,
             "cpu_s": _cpu_s() - cpu_start,
             "wall_s": wall_s,
             "sent": self.sent,

@@ -34,6 +34,13 @@ class Workload:
         """Names of the operations this workload sends."""
         raise NotImplementedError
 
+    def cycle(self) -> tuple[tuple[str, bytes], ...] | None:
+        """Requests that repeat: ``request(i) == cycle()[i % len(cycle())]``, else None.
+
+        Lets the scheduler index a table instead of calling ``request`` per send.
+        """
+        return None
+
 
 @dataclass(frozen=True)
 class Fixed(Workload):
@@ -50,6 +57,10 @@ class Fixed(Workload):
     def request(self, index: int) -> tuple[str, bytes]:
         """The one request, whatever the index."""
         return self.operation, self._raw
+
+    def cycle(self) -> tuple[tuple[str, bytes], ...]:
+        """The one request."""
+        return ((self.operation, self._raw),)
 
     @property
     def operations(self) -> tuple[str, ...]:
@@ -73,6 +84,10 @@ class Redirects(Workload):
         """Code ``index mod len(codes)``."""
         raw = self._raw
         return self.operation, raw[index % len(raw)]
+
+    def cycle(self) -> tuple[tuple[str, bytes], ...]:
+        """One request per code, in order."""
+        return tuple((self.operation, raw) for raw in self._raw)
 
     @property
     def operations(self) -> tuple[str, ...]:

@@ -34,12 +34,12 @@ def _with(lab: Lab, section: str, **fields: object) -> Lab:
     return lab.model_copy(update={section: part})
 
 
-def _one(lab: Lab, item_id: str) -> list[dict[str, str]]:
-    return [result.to_dict() for result in run_checks(lab, ids=[item_id])]
+def _one(lab: Lab, item_id: str, apply: bool = False) -> list[dict[str, str]]:
+    return [result.to_dict() for result in run_checks(lab, ids=[item_id], apply=apply)]
 
 
 def test_every_data_plane_check_passes_on_the_sandbox(sandbox: Sandbox) -> None:
-    results = run_checks(sandbox.lab, phase=2)
+    results = run_checks(sandbox.lab, phase=2, apply=True)
     by_status = {r.id: r.status for r in results}
     failing = [r.to_dict() for r in results if r.id in DATA_PLANE and r.status != Status.PASS]
     assert failing == []
@@ -55,7 +55,10 @@ def test_persistence_check_restarts_the_master(sandbox: Sandbox) -> None:
     assert port is not None
     name = f"redis-{port}"
     before = next(e["pid"] for e in sandbox.status()["components"] if e["name"] == name)
-    [result] = _one(lab, "2.3.5")
+    [planned] = _one(lab, "2.3.5")
+    assert planned["status"] == "skip"  # without apply it changes nothing
+    assert "runs only with apply" in planned["observed"]
+    [result] = _one(lab, "2.3.5", apply=True)
     assert result["status"] == "pass", result
     after = next(e["pid"] for e in sandbox.status()["components"] if e["name"] == name)
     assert after != before

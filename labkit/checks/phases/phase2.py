@@ -359,6 +359,8 @@ def redis_persistence(context: Context) -> Outcome:
         return Outcome.skip(
             "restarting a Redis pod needs the cluster API; not available to this check yet"
         )
+    if not context.apply:
+        return Outcome.skip("restarts the Redis master to prove it: runs only with apply")
     from labkit.sandbox import Sandbox  # noqa: PLC0415 - the sandbox only exists on a sandbox lab
 
     host, port = _master(lab)
