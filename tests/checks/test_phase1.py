@@ -39,6 +39,25 @@ def test_prepared_nodes_pass_node_preparation() -> None:
     assert set(status.values()) == {Status.PASS}, status
 
 
+def test_a_degraded_boot_fails_1_1_1() -> None:
+    hosts = nodes()
+    hosts["k3s-node-02"].answers[("systemctl", "is-system-running")] = Reply(1, "degraded\n")
+    status = run(homelab(), hosts, ["1.1.1"])
+    assert status[("1.1.1", "k3s-node-02")] == Status.FAIL
+    assert status[("1.1.1", "k3s-node-01")] == Status.PASS
+
+
+def test_another_firewall_is_not_judged_by_ufw_rules() -> None:
+    hosts = nodes()
+    rules = (
+        "table inet filter {\n chain input {\n  type filter hook input priority 0; policy drop;\n"
+    )
+    hosts["k3s-node-03"].answers[("nft", "list", "ruleset")] = Reply(0, rules)
+    status = run(homelab(), hosts, ["1.2.4"])
+    assert status[("1.2.4", "k3s-node-03")] == Status.SKIP
+    assert status[("1.2.4", "k3s-node-01")] == Status.PASS
+
+
 def test_fresh_nodes_fail_with_what_was_seen() -> None:
     status = run(homelab(), nodes(fresh=True), ["1.1.4", "1.2.2", "1.2.3", "1.2.4", "1.2.5"])
     assert set(status.values()) == {Status.FAIL}, status

@@ -216,6 +216,9 @@ def ubuntu_node(
     host.answers.update(
         {
             ("hostname",): lambda h: Reply(0, f"{state['hostname']}\n"),
+            ("systemctl", "is-system-running"): Reply(0, "running\n"),
+            ("nft", "list", "ruleset"): Reply(0, ""),
+            ("iptables-save",): Reply(127, "", "iptables-save: not found"),
             ("hostname", name): set_hostname,
             ("cat", "/proc/swaps"): swaps,
             ("swapoff", "-a"): swapoff,

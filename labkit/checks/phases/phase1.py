@@ -7,6 +7,7 @@ service of its own, no internet) is a ``skip`` with the reason, never a pass.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from collections.abc import Callable, Mapping
@@ -52,12 +53,24 @@ def _each(context: Context, judge: Callable[[Node, Host], Outcome]) -> list[Outc
 
 @implements("1.1.1")
 def booted(context: Context) -> list[Outcome]:
-    """Every node is up: its kernel reports an uptime."""
+    """Every node finished booting: systemd reports ``running`` (``degraded`` names failures)."""
 
     def judge(node: Node, host: Host) -> Outcome:
         seconds = facts.uptime_s(host)
+        if context.lab.kind == "sandbox":
+            return Outcome.skip(
+                f"a sandbox node does not boot: it shares this machine's kernel (up "
+                f"{seconds / 3600:.1f} h)",
+                node.name,
+            )
+        state = host.run(["systemctl", "is-system-running"], check=False)
+        observed = state.stdout.strip() or state.stderr.strip() or f"exit {state.exit_code}"
         return Outcome.judge(
-            seconds > 0, "uptime > 0", f"up {seconds / 3600:.1f} h", "cat /proc/uptime", node.name
+            observed == "running",
+            "systemctl is-system-running: running",
+            f"{observed}, up {seconds / 3600:.1f} h",
+            "systemctl is-system-running; cat /proc/uptime",
+            node.name,
         )
 
     return _each(context, judge)
@@ -245,6 +258,24 @@ def modules_loaded(context: Context) -> list[Outcome]:
     return _each(context, judge)
 
 
+_FILTERING = re.compile(r"\b(drop|reject)\b", re.IGNORECASE)
+
+
+def _packet_filter_rules(host: Host) -> str:
+    """The first rule lines that drop or reject, from nftables or iptables ("" when none)."""
+    found: list[str] = []
+    for argv in (["nft", "list", "ruleset"], ["iptables-save"]):
+        result = host.run(argv, sudo=True, check=False)
+        if result.exit_code != 0:
+            continue  # that tool is not installed or not usable here
+        found += [
+            line.strip()
+            for line in result.stdout.splitlines()
+            if _FILTERING.search(line) and not line.lstrip().startswith("#")
+        ]
+    return "; ".join(found[:3])
+
+
 @implements("1.2.4")
 def firewall(context: Context) -> list[Outcome]:
     """With ufw active, K3s's ports are allowed; with no active firewall nothing blocks them."""
@@ -254,7 +285,21 @@ def firewall(context: Context) -> list[Outcome]:
         state = facts.ufw(host)
         if not state.active:
             why = "ufw not installed" if not state.installed else "ufw inactive"
-            return Outcome.judge(True, "K3s ports open", f"{why}: nothing filters", "ufw status")
+            rules = _packet_filter_rules(host)
+            if rules:
+                # Some other firewall filters packets; labkit reads only ufw's rules.
+                return Outcome.skip(
+                    f"{why}, but packet-filter rules that drop or reject are present; labkit "
+                    f"reads only ufw: check K3s's ports by hand ({rules})",
+                    node.name,
+                )
+            return Outcome.judge(
+                True,
+                "K3s ports open",
+                f"{why}, no dropping or rejecting nftables/iptables rules: nothing filters",
+                "ufw status; nft list ruleset; iptables-save",
+                node.name,
+            )
         missing = [port for port in wanted if port not in state.allowed]
         return Outcome.judge(
             not missing,
