@@ -135,11 +135,10 @@ class _Counts:
 
     def add(self, indices: npt.NDArray[np.int64]) -> None:
         """Count a batch of bucket indices (from ``_indices``)."""
-        counted = np.bincount(indices, minlength=len(self.counts))
+        counted = np.bincount(indices)
         if self.bulk is None:
-            self.bulk = counted
-        else:
-            self.bulk += counted
+            self.bulk = np.zeros(len(self.counts), dtype=np.int64)
+        self.bulk[: len(counted)] += counted
 
     def drain(self, histogram: HdrHistogram) -> None:
         half = self.half
@@ -163,11 +162,12 @@ _Ints = npt.NDArray[np.int64]
 
 def _indices(values_us: _Ints, half: int) -> _Ints:
     """``_index`` of every value of an array, after the same clamping as ``_clamp``."""
-    values = np.clip(values_us, 1, HIGHEST_US)
+    values = np.minimum(np.maximum(values_us, 1), HIGHEST_US)
     # frexp's exponent is the bit length, exactly: the values are far below 2**53.
-    shift = np.frexp(values.astype(np.float64))[1].astype(np.int64) - half - 1
-    bucketed = ((shift + 1) << half) + (values >> np.maximum(shift, 0)) - (1 << half)
-    return np.where(shift <= 0, values, bucketed)
+    shift = np.maximum(np.frexp(values)[1] - (half + 1), 0).astype(np.int64)
+    # shift 0 (small values) gives the value itself, as ``_index`` does.
+    indices: _Ints = (shift << half) + (values >> shift)
+    return indices
 
 
 class _FastOperation:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from labkit.errors import ConfigError
 
-__all__ = ["Schedule", "Segment"]
+__all__ = ["Schedule", "Segment", "Span"]
 
 _NS = 1_000_000_000
 
@@ -100,17 +101,37 @@ class Schedule:
         measured = self.total_requests - self.warmup_requests
         return measured / self.measured_s if self.measured_s > 0 else 0.0
 
-    def offsets_ns(self, worker: int = 0, workers: int = 1) -> Iterator[tuple[int, int]]:
-        """``(index, offset from t0 in ns)`` of every request owned by ``worker`` of ``workers``."""
+    def spans(self, worker: int = 0, workers: int = 1) -> list[Span]:
+        """Per segment, the indices ``worker`` of ``workers`` owns and how to time them.
+
+        Request ``index`` of a span is due at ``start_ns + int((index - first) * interval_ns)``
+        from t0, for ``index`` in ``range(begin, end, workers)``; empty spans are left out.
+        """
+        spans = []
         first = 0
         start_ns = 0
         for segment in self.segments:
             count = segment.requests
-            interval_ns = _NS / segment.rate
             # The first index of this segment that belongs to this worker.
             index = first + (worker - first) % workers
-            while index < first + count:
-                yield index, start_ns + int((index - first) * interval_ns)
-                index += workers
+            if index < first + count:
+                spans.append(Span(index, first + count, first, start_ns, _NS / segment.rate))
             first += count
             start_ns += int(segment.duration_s * _NS)
+        return spans
+
+    def offsets_ns(self, worker: int = 0, workers: int = 1) -> Iterator[tuple[int, int]]:
+        """``(index, offset from t0 in ns)`` of every request owned by ``worker`` of ``workers``."""
+        for span in self.spans(worker, workers):
+            for index in range(span.begin, span.end, workers):
+                yield index, span.start_ns + int((index - span.first) * span.interval_ns)
+
+
+class Span(NamedTuple):
+    """One segment's share of one worker (see ``Schedule.spans``)."""
+
+    begin: int  # the worker's first index in the segment
+    end: int  # one past the segment's last index
+    first: int  # the segment's first index (any worker)
+    start_ns: int  # the segment's start, from t0
+    interval_ns: float  # between consecutive indices of the global plan

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 
+import numpy as np
 import pytest
 
 from labkit.load.recorder import (
@@ -84,3 +85,26 @@ def test_fast_counts_land_in_the_same_buckets_as_hdrhistogram(digits: int) -> No
     fast.drain(drained)
     assert list(drained.counts) == list(reference.counts)
     assert drained.get_total_count() == len(values)
+
+
+def test_a_batch_records_exactly_what_one_response_at_a_time_records() -> None:
+    rng = random.Random(11)
+    rows = [
+        (
+            rng.choice([200, 302, 302, 404, 503]),
+            rng.choice([-3, 0, 1, 2047, 2048, HIGHEST_US + 5, rng.randint(1, 5_000_000)]),
+            rng.randint(-2, 900_000),
+            rng.randint(0, 3000),
+            rng.randint(0, 4),
+        )
+        for _ in range(3000)
+    ]
+    one_by_one = Recorder()
+    for status, corrected, uncorrected, lag, second in rows:
+        one_by_one.response("get", status, corrected, uncorrected, lag, second)
+    batched = Recorder()
+    for start in (0, 1000, 1001, 2500):  # uneven batches, one of a single row
+        end = {0: 1000, 1000: 1001, 1001: 2500, 2500: 3000}[start]
+        columns = np.array(rows[start:end], dtype=np.int64).T
+        batched.responses_batch("get", *columns)
+    assert batched.to_wire() == one_by_one.to_wire()
