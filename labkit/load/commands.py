@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +84,45 @@ def _bench(arguments: argparse.Namespace) -> int:
         )
     if not arguments.rate:
         raise ConfigError("--rate R is required with a URL (requests per second, like wrk2 -R)")
+    if arguments.rate * arguments.duration < 1:
+        raise ConfigError(
+            f"--rate {arguments.rate:g} for --duration {arguments.duration:g}s plans no "
+            "request at all; raise one of them"
+        )
     return _bench_url(arguments)
+
+
+def _positive(text: str) -> float:
+    """An argparse type: a finite number above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number above 0")
+    return value
+
+
+def _not_negative(text: str) -> float:
+    """An argparse type: a finite number of at least zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number, 0 or more")
+    return value
+
+
+def _count(text: str) -> int:
+    """An argparse type: a whole number of at least one."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
 
 
 def register(subparsers: Any) -> None:
@@ -93,12 +132,14 @@ def register(subparsers: Any) -> None:
         help="open-loop load on a URL or a lab scenario (latency from the intended send time)",
     )
     bench.add_argument("url", nargs="?", help="http:// URL inside the allow-list")
-    bench.add_argument("--rate", type=float, metavar="R", help="requests per second (total)")
-    bench.add_argument("--duration", type=float, default=10.0, metavar="D", help="seconds")
-    bench.add_argument("--warmup", type=float, default=0.0, metavar="W", help="unmeasured seconds")
-    bench.add_argument("--connections", type=int, default=64, metavar="C")
-    bench.add_argument("--processes", type=int, default=1, metavar="P")
-    bench.add_argument("--timeout", type=float, default=10.0, metavar="S", help="read timeout")
+    bench.add_argument("--rate", type=_positive, metavar="R", help="requests per second (total)")
+    bench.add_argument("--duration", type=_positive, default=10.0, metavar="D", help="seconds")
+    bench.add_argument(
+        "--warmup", type=_not_negative, default=0.0, metavar="W", help="unmeasured seconds"
+    )
+    bench.add_argument("--connections", type=_count, default=64, metavar="C")
+    bench.add_argument("--processes", type=_count, default=1, metavar="P")
+    bench.add_argument("--timeout", type=_positive, default=10.0, metavar="S", help="read timeout")
     bench.add_argument(
         "--params", action="append", metavar="FILE", help="lab params (allow-list, scenarios)"
     )

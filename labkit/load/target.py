@@ -32,7 +32,10 @@ def resolve_target(url: str, allow_list: list[str]) -> Target:
     A hostname is allowed when it is listed itself, or when every address it resolves
     to is; the engine then connects to that resolved address, never re-resolving.
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise ConfigError(f"load target {url!r} is not a URL ({exc})") from exc
     if parts.scheme != "http":
         raise ConfigError(
             f"load target {url!r}: only plain http:// is supported by the engine "

@@ -69,3 +69,30 @@ def test_bench_usage_mistakes_say_what_to_do(
 ) -> None:
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["http://[::1:1/", "--rate", "10"], "is not a URL (Invalid IPv6 URL)"),
+        (["http://127.0.0.1:1/", "--rate", "0.4", "--duration", "1"], "plans no request at all"),
+        (["http://127.0.0.1:1/", "--rate", "nan"], "'nan' must be a finite number above 0"),
+        (["http://127.0.0.1:1/", "--rate", "10", "--warmup", "-5"], "must be a finite number, 0"),
+        (
+            ["http://127.0.0.1:1/", "--rate", "10", "--timeout", "0"],
+            "must be a finite number above",
+        ),
+        (["http://127.0.0.1:1/", "--rate", "10", "--processes", "0"], "must be at least 1"),
+    ],
+)
+def test_bad_bench_arguments_are_clear_errors(
+    arguments: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        code = main(["bench", *arguments])
+    except SystemExit as exit_info:  # argparse's own usage errors
+        code = int(exit_info.code or 0)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err

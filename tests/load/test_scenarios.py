@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+import time
+from pathlib import Path
+
 import pytest
 
 from labkit.errors import NotAllowed
-from labkit.load.scenarios import run_scenario
-from labkit.params import Lab
+from labkit.load.scenarios import _Flusher, _forget, run_scenario
+from labkit.params import Lab, load_lab
 from labkit.sandbox import Sandbox
 
 pytestmark = pytest.mark.sandbox
@@ -73,3 +77,23 @@ def test_a_shlink_outside_the_allow_list_is_refused_before_any_request(
     )
     with pytest.raises(NotAllowed, match="outside the allow-list"):
         run_scenario(elsewhere, "redirect-hit", rates=[10], duration_s=1, progress=_quiet)
+
+
+def test_a_failing_cache_flush_is_reported_not_swallowed() -> None:
+    """The miss scenario's flusher says when it could not delete keys (nothing listens here)."""
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    local = load_lab(Path(__file__).resolve().parents[2] / "params" / "local.yaml")
+    lab = local.model_copy(
+        update={"redis": local.redis.model_copy(update={"port": port, "sentinel_ports": []})}
+    )
+    assert "ConnectionError" in _forget(lab, ("abc",))
+    flusher = _Flusher(lab, ("abc",), every_s=0.05)
+    with flusher:
+        deadline = time.monotonic() + 5
+        while not flusher.failures and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert flusher.problem().startswith("cache flush failed")
+    assert "may have measured cache hits" in flusher.problem()
