@@ -8,12 +8,14 @@ bridge and /24 of 10.78.0.0/16 picked from this process id.
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import os
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -121,3 +123,48 @@ def sandbox(sandbox_lab: Lab) -> Iterator[Sandbox]:
         yield lab_sandbox
     finally:
         lab_sandbox.down()
+
+
+# Networks the tests may talk to: loopback, and the /16s their own namespaces use
+# (10.77 the default sandbox, 10.78 session sandboxes, 10.79 hosts/nodes tests, 10.81 steps).
+_TEST_NETWORKS = [
+    ipaddress.ip_network(n)
+    for n in (
+        "127.0.0.0/8",
+        "::1/128",
+        "10.77.0.0/16",
+        "10.78.0.0/16",
+        "10.79.0.0/16",
+        "10.81.0.0/16",
+    )
+]
+
+
+def _guarded(connect: Callable[..., Any]) -> Callable[..., Any]:
+    def guard(sock: socket.socket, address: Any, *args: Any) -> Any:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                host = ipaddress.ip_address(address[0])
+            except ValueError:  # a name: only localhost is expected in tests
+                host = ipaddress.ip_address("127.0.0.1" if address[0] == "localhost" else "0.0.0.0")
+            if not any(host in network for network in _TEST_NETWORKS):
+                raise AssertionError(
+                    f"a test tried to connect to {address[0]}: tests talk only to loopback "
+                    "and to namespaces they created"
+                )
+        return connect(sock, address, *args)
+
+    return guard
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _only_loopback_and_own_namespaces() -> Iterator[None]:
+    """Fail any test whose code (in this process) connects outside the test networks."""
+    original, original_ex = socket.socket.connect, socket.socket.connect_ex
+    socket.socket.connect = _guarded(original)  # type: ignore[method-assign]
+    socket.socket.connect_ex = _guarded(original_ex)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        socket.socket.connect = original  # type: ignore[method-assign]
+        socket.socket.connect_ex = original_ex  # type: ignore[method-assign]
