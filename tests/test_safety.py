@@ -8,7 +8,7 @@ import pytest
 
 
 def test_a_connection_outside_the_test_networks_is_stopped_before_it_is_made() -> None:
-    with socket.socket() as sock, pytest.raises(AssertionError, match="192.0.2.1"):
+    with socket.socket() as sock, pytest.raises(AssertionError, match=r"192\.0\.2\.1"):
         sock.connect(("192.0.2.1", 9))  # TEST-NET-1: refused by the guard, never sent
 
 
