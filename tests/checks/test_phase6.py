@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -156,3 +157,22 @@ def test_an_unmeasured_adr_target_fails_6_2_2(sandbox_params_lab: Lab, tmp_path:
     (result,) = run_checks(lab, ids=["6.2.2"])
     assert result.status == Status.FAIL
     assert "PostgreSQL write P99" in result.observed
+
+
+def test_results_saved_under_other_settings_or_long_ago_are_stale(
+    sandbox_params_lab: Lab, tmp_path: Path
+) -> None:
+    lab = _lab(sandbox_params_lab, tmp_path)
+    path = save(lab, "create", [_entry("create", 100, 100)])
+    assert _statuses(lab, "6.2.1")[0] in {Status.PASS, Status.FAIL}  # judged: not stale
+    other = lab.model_copy(
+        update={"targets": lab.targets.model_copy(update={"redirect_p99_ms": 50.0})}
+    )
+    (result,) = [r for r in run_checks(other, ids=["6.2.1"]) if r.subject == "create"]
+    assert result.status == Status.FAIL
+    assert "stale: measured under other settings" in result.observed
+    document = json.loads(path.read_text())
+    document["saved_at"] = "2020-01-01T00:00:00+00:00"
+    path.write_text(json.dumps(document))
+    (result,) = [r for r in run_checks(lab, ids=["6.2.1"]) if r.subject == "create"]
+    assert "stale: measured 2020-01-01, more than 7 days ago" in result.observed

@@ -9,6 +9,7 @@ never hides minutes of load. No saved result is a fail that says how to get one.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from labkit.checks.base import Context, Outcome, implements
@@ -36,10 +37,16 @@ def _saved(context: Context) -> dict[str, list[dict[str, Any]]]:
 
 
 def _missing(scenario: str, context: Context) -> Outcome:
+    stale = [
+        entry["reason"]
+        for entry in _saved(context).get("_stale", [])
+        if Path(str(entry["file"])).stem == scenario
+    ]
+    why = f"stale: {stale[0]}" if stale else f"none in {store_dir(context.lab)}"
     return Outcome.judge(
         False,
         f"saved results of {scenario}",
-        f"none in {store_dir(context.lab)}; {_HOW.format(scenario=scenario)}",
+        f"{why}; {_HOW.format(scenario=scenario)}",
         subject=scenario,
     )
 
