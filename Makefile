@@ -5,7 +5,10 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-SYSTEM_PACKAGES := openssh-server openssh-client redis-server redis-sentinel iproute2 util-linux iputils-ping sudo procps
+# What the sandbox runs, as program:package (installed as root when a program is missing).
+SYSTEM_TOOLS := sshd:openssh-server ssh-keygen:openssh-client redis-server:redis-server \
+	redis-sentinel:redis-sentinel ip:iproute2 unshare:util-linux ping:iputils-ping sudo:sudo \
+	ps:procps
 BENCH_PACKAGES := wrk nginx-light
 
 .PHONY: demo test lint system-deps bench clean-venv
@@ -21,7 +24,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 system-deps:
 	@missing=""; \
-	for tool in sshd:openssh-server ssh-keygen:openssh-client redis-server:redis-server redis-sentinel:redis-sentinel ip:iproute2 unshare:util-linux ping:iputils-ping sudo:sudo; do \
+	for tool in $(SYSTEM_TOOLS); do \
 	  command -v $${tool%%:*} >/dev/null 2>&1 || [ -x /usr/sbin/$${tool%%:*} ] || missing="$$missing $${tool##*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \

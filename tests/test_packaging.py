@@ -36,6 +36,19 @@ def test_environment_yml_installs_every_dependency() -> None:
 
 def test_ci_runs_the_readme_test_command() -> None:
     ci = (REPOSITORY / ".ci" / "run").read_text()
+    commands = [line.strip() for line in ci.splitlines() if line.strip() and line[0] != "#"]
+    assert commands[-1] == "make test"  # the last thing CI does is the README's test command
     readme = (REPOSITORY / "README.md").read_text()
-    assert "make test" in ci
-    assert "make test" in readme and "make demo" in readme
+    assert "make test   # the whole test suite" in readme
+    assert "make demo   # the main job" in readme
+
+
+def test_readme_names_the_packages_the_makefile_installs() -> None:
+    makefile = (REPOSITORY / "Makefile").read_text().replace("\\\n", " ")
+    tools = re.search(r"^SYSTEM_TOOLS := (.*)$", makefile, re.MULTILINE)
+    assert tools is not None
+    packages = {pair.split(":")[1] for pair in tools.group(1).split()}
+    readme = " ".join((REPOSITORY / "README.md").read_text().split())
+    listed = re.search(r"as root, `([a-z0-9 -]+)` from apt", readme)
+    assert listed is not None
+    assert set(listed.group(1).split()) == packages
