@@ -367,8 +367,12 @@ class Host:
                     out += channel.recv(65536)
                 while channel.recv_stderr_ready():
                     err += channel.recv_stderr(65536)
-                if channel.exit_status_ready() and not (
-                    channel.recv_ready() or channel.recv_stderr_ready()
+                # The exit status can arrive before the last of stderr: stop only once the
+                # remote side has also closed its streams (EOF) and nothing is left to read.
+                if (
+                    channel.exit_status_ready()
+                    and (channel.eof_received or channel.closed)
+                    and not (channel.recv_ready() or channel.recv_stderr_ready())
                 ):
                     break
             code = channel.recv_exit_status()

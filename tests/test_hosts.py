@@ -123,6 +123,19 @@ def test_run_returns_exit_code_output_and_duration(lab: Lab) -> None:
         assert not failed.ok
 
 
+def test_output_written_just_before_exit_is_never_cut(lab: Lab) -> None:
+    """The exit status may arrive before the last stderr bytes: every byte must still be read."""
+    tail = "x" * 3000
+    with Host(lab.nodes[0], lab.ssh, lab) as host:
+        for _ in range(60):
+            result = host.run(
+                ["sh", "-c", f"printf %s {tail} >&2; cat /nonexistent-labkit"], check=False
+            )
+            assert result.exit_code == 1
+            assert result.stderr.startswith(tail)
+            assert result.stderr.endswith("No such file or directory\n"), result.stderr[-80:]
+
+
 def test_failing_command_raises_with_node_command_exit_and_stderr(lab: Lab) -> None:
     with Host(lab.nodes[1], lab.ssh, lab) as host, pytest.raises(CommandError) as caught:
         host.run(["ls", "/no/such/dir"])

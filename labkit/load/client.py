@@ -8,9 +8,14 @@ request in flight when its connection breaks is counted by category.
 
 Per request the hot path allocates nothing but one sample tuple: the request's
 times live in its connection's slots, and a response appends
-``operation, status, intended, dispatched, written, done`` (six ints, ns) to the
-flat list ``Pool.samples``, which the worker turns into histograms in vectorised
-batches (a flat list of ints converts to an array far faster than one of tuples).
+``operation * STATUS_SPAN + status, intended, dispatched, written, done`` (five
+ints, times in ns) to the flat list ``Pool.samples``, which the worker turns into
+histograms in vectorised batches (a flat list of ints converts to an array far
+faster than one of tuples). Per response, one Python function runs: the event
+loop hands the bytes straight to the httptools parser, which calls back
+``on_message_complete`` once the response is whole; a malformed response makes
+the parser raise, the transport close with that exception, and
+``connection_lost`` charge the request to ``protocol``.
 """
 
 from __future__ import annotations
@@ -20,28 +25,64 @@ import errno
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 import httptools
 
-__all__ = ["SAMPLE_FIELDS", "Failed", "Pool"]
+__all__ = ["SAMPLE_FIELDS", "STATUS_SPAN", "Failed", "Pool", "is_parse_error", "quiet_parse_errors"]
 
-# Six ints per response in Pool.samples: operation code, status, intended, dispatched,
-# written and done (ns).
-SAMPLE_FIELDS = 6
+# Five ints per response in Pool.samples: operation code * STATUS_SPAN + status, then
+# intended, dispatched, written and done (ns). Status codes have three digits.
+SAMPLE_FIELDS = 5
+STATUS_SPAN = 1000
 # on_error(operation code, error category, intended ns, dispatched ns, done ns)
 Failed = Callable[[int, str, int, int, int], None]
-# A request waiting for a connection: (operation code, raw bytes, intended ns, dispatched ns)
+# A request waiting for a connection: (operation key, raw bytes, intended ns, dispatched ns),
+# where the key is the operation code * STATUS_SPAN.
 Waiting = tuple[int, bytes, int, int]
 
 _monotonic_ns = time.monotonic_ns
+# What the parser raises on a response it cannot parse (HttpParserUpgrade is no subclass).
+_PARSE_ERRORS = (httptools.HttpParserError, httptools.HttpParserUpgrade)
+
+
+def is_parse_error(exc: BaseException | None) -> bool:
+    """True for a malformed response: the parser's error, not an exception in our callback."""
+    return isinstance(exc, _PARSE_ERRORS) and not isinstance(exc, httptools.HttpParserCallbackError)
+
+
+def quiet_parse_errors(loop: asyncio.AbstractEventLoop) -> None:
+    """Keep malformed responses out of the loop's error log: they are counted as ``protocol``.
+
+    The parser raises out of ``data_received``; the loop reports that as a fatal
+    transport error before closing the connection. Every other report still reaches
+    the handler that was there before.
+    """
+    previous = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if is_parse_error(context.get("exception")):
+            return
+        if previous is None:
+            loop.default_exception_handler(context)
+        else:
+            previous(loop, context)
+
+    loop.set_exception_handler(handler)
 
 
 class _Connection(asyncio.Protocol):
-    """One keep-alive connection carrying one request at a time (``written`` 0 when idle)."""
+    """One keep-alive connection carrying one request at a time (``written`` 0 when idle).
+
+    ``operation`` holds the request's operation key (code * ``STATUS_SPAN``): adding
+    the status gives the sample's first field in one addition.
+    """
 
     __slots__ = (
+        "backlog",
+        "data_received",
         "dispatched",
+        "idle",
         "intended",
         "operation",
         "parser",
@@ -55,9 +96,16 @@ class _Connection(asyncio.Protocol):
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
         self.record = pool.samples.extend
+        self.backlog = pool.backlog
+        self.idle = pool.idle
         self.transport: asyncio.Transport | None = None
         self.write: Callable[[bytes], None] = _not_connected
         self.parser = httptools.HttpResponseParser(self)
+        # The event loop fetches data_received when the connection is made: the parser's
+        # own method saves a Python call per read. A malformed response raises out of it;
+        # the loop then closes the transport with that exception, and connection_lost
+        # charges the request to "protocol".
+        self.data_received: Callable[[bytes], None] = self.parser.feed_data  # type: ignore[assignment]
         self.operation = 0
         self.intended = 0
         self.dispatched = 0
@@ -70,19 +118,15 @@ class _Connection(asyncio.Protocol):
         self.write = self.transport.write
 
     def send(self, operation: int, raw: bytes, intended: int, dispatched: int, now: int) -> None:
-        """Write a request at ``now`` (its uncorrected latency starts there)."""
+        """Write a request (``operation`` is its key) at ``now``: uncorrected latency starts there.
+
+        The worker's scheduler inlines this for idle connections.
+        """
         self.operation = operation
         self.intended = intended
         self.dispatched = dispatched
         self.written = now
         self.write(raw)
-
-    def data_received(self, data: bytes) -> None:
-        """Feed the parser; a malformed response is a ``protocol`` error."""
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            self.fail("protocol")
 
     def on_message_complete(self) -> None:
         """httptools callback: a full response arrived; record it, then reuse the connection."""
@@ -93,7 +137,13 @@ class _Connection(asyncio.Protocol):
             return
         parser = self.parser
         self.record(
-            (self.operation, parser.get_status_code(), self.intended, self.dispatched, written, now)
+            (
+                self.operation + parser.get_status_code(),
+                self.intended,
+                self.dispatched,
+                written,
+                now,
+            )
         )
         if not parser.should_keep_alive():
             # The server said "Connection: close": nothing is in flight, so close cleanly;
@@ -102,7 +152,7 @@ class _Connection(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.close()
             return
-        backlog = self.pool.backlog
+        backlog = self.backlog
         if backlog:
             operation, raw, intended, dispatched = backlog.popleft()
             self.operation = operation
@@ -112,25 +162,35 @@ class _Connection(asyncio.Protocol):
             self.write(raw)
         else:
             self.written = 0
-            self.pool.idle.append(self)
+            self.idle.append(self)
 
     def fail(self, category: str) -> None:
         """Charge the request in flight (if any) to ``category`` and drop the connection."""
         if self.written:
             self.written = 0
             self.pool.on_error(
-                self.operation, category, self.intended, self.dispatched, _monotonic_ns()
+                self.operation // STATUS_SPAN,
+                category,
+                self.intended,
+                self.dispatched,
+                _monotonic_ns(),
             )
         if self.transport is not None:
             self.transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """A request in flight is a ``reset`` (an error) or ``closed`` (clean EOF)."""
+        """Charge a request in flight: ``protocol`` (unparsable), ``reset`` or ``closed`` (EOF)."""
         if self.written:
             self.written = 0
-            category = "closed" if exc is None else "reset"
+            category = "reset" if exc is not None else "closed"
+            if is_parse_error(exc):
+                category = "protocol"
             self.pool.on_error(
-                self.operation, category, self.intended, self.dispatched, _monotonic_ns()
+                self.operation // STATUS_SPAN,
+                category,
+                self.intended,
+                self.dispatched,
+                _monotonic_ns(),
             )
         self.pool.lost(self)
 
@@ -188,7 +248,8 @@ class Pool:
     def submit(self, operation: int, raw: bytes, intended: int, now: int) -> None:
         """Send now on an idle connection, or queue (opening a connection if below the cap).
 
-        The worker's scheduler inlines the idle case; this is the general path.
+        ``operation`` is the operation key: its code times ``STATUS_SPAN``. The worker's
+        scheduler inlines the idle case; this is the general path.
         """
         if self.idle:
             self.idle.pop().send(operation, raw, intended, now, now)
@@ -220,7 +281,7 @@ class Pool:
         """At the end of the run: everything still waiting is charged, connections closed."""
         while self.backlog:
             operation, _, intended, dispatched = self.backlog.popleft()
-            self.on_error(operation, "not_sent", intended, dispatched, now_ns)
+            self.on_error(operation // STATUS_SPAN, "not_sent", intended, dispatched, now_ns)
         for connection in list(self.connections):
             if connection.written:
                 connection.fail("read_timeout")
@@ -245,7 +306,11 @@ class Pool:
             if self.backlog:
                 operation, _, intended, dispatched = self.backlog.popleft()
                 self.on_error(
-                    operation, _connect_category(exc), intended, dispatched, _monotonic_ns()
+                    operation // STATUS_SPAN,
+                    _connect_category(exc),
+                    intended,
+                    dispatched,
+                    _monotonic_ns(),
                 )
             if self.backlog and self.open < self.size:
                 self._open_later()  # every waiting request gets its own attempt

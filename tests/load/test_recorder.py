@@ -85,6 +85,14 @@ def test_fast_counts_land_in_the_same_buckets_as_hdrhistogram(digits: int) -> No
     fast.drain(drained)
     assert list(drained.counts) == list(reference.counts)
     assert drained.get_total_count() == len(values)
+    # The drain writes the counts array directly: what record_value tracks must match too.
+    assert drained.get_min_value() == reference.get_min_value()
+    assert drained.get_max_value() == reference.get_max_value()
+    assert drained.get_percentile_to_value_dict([50, 99, 99.9]) == (
+        reference.get_percentile_to_value_dict([50, 99, 99.9])
+    )
+    fast.drain(drained)  # drained counts are gone: a second drain adds nothing
+    assert drained.get_total_count() == len(values)
 
 
 def test_a_batch_records_exactly_what_one_response_at_a_time_records() -> None:

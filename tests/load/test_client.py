@@ -1,0 +1,94 @@
+"""The connection pool's failure paths: answers the parser rejects are ``protocol`` errors."""
+
+from __future__ import annotations
+
+import logging
+import socketserver
+import threading
+import time
+from collections.abc import Iterator
+
+import httptools
+import pytest
+
+from labkit.load.client import is_parse_error
+from labkit.load.schedule import Schedule
+from labkit.load.worker import WorkerSpec, run_worker
+from labkit.load.workload import Fixed, Mixed
+
+
+class _Garbage(socketserver.BaseRequestHandler):
+    """Answers every request with ``server.answer``, bytes no HTTP parser accepts."""
+
+    def handle(self) -> None:
+        received = b""
+        while True:
+            data = self.request.recv(4096)
+            if not data:
+                return
+            received += data
+            while b"\r\n\r\n" in received:
+                _, _, received = received.partition(b"\r\n\r\n")
+                self.request.sendall(self.server.answer)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def garbage_server() -> Iterator[socketserver.ThreadingTCPServer]:
+    """A loopback server of our own that answers with ``server.answer`` (set by the test)."""
+    socketserver.ThreadingTCPServer.daemon_threads = True
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Garbage)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"NOT HTTP AT ALL\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: zz\r\n\r\n",
+    ],
+    ids=["not-http", "bad-content-length"],
+)
+def test_a_malformed_response_is_a_protocol_error_of_its_operation_and_logs_nothing(
+    garbage_server: socketserver.ThreadingTCPServer,
+    answer: bytes,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    garbage_server.answer = answer  # type: ignore[attr-defined]
+    port = garbage_server.server_address[1]
+    # Two operations, so an error charged to the wrong operation would show.
+    workload = Mixed(
+        read=Fixed("127.0.0.1", "/read", operation="read"),
+        write=Fixed("127.0.0.1", "/write", operation="write"),
+        reads=1,
+        writes=1,
+    )
+    spec = WorkerSpec(
+        host="127.0.0.1",
+        port=port,
+        workload=workload,
+        schedule=Schedule.constant(40, 0.5),
+        connections=2,
+        read_timeout_s=5.0,
+    )
+    with caplog.at_level(logging.ERROR):
+        result = run_worker(spec, lambda: time.monotonic_ns() + 20_000_000)
+    operations = result["recorder"]["operations"]
+    assert operations["read"]["errors"] == {"protocol": 10}
+    assert operations["write"]["errors"] == {"protocol": 10}
+    assert operations["read"]["status_codes"] == operations["write"]["status_codes"] == {}
+    # Counted, so not reported again as a fatal transport error by the event loop.
+    assert not [record for record in caplog.records if "Fatal error" in record.getMessage()]
+
+
+def test_only_the_parser_s_own_errors_count_as_malformed_responses() -> None:
+    assert is_parse_error(httptools.HttpParserError("bad"))
+    assert is_parse_error(httptools.HttpParserUpgrade("upgrade"))
+    # An exception raised in our own callback is a bug: it must stay visible.
+    assert not is_parse_error(httptools.HttpParserCallbackError("bug"))
+    assert not is_parse_error(ConnectionResetError())
+    assert not is_parse_error(None)
