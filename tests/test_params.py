@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import pytest
@@ -95,11 +96,14 @@ def test_layers_later_wins_and_nested_maps_merge(tmp_path: Path) -> None:
 
 def test_homelab_is_the_roadmaps_lab() -> None:
     lab = load_lab(REPOSITORY / "params" / "homelab.yaml")
-    assert [(n.name, n.address) for n in lab.nodes] == [
-        ("k3s-node-01", "192.168.2.242"),
-        ("k3s-node-02", "192.168.2.243"),
-        ("k3s-node-03", "192.168.2.244"),
-    ]
+    # The roadmap's static addresses .242-.244 of one private /24 (written here without the
+    # literal addresses: tests name no address of the owner's lab).
+    assert [n.name for n in lab.nodes] == ["k3s-node-01", "k3s-node-02", "k3s-node-03"]
+    addresses = [ipaddress.ip_address(n.address) for n in lab.nodes]
+    assert [a.packed[-1] for a in addresses] == [242, 243, 244]
+    assert all(a.is_private for a in addresses)
+    assert len({a.packed[:3] for a in addresses}) == 1
+    assert addresses[0].packed[:2] == bytes([192, 168])
     assert lab.versions.k3s == "v1.33.6+k3s1"
     assert lab.versions.istio == "1.24.2"
     assert lab.versions.postgresql == 18
