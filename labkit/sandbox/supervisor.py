@@ -244,14 +244,46 @@ class Sandbox:
         return processes.stop(self._managed(name), timeout_s=15.0)
 
 
+_BROUGHT_UP = ".brought-up-by-a-run"  # marker: a run, not the user, started this sandbox
+
+
+def _live_leases(folder: Path) -> list[str]:
+    """Leases whose holder is still running (stale ones, left by a crash, are removed)."""
+    live = []
+    for lease in folder.glob("*.lease"):
+        pid_text, _, start_text = lease.read_text().partition(" ")
+        pid = int(pid_text) if pid_text.isdigit() else 0
+        if pid and processes.alive(pid) and str(processes.start_time(pid)) == start_text.strip():
+            live.append(lease.stem)
+        else:
+            lease.unlink(missing_ok=True)
+    return live
+
+
 @contextlib.contextmanager
 def ensure_up(lab: Lab, progress: Callable[[str], None] = print) -> Iterator[Sandbox]:
-    """The sandbox up for the block; taken down afterwards only if it was not running before."""
+    """The sandbox up for the block; afterwards left as the user had it.
+
+    Each holder takes a lease under ``<state>/leases``. The sandbox is taken down when
+    the last holder leaves and a run (not the user) had brought it up, so overlapping
+    runs never pull it away from each other.
+    """
     sandbox = Sandbox(lab)
-    was_running = sandbox.running
+    folder = sandbox.state_dir / "leases"
+    folder.mkdir(parents=True, exist_ok=True)
+    marker = folder / _BROUGHT_UP
+    lease = folder / f"{os.getpid()}-{secrets.token_hex(4)}.lease"
+    lease.write_text(f"{os.getpid()} {processes.start_time(os.getpid())}\n")
     try:
+        if not sandbox.running:
+            marker.touch()
         sandbox.up(progress)  # inside the try: a failed start-up is taken down again too
         yield sandbox
     finally:
-        if not was_running:
+        lease.unlink(missing_ok=True)
+        others = _live_leases(folder)
+        if marker.exists() and not others:
             sandbox.down()
+            marker.unlink(missing_ok=True)
+        elif others:
+            progress(f"sandbox {lab.name}: left up, still used by {len(others)} other run(s)")

@@ -121,3 +121,27 @@ def test_cli_status_prints_json(sandbox: Sandbox, capsys: pytest.CaptureFixture[
     assert code == 0
     assert status["healthy"] is True
     assert {entry["kind"] for entry in status["components"]} >= {"postgres", "redis", "sentinel"}
+
+
+def test_overlapping_runs_do_not_take_the_sandbox_from_each_other(
+    private_sandbox_params: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Run A brings the sandbox up, run B joins, A ends first: B keeps it; B ends: it goes."""
+    lab = load_lab(private_sandbox_params(tmp_path, name="sandbox-lease"))
+    first, second = ensure_up(lab, lambda _: None), ensure_up(lab, lambda _: None)
+    try:
+        first.__enter__()
+        second.__enter__()
+        first.__exit__(None, None, None)
+        assert Sandbox(lab).running  # the second run still holds it
+        second.__exit__(None, None, None)
+        assert not Sandbox(lab).running  # the last holder took down what a run brought up
+        with ensure_up(lab, lambda _: None):  # a sandbox the user started stays up
+            pass
+        user = Sandbox(lab)
+        user.up(lambda _: None)
+        with ensure_up(lab, lambda _: None):
+            pass
+        assert user.running
+    finally:
+        Sandbox(lab).down()
