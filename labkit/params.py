@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from labkit.errors import ConfigError, NotAllowed
-from labkit.secrets import SecretRef
+from labkit.secrets import Secret, SecretRef, resolve
 
 __all__ = [
     "Argocd",
@@ -343,6 +343,10 @@ class Lab(_Model):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def secret(self, ref: SecretRef) -> Secret:
+        """Resolve ``ref``; a file path is read relative to the params file, ``~`` expanded."""
+        return resolve(ref, self.base_dir)
 
     def secret_refs(self) -> dict[str, SecretRef]:
         """Every secret reference in this lab, by field path (``postgres.password``...)."""

@@ -29,7 +29,7 @@ from labkit.checks import Result, Results
 from labkit.errors import ConfigError, LabkitError
 from labkit.params import Lab, load_lab
 from labkit.results import collect, write_results
-from labkit.secrets import SPOOL, RedactingFilter, SecretRef, redact, register_spooled, resolve
+from labkit.secrets import SPOOL, RedactingFilter, redact, register_spooled
 
 __all__ = ["REPOSITORY", "RunOutcome", "available_notebooks", "run_labbook"]
 
@@ -89,9 +89,8 @@ def _register_secrets(lab: Lab) -> None:
     for reference in lab.secret_refs().values():
         if reference.kind == "kubernetes":
             continue
-        located = SecretRef(file=lab.path(reference.file)) if reference.file else reference
         with contextlib.suppress(ConfigError):  # unresolvable now: nothing to mask yet
-            resolve(located)
+            lab.secret(reference)
 
 
 def _scrub(run_dir: Path) -> int:

@@ -16,7 +16,7 @@ import httpx
 
 from labkit.errors import ConnectError, LabkitError
 from labkit.params import Lab
-from labkit.secrets import Secret, SecretRef, redact, resolve
+from labkit.secrets import Secret, redact
 
 __all__ = ["ShlinkClient", "ShlinkError"]
 
@@ -70,10 +70,7 @@ class ShlinkClient:
         """A client for ``lab.shlink``; NotAllowed when its host is outside the allow-list."""
         host = urlsplit(lab.shlink.base_url).hostname or ""
         lab.require_allowed(host)
-        ref = lab.shlink.api_key
-        if ref.file is not None:
-            ref = SecretRef(file=lab.path(ref.file))
-        return cls(lab.shlink.base_url, resolve(ref), timeout_s)
+        return cls(lab.shlink.base_url, lab.secret(lab.shlink.api_key), timeout_s)
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:

@@ -32,7 +32,6 @@ from labkit.load.verdict import Verdict, judge
 from labkit.load.workload import Creates, Mixed, Redirects, Workload
 from labkit.params import Lab
 from labkit.sandbox.shortener.cache import CACHE_PREFIX
-from labkit.secrets import SecretRef, resolve
 
 __all__ = ["SCENARIOS", "ScenarioOutcome", "StepOutcome", "run_scenario"]
 
@@ -207,9 +206,7 @@ class _Flusher:
 
 
 def _api_key(lab: Lab) -> str:
-    ref = lab.shlink.api_key
-    ref = SecretRef(file=lab.path(ref.file)) if ref.file is not None else ref
-    return resolve(ref).reveal()  # resolve() registers it for masking everywhere
+    return lab.secret(lab.shlink.api_key).reveal()  # resolving registers it for masking
 
 
 def _workload(

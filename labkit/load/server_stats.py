@@ -27,7 +27,7 @@ from redis.sentinel import Sentinel
 
 from labkit.load.recorder import latency_histogram, percentiles_ms
 from labkit.params import Lab
-from labkit.secrets import SecretRef, resolve
+from labkit.secrets import SecretRef
 
 __all__ = ["ServerWatch", "redis_master"]
 
@@ -36,8 +36,7 @@ _TIMEOUT_S = 2.0
 
 
 def _secret(lab: Lab, ref: SecretRef) -> str:
-    ref = SecretRef(file=lab.path(ref.file)) if ref.file is not None else ref
-    return resolve(ref).reveal()
+    return lab.secret(ref).reveal()
 
 
 def redis_master(lab: Lab) -> redis.Redis:

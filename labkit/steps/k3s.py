@@ -18,7 +18,7 @@ import yaml
 
 from labkit import facts
 from labkit.params import Lab, Node
-from labkit.secrets import MASK, Secret, SecretRef, resolve
+from labkit.secrets import MASK, Secret
 from labkit.steps.base import Change, Diff, Step, Target, write_file
 
 __all__ = [
@@ -55,10 +55,7 @@ def cluster_token(target: Target) -> Secret | None:
     lab = target.lab
     token: Secret | None = None
     if lab.k3s.token is not None:
-        ref = lab.k3s.token
-        if ref.file is not None:
-            ref = SecretRef(file=lab.path(ref.file))
-        token = resolve(ref)
+        token = lab.secret(lab.k3s.token)
     else:
         first = first_server(lab)
         host = target.hosts.get(first.name, target.host if target.node == first else None)

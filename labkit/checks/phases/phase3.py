@@ -20,7 +20,6 @@ from labkit.checks.base import Context, Outcome, implements
 from labkit.errors import LabkitError
 from labkit.params import Lab
 from labkit.sandbox.shortener.cache import CACHE_PREFIX
-from labkit.secrets import SecretRef, resolve
 from labkit.shlink import ShlinkClient
 
 _PROBE_TAG = "labkit-check"
@@ -147,9 +146,7 @@ def _redis_master(lab: Lab) -> redis.Redis:
     lab.require_allowed(settings.host)
     password = None
     if settings.password is not None:
-        ref = settings.password
-        ref = SecretRef(file=lab.path(ref.file)) if ref.file is not None else ref
-        password = resolve(ref).reveal()
+        password = lab.secret(settings.password).reveal()
     timeout_s = 2.0
     address = (settings.host, settings.port)
     if settings.sentinel_ports:

@@ -6,7 +6,6 @@ from labkit import compat
 from labkit.checks.base import Context, Outcome, implements
 from labkit.errors import ConfigError
 from labkit.params import address_allowed, load_lab
-from labkit.secrets import SecretRef, resolve
 
 
 @implements("0.1.1")
@@ -105,9 +104,8 @@ def secrets_resolve(context: Context) -> list[Outcome]:
         if ref.kind == "kubernetes":
             outcomes.append(Outcome.skip(f"{ref.describe()} is read from the cluster", name))
             continue
-        located = SecretRef(file=context.lab.path(ref.file)) if ref.file is not None else ref
         try:
-            resolve(located)
+            context.lab.secret(ref)
         except ConfigError as exc:
             outcomes.append(Outcome.judge(False, "resolves", str(exc), ref.describe(), name))
             continue
