@@ -4,15 +4,11 @@ Starts its own nginx (1 worker, loopback, a free port, config in a temp dir,
 returns a 302 like a short-URL redirect), then alternates:
 
 * ``wrk -t1 -c50`` for D seconds (closed loop, as fast as it can);
-* ``labkit bench --rate 10000`` (the goal: on schedule, well under one core), with the
-  compiled hot path (mypyc, when the install built it) and again with the pure-Python
-  sources (``LABKIT_HOT_PATH=python``);
+* ``labkit bench --rate 10000`` (the goal: on schedule, well under one core);
 * ``labkit bench --rate 30000`` (near saturation: the engine's best requests/CPU-s).
 
 CPU is each client's own user+sys time (wrk: rusage of the child; labkit: the
-worker's rusage over its run). Prints a table per round and the ratio to wrk, then
-the median and range of each ratio over the rounds (a VM's neighbours move single
-rounds by 10-20 %).
+worker's rusage over its run). Prints a table per round and the ratio to wrk.
 Stops nginx by its pid. Usage: ``.venv/bin/python benchmarks/bench_engine.py [rounds] [seconds]``.
 """
 
@@ -30,8 +26,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from statistics import median
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -109,12 +103,9 @@ def run_wrk(url: str, seconds: float) -> dict[str, float]:
     return {"rps": requests / seconds, "cpu_s": cpu, "per_cpu_s": requests / cpu}
 
 
-def run_labkit(
-    url: str, rate: int, seconds: float, tmp: Path, python: bool = False
-) -> dict[str, Any]:
+def run_labkit(url: str, rate: int, seconds: float, tmp: Path) -> dict[str, float]:
     """labkit bench at ``rate``: achieved rps, worker CPU, per CPU-second, on schedule?"""
-    out = tmp / f"labkit-{rate}-{os.getpid()}-{time.monotonic_ns()}.json"
-    env = dict(os.environ, LABKIT_HOT_PATH="python") if python else None
+    out = tmp / f"labkit-{rate}.json"
     subprocess.run(
         [
             *_pin(0),
@@ -139,7 +130,6 @@ def run_labkit(
         check=True,
         timeout=seconds + 90,
         cwd=ROOT,
-        env=env,
     )
     data = json.loads(out.read_text())["load"][0]
     cpu = data["generator"]["cpu_s"]
@@ -154,7 +144,6 @@ def run_labkit(
         "lag_p99_ms": data["generator"]["lag_p99_ms"],
         "limited": data["generator_limited"],
         "p99_ms": data["latency_ms"]["corrected"]["p99"],
-        "hot_path": data["generator"].get("hot_path", "?"),
     }
 
 
@@ -175,33 +164,25 @@ def main() -> int:
                 f"{'round':<6}{'client':<22}{'rps':>10}{'cpu s':>8}{'req/cpu-s':>11}"
                 f"{'ratio':>7}  notes"
             )
-            ratios: dict[str, list[float]] = {}
             for round_number in range(1, rounds + 1):
                 wrk = run_wrk(url, seconds)
                 print(
                     f"{round_number:<6}{'wrk -t1 -c50':<22}{wrk['rps']:>10.0f}"
                     f"{wrk['cpu_s']:>8.2f}{wrk['per_cpu_s']:>11.0f}{1:>7.2f}"
                 )
-                for rate, python in ((10_000, False), (10_000, True), (30_000, False)):
-                    lab = run_labkit(url, rate, seconds, tmp, python=python)
-                    label = f"labkit --rate {rate}" + (" py" if python else "")
-                    ratio = lab["per_cpu_s"] / wrk["per_cpu_s"]
-                    ratios.setdefault(label, []).append(ratio)
-                    hot = "python" if str(lab["hot_path"]).startswith("python") else lab["hot_path"]
+                for rate in (10_000, 30_000):
+                    lab = run_labkit(url, rate, seconds, tmp)
                     notes = (
-                        f"{hot}, {lab['cores']:.2f} core, lag p99 {lab['lag_p99_ms']:.1f} ms, "
+                        f"{lab['cores']:.2f} core, lag p99 {lab['lag_p99_ms']:.1f} ms, "
                         f"p99 {lab['p99_ms']:.1f} ms"
                         + (", GENERATOR-LIMITED" if lab["limited"] else ", on schedule")
                     )
                     print(
-                        f"{'':<6}{label:<22}{lab['rps']:>10.0f}"
+                        f"{'':<6}{f'labkit --rate {rate}':<22}{lab['rps']:>10.0f}"
                         f"{lab['cpu_s']:>8.2f}{lab['per_cpu_s']:>11.0f}"
-                        f"{ratio:>7.2f}  {notes}"
+                        f"{lab['per_cpu_s'] / wrk['per_cpu_s']:>7.2f}  {notes}"
                     )
                 print(f"      load average {os.getloadavg()}")
-            print("ratio to wrk over the rounds: median (min-max)")
-            for label, values in ratios.items():
-                print(f"  {label:<22}{median(values):.2f} ({min(values):.2f}-{max(values):.2f})")
         finally:
             nginx.send_signal(signal.SIGQUIT)  # our own nginx master, by its pid
             try:

@@ -8,8 +8,6 @@ would silently run old code. ``prefer_fresh()``, run by ``labkit.load`` before a
 imports the hot path, loads the ``.py`` sources instead whenever the compiled copies
 are not of these very sources, and ``HOT_PATH`` says which runs and why (it is in
 every load result's ``generator``). ``pip install -e .`` (or ``make test``) rebuilds.
-``LABKIT_HOT_PATH=python`` in the environment runs the sources even when the compiled
-copies are fresh (to compare the two, or to rule the compiled code out).
 """
 
 from __future__ import annotations
@@ -19,7 +17,6 @@ import importlib
 import importlib.machinery
 import importlib.util
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -93,8 +90,6 @@ def prefer_fresh() -> str:
     """Choose the compiled hot path or the sources, once per process; returns ``HOT_PATH``."""
     global HOT_PATH  # noqa: PLW0603 - decided once, before the hot path is imported
     use, why = compiled_state(HERE)
-    if use and os.environ.get("LABKIT_HOT_PATH") == "python":
-        use, why = False, "LABKIT_HOT_PATH=python"
     if use:
         try:
             for name in COMPILED:
