@@ -1,10 +1,5 @@
 """Open-loop load engine: intended-time latency (no coordinated omission), merged HdrHistograms."""
 
-from labkit.load.native import prefer_fresh
-
-prefer_fresh()  # before anything imports the hot path: never a stale compiled copy
-
-# ruff: noqa: E402 - the imports below must follow prefer_fresh()
 from labkit.load.engine import Limits, run_load
 from labkit.load.recorder import Recorder
 from labkit.load.result import LoadResult

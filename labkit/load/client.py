@@ -71,14 +71,27 @@ def quiet_parse_errors(loop: asyncio.AbstractEventLoop) -> None:
     loop.set_exception_handler(handler)
 
 
-class _Connection:
+class _Connection(asyncio.Protocol):
     """One keep-alive connection carrying one request at a time (``written`` 0 when idle).
 
     ``operation`` holds the request's operation key (code * ``STATUS_SPAN``): adding
-    the status gives the sample's first field in one addition. An asyncio protocol by
-    its methods rather than by inheritance, so that mypyc compiles it as a native class
-    (attributes in a C struct); it defines every method the event loop may call.
+    the status gives the sample's first field in one addition.
     """
+
+    __slots__ = (
+        "backlog",
+        "data_received",
+        "dispatched",
+        "idle",
+        "intended",
+        "operation",
+        "parser",
+        "pool",
+        "record",
+        "transport",
+        "write",
+        "written",
+    )
 
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
@@ -92,7 +105,7 @@ class _Connection:
         # own method saves a Python call per read. A malformed response raises out of it;
         # the loop then closes the transport with that exception, and connection_lost
         # charges the request to "protocol".
-        self.data_received: Callable[[bytes], None] = self.parser.feed_data
+        self.data_received: Callable[[bytes], None] = self.parser.feed_data  # type: ignore[assignment]
         self.operation = 0
         self.intended = 0
         self.dispatched = 0
@@ -103,16 +116,6 @@ class _Connection:
         # uvloop's transports are not asyncio.Transport subclasses, only duck-typed ones.
         self.transport = cast(asyncio.Transport, transport)
         self.write = self.transport.write
-
-    def eof_received(self) -> bool:
-        """The server closed its side: let the transport close (connection_lost follows)."""
-        return False
-
-    def pause_writing(self) -> None:
-        """Nothing to do: a request is far below the transport's high-water mark."""
-
-    def resume_writing(self) -> None:
-        """Nothing to do (see pause_writing)."""
 
     def send(self, operation: int, raw: bytes, intended: int, dispatched: int, now: int) -> None:
         """Write a request (``operation`` is its key) at ``now``: uncorrected latency starts there.
@@ -322,22 +325,23 @@ class Pool:
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
         try:
-            _, made = await asyncio.wait_for(
-                loop.create_connection(
-                    lambda: cast(asyncio.Protocol, _Connection(self)), self.host, self.port
-                ),
+            _, protocol = await asyncio.wait_for(
+                loop.create_connection(lambda: _Connection(self), self.host, self.port),
                 self.connect_timeout_s,
             )
         except TimeoutError as exc:
-            raise TimeoutError(errno.ETIMEDOUT, "connect timed out") from exc
-        protocol = cast(_Connection, made)
+            raise _ConnectTimeout(errno.ETIMEDOUT, "connect timed out") from exc
         self.connects += 1
         self.connections.add(protocol)
         return protocol
 
 
+class _ConnectTimeout(OSError):
+    """A connect that did not finish within the connect timeout."""
+
+
 def _connect_category(exc: OSError) -> str:
-    if isinstance(exc, TimeoutError):  # our connect timeout, or the kernel's ETIMEDOUT
+    if isinstance(exc, _ConnectTimeout):
         return "connect_timeout"
     if isinstance(exc, ConnectionRefusedError):
         return "connect_refused"

@@ -8,7 +8,7 @@ The ``load`` schema (one entry of results.json ``load``)::
      operations: {op: {requests, target_rps?, latency_ms: {...}, status_codes, errors}},
      errors: {category: count}, error_rate, status_codes: {"302": count},
      generator_limited: bool, generator_reason: str,
-     generator: {loop, hot_path, cpu_cores: [per process], lag_p99_ms, load_avg_1m, cores},
+     generator: {loop, cpu_cores: [per process], lag_p99_ms, load_avg_1m, cores},
      timeseries: [{second, responses, errors, p50_ms, p99_ms}],
      spectrum: {corrected|uncorrected: [[percentile, ms] ...]},
      histograms: {corrected|uncorrected: base64 HdrHistogram}, roadmap_ids: [...]}
@@ -125,7 +125,6 @@ class LoadResult:
         uncorrected = recorder.total("uncorrected")
         lag = recorder.total("lag")
         loops = sorted({str(worker.get("loop", "")) for worker in self.workers})
-        hot_paths = sorted({str(worker.get("hot_path", "")) for worker in self.workers})
         return {
             "kind": "load",
             "name": self.name,
@@ -153,7 +152,6 @@ class LoadResult:
             "generator_reason": self.generator_reason,
             "generator": {
                 "loop": ",".join(loops),
-                "hot_path": "; ".join(hot_paths),
                 "cpu_cores": [round(w["cpu_s"] / max(w["wall_s"], 1e-9), 3) for w in self.workers],
                 "cpu_s": round(sum(w["cpu_s"] for w in self.workers), 3),
                 "lag_p99_ms": percentiles_ms(lag)["p99"],
@@ -195,8 +193,7 @@ class LoadResult:
         )
         generator = data["generator"]
         lines.append(
-            f"  generator: {generator['loop']}, hot path {generator['hot_path']}, "
-            f"cpu {generator['cpu_cores']} core(s), "
+            f"  generator: {generator['loop']}, cpu {generator['cpu_cores']} core(s), "
             f"load average {generator['load_avg_1m']} on {generator['cores']} cores"
         )
         if self.generator_limited:

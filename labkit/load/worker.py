@@ -12,16 +12,15 @@ import gc
 import resource
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from labkit.load import native
 from labkit.load.client import SAMPLE_FIELDS, STATUS_SPAN, Pool, quiet_parse_errors
 from labkit.load.recorder import Recorder
 from labkit.load.schedule import Schedule, Span
-from labkit.load.spec import WorkerSpec
-from labkit.load.workload import Fixed
+from labkit.load.workload import Fixed, Workload
 
 __all__ = ["WorkerSpec", "run_worker"]
 
@@ -30,6 +29,21 @@ _TICK_S = 0.001
 _DRAIN_EVERY = 2048  # responses; bounds memory, and one vectorised drain stays under 1 ms
 _monotonic_ns = time.monotonic_ns
 _ONE_REQUEST = Schedule.constant(1, 1)
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything one worker needs (picklable; travels to the process over a pipe)."""
+
+    host: str
+    port: int
+    workload: Workload
+    schedule: Schedule
+    worker: int = 0
+    workers: int = 1
+    connections: int = 64
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 10.0
 
 
 def _cpu_s() -> float:
@@ -62,7 +76,6 @@ class _Run:
         self.span = (0, 0, 0, 0, 0.0)  # the current one: next index, end, first, base, interval
         self.next_intended = 0
         self.finished: asyncio.Future[None] | None = None
-        self.call_later: Callable[..., object] = _no_loop_yet
 
     def error(
         self, operation: int, category: str, intended: int, dispatched: int, now: int
@@ -163,7 +176,7 @@ class _Run:
                 self.drain()
                 now = _monotonic_ns()
         # Never sooner than the loop's timer resolution; sends due meanwhile go out together.
-        self.call_later(max((intended - now) / _NS, _TICK_S), self.tick)
+        asyncio.get_running_loop().call_later(max((intended - now) / _NS, _TICK_S), self.tick)
 
     def _next_span(self) -> tuple[int, int, int, int, float]:
         """The next span of the plan, its start made absolute (t0 added)."""
@@ -179,9 +192,7 @@ class _Run:
         self.span = self._next_span()
         index, _, first, base, interval = self.span
         self.next_intended = base + int((index - first) * interval)
-        loop = asyncio.get_running_loop()
-        self.call_later = loop.call_later  # once: get_running_loop() costs a getpid() per call
-        self.finished = loop.create_future()
+        self.finished = asyncio.get_running_loop().create_future()
         self.tick()
         await self.finished
 
@@ -218,7 +229,6 @@ class _Run:
         return {
             "worker": self.spec.worker,
             "loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
-            "hot_path": native.HOT_PATH,
             "recorder": wire,
             "cpu_s": _cpu_s() - cpu_start,
             "wall_s": wall_s,
@@ -230,10 +240,6 @@ class _Run:
                 (max(self.last_done_ns, sent_all_ns) - self.measure_start_ns) / _NS, 1e-9
             ),
         }
-
-
-def _no_loop_yet(*args: object) -> object:
-    raise RuntimeError("labkit load: the scheduler ticked before its event loop was known")
 
 
 def _warm_up_drain() -> None:
