@@ -8,7 +8,9 @@ returns a 302 like a short-URL redirect), then alternates:
 * ``labkit bench --rate 30000`` (near saturation: the engine's best requests/CPU-s).
 
 CPU is each client's own user+sys time (wrk: rusage of the child; labkit: the
-worker's rusage over its run). Prints a table per round and the ratio to wrk.
+worker's rusage over its run). Prints a table per round and the ratio to wrk, then
+the median and range of each ratio over the rounds (a VM's neighbours move single
+rounds by 10-20 %).
 Stops nginx by its pid. Usage: ``.venv/bin/python benchmarks/bench_engine.py [rounds] [seconds]``.
 """
 
@@ -26,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -164,6 +167,7 @@ def main() -> int:
                 f"{'round':<6}{'client':<22}{'rps':>10}{'cpu s':>8}{'req/cpu-s':>11}"
                 f"{'ratio':>7}  notes"
             )
+            ratios: dict[int, list[float]] = {}
             for round_number in range(1, rounds + 1):
                 wrk = run_wrk(url, seconds)
                 print(
@@ -177,12 +181,19 @@ def main() -> int:
                         f"p99 {lab['p99_ms']:.1f} ms"
                         + (", GENERATOR-LIMITED" if lab["limited"] else ", on schedule")
                     )
+                    ratios.setdefault(rate, []).append(lab["per_cpu_s"] / wrk["per_cpu_s"])
                     print(
                         f"{'':<6}{f'labkit --rate {rate}':<22}{lab['rps']:>10.0f}"
                         f"{lab['cpu_s']:>8.2f}{lab['per_cpu_s']:>11.0f}"
                         f"{lab['per_cpu_s'] / wrk['per_cpu_s']:>7.2f}  {notes}"
                     )
                 print(f"      load average {os.getloadavg()}")
+            print("ratio to wrk over the rounds: median (min-max)")
+            for rate, values in ratios.items():
+                print(
+                    f"  labkit --rate {rate:<8}{median(values):.2f} "
+                    f"({min(values):.2f}-{max(values):.2f})"
+                )
         finally:
             nginx.send_signal(signal.SIGQUIT)  # our own nginx master, by its pid
             try:

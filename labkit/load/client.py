@@ -330,18 +330,14 @@ class Pool:
                 self.connect_timeout_s,
             )
         except TimeoutError as exc:
-            raise _ConnectTimeout(errno.ETIMEDOUT, "connect timed out") from exc
+            raise TimeoutError(errno.ETIMEDOUT, "connect timed out") from exc
         self.connects += 1
         self.connections.add(protocol)
         return protocol
 
 
-class _ConnectTimeout(OSError):
-    """A connect that did not finish within the connect timeout."""
-
-
 def _connect_category(exc: OSError) -> str:
-    if isinstance(exc, _ConnectTimeout):
+    if isinstance(exc, TimeoutError):  # our connect timeout, or the kernel's ETIMEDOUT
         return "connect_timeout"
     if isinstance(exc, ConnectionRefusedError):
         return "connect_refused"

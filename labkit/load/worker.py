@@ -76,6 +76,7 @@ class _Run:
         self.span = (0, 0, 0, 0, 0.0)  # the current one: next index, end, first, base, interval
         self.next_intended = 0
         self.finished: asyncio.Future[None] | None = None
+        self.call_later: Callable[..., object] = _no_loop_yet
 
     def error(
         self, operation: int, category: str, intended: int, dispatched: int, now: int
@@ -176,7 +177,7 @@ class _Run:
                 self.drain()
                 now = _monotonic_ns()
         # Never sooner than the loop's timer resolution; sends due meanwhile go out together.
-        asyncio.get_running_loop().call_later(max((intended - now) / _NS, _TICK_S), self.tick)
+        self.call_later(max((intended - now) / _NS, _TICK_S), self.tick)
 
     def _next_span(self) -> tuple[int, int, int, int, float]:
         """The next span of the plan, its start made absolute (t0 added)."""
@@ -192,7 +193,9 @@ class _Run:
         self.span = self._next_span()
         index, _, first, base, interval = self.span
         self.next_intended = base + int((index - first) * interval)
-        self.finished = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self.call_later = loop.call_later  # once: get_running_loop() costs a getpid() per call
+        self.finished = loop.create_future()
         self.tick()
         await self.finished
 
@@ -240,6 +243,10 @@ class _Run:
                 (max(self.last_done_ns, sent_all_ns) - self.measure_start_ns) / _NS, 1e-9
             ),
         }
+
+
+def _no_loop_yet(*args: object) -> object:
+    raise RuntimeError("labkit load: the scheduler ticked before its event loop was known")
 
 
 def _warm_up_drain() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import socketserver
 import threading
 import time
@@ -92,3 +93,35 @@ def test_only_the_parser_s_own_errors_count_as_malformed_responses() -> None:
     assert not is_parse_error(httptools.HttpParserCallbackError("bug"))
     assert not is_parse_error(ConnectionResetError())
     assert not is_parse_error(None)
+
+
+def test_a_connect_that_never_completes_is_a_connect_timeout() -> None:
+    """A listener that never accepts: once its queue is full the kernel drops new SYNs."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers = []
+        for _ in range(8):  # fill the accept queue (its size is backlog + 1 or so)
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+        time.sleep(0.2)
+        spec = WorkerSpec(
+            host="127.0.0.1",
+            port=port,
+            workload=Fixed("127.0.0.1", "/"),
+            schedule=Schedule.constant(4, 0.5),
+            connections=2,
+            connect_timeout_s=0.3,
+            read_timeout_s=1.0,
+        )
+        try:
+            result = run_worker(spec, lambda: time.monotonic_ns() + 20_000_000)
+        finally:
+            for filler in fillers:
+                filler.close()
+    (operation,) = result["recorder"]["operations"].values()
+    errors = operation["errors"]
+    assert errors == {"connect_timeout": 2}, errors
