@@ -8,6 +8,8 @@ import socketserver
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import httptools
 import pytest
@@ -15,7 +17,8 @@ import pytest
 from labkit.load.client import is_parse_error
 from labkit.load.schedule import Schedule
 from labkit.load.worker import WorkerSpec, run_worker
-from labkit.load.workload import Fixed, Mixed
+from labkit.load.workload import Fixed, Mixed, Workload
+from tests.load.conftest import TestServer
 
 
 class _Garbage(socketserver.BaseRequestHandler):
@@ -125,3 +128,45 @@ def test_a_connect_that_never_completes_is_a_connect_timeout() -> None:
     (operation,) = result["recorder"]["operations"].values()
     errors = operation["errors"]
     assert errors == {"connect_timeout": 2}, errors
+
+
+@dataclass(frozen=True)
+class _BigPost(Workload):
+    """POSTs with a body larger than the loopback socket buffers can hold at once."""
+
+    size: int
+
+    def request(self, index: int) -> tuple[str, bytes]:
+        head = f"POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {self.size}\r\n\r\n"
+        return "upload", head.encode() + b"x" * self.size
+
+    @property
+    def operations(self) -> tuple[str, ...]:
+        return ("upload",)
+
+
+def _buffer(name: str, which: int) -> int:
+    """min, default, max of /proc/sys/net/ipv4/tcp_wmem or tcp_rmem."""
+    return int(Path(f"/proc/sys/net/ipv4/{name}").read_text().split()[which])
+
+
+def test_a_request_the_socket_cannot_take_at_once_is_still_sent_whole() -> None:
+    size = 12 * 1024 * 1024
+    # The premise: while the server is frozen (not reading, so its receive buffer stays
+    # at its default size), the socket cannot take the whole request in one write.
+    assert size > _buffer("tcp_wmem", 2) + _buffer("tcp_rmem", 1)
+    server = TestServer("--status", "200", "--stall-at", "0", "--stall-for", "0.5")
+    try:
+        spec = WorkerSpec(
+            host="127.0.0.1",
+            port=server.port,
+            workload=_BigPost(size),
+            schedule=Schedule.constant(4, 0.5),
+            connections=2,
+            read_timeout_s=20.0,
+        )
+        result = run_worker(spec, lambda: time.monotonic_ns() + 20_000_000)
+    finally:
+        server.stop()
+    upload = result["recorder"]["operations"]["upload"]
+    assert upload["status_codes"] == {"200": 2} and upload["errors"] == {}, upload
