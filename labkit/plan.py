@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from labkit.errors import CommandError, ConnectError, LabkitError, NotAllowed, StepError
@@ -251,37 +252,21 @@ def _apply_step(step: Step, target: Target, evidence: list[Evidence], progress: 
     verdict = step.diff(target)
     for change in verdict.changes:
         progress(redact(f"{target.node.name}: {step.name}: {change.summary}"))
+        record = partial(  # the change's evidence, given how applying it went
+            Evidence,
+            target.node.name,
+            step.name,
+            change.summary,
+            change.before,
+            change.after,
+            change.command(),
+        )
         try:
             code, took = change.apply(target.host)
         except CommandError as exc:
-            evidence.append(
-                Evidence(
-                    target.node.name,
-                    step.name,
-                    change.summary,
-                    change.before,
-                    change.after,
-                    change.command(),
-                    False,
-                    exc.exit_code,
-                    0.0,
-                    str(exc),
-                )
-            )
+            evidence.append(record(False, exc.exit_code, 0.0, str(exc)))
             raise StepError(f"step {step.name}: {exc}") from exc
-        evidence.append(
-            Evidence(
-                target.node.name,
-                step.name,
-                change.summary,
-                change.before,
-                change.after,
-                change.command(),
-                True,
-                code,
-                round(took, 3),
-            )
-        )
+        evidence.append(record(True, code, round(took, 3)))
 
 
 def _require_isolated(lab: Lab) -> None:

@@ -166,25 +166,22 @@ class _Connection(asyncio.Protocol):
 
     def fail(self, category: str) -> None:
         """Charge the request in flight (if any) to ``category`` and drop the connection."""
-        if self.written:
-            self.written = 0
-            self.pool.on_error(
-                self.operation // STATUS_SPAN,
-                category,
-                self.intended,
-                self.dispatched,
-                _monotonic_ns(),
-            )
+        self._charge(category)
         if self.transport is not None:
             self.transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Charge a request in flight: ``protocol`` (unparsable), ``reset`` or ``closed`` (EOF)."""
+        if is_parse_error(exc):
+            self._charge("protocol")
+        else:
+            self._charge("reset" if exc is not None else "closed")
+        self.pool.lost(self)
+
+    def _charge(self, category: str) -> None:
+        """The request in flight, if any, ends as an error of ``category``."""
         if self.written:
             self.written = 0
-            category = "reset" if exc is not None else "closed"
-            if is_parse_error(exc):
-                category = "protocol"
             self.pool.on_error(
                 self.operation // STATUS_SPAN,
                 category,
@@ -192,7 +189,6 @@ class _Connection(asyncio.Protocol):
                 self.dispatched,
                 _monotonic_ns(),
             )
-        self.pool.lost(self)
 
 
 def _not_connected(raw: bytes) -> None:

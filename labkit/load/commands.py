@@ -92,12 +92,16 @@ def _bench(arguments: argparse.Namespace) -> int:
     return _bench_url(arguments)
 
 
-def _positive(text: str) -> float:
-    """An argparse type: a finite number above zero."""
+def _number(text: str) -> float:
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def _positive(text: str) -> float:
+    """An argparse type: a finite number above zero."""
+    value = _number(text)
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be a finite number above 0")
     return value
@@ -105,10 +109,7 @@ def _positive(text: str) -> float:
 
 def _not_negative(text: str) -> float:
     """An argparse type: a finite number of at least zero."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    value = _number(text)
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be a finite number, 0 or more")
     return value
