@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-from redis.sentinel import Sentinel
 
 from labkit.checks.base import Context, Outcome, implements
 from labkit.errors import LabkitError
-from labkit.params import Lab
+from labkit.load.server_stats import redis_master
 from labkit.sandbox.shortener.cache import CACHE_PREFIX
 from labkit.shlink import ShlinkClient
 
@@ -140,32 +139,6 @@ def redirects(context: Context) -> Outcome:
     )
 
 
-def _redis_master(lab: Lab) -> redis.Redis:
-    """A client to the Redis master: asked of the Sentinels when params list them."""
-    settings = lab.redis
-    lab.require_allowed(settings.host)
-    password = None
-    if settings.password is not None:
-        password = lab.secret(settings.password).reveal()
-    timeout_s = 2.0
-    address = (settings.host, settings.port)
-    if settings.sentinel_ports:
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]  # untyped in redis-py
-            [(settings.host, port) for port in settings.sentinel_ports],
-            sentinel_kwargs={"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s},
-            socket_timeout=timeout_s,
-        )
-        address = sentinel.discover_master(settings.master_name)  # type: ignore[no-untyped-call]
-        lab.require_allowed(address[0])
-    return redis.Redis(
-        host=address[0],
-        port=int(address[1]),
-        password=password,
-        socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s,
-    )
-
-
 def _count(client: redis.Redis, pattern: str) -> int:
     count = 0
     for _ in client.scan_iter(match=pattern, count=500):
@@ -182,7 +155,7 @@ def cache_populated(context: Context) -> Outcome:
     probe = _probe(context)
     if probe.created is not None:
         _client(context).resolve(probe.slug)  # a redirect is what fills a cache-aside cache
-    with closing(_redis_master(lab)) as client:
+    with closing(redis_master(lab)) as client:
         cached = _count(client, CACHE_PREFIX + "*")
         total = int(client.dbsize())
         probe_key = CACHE_PREFIX + probe.slug
