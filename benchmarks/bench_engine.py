@@ -1,16 +1,18 @@
 """Requests per CPU-second: ``labkit bench`` against ``wrk``, same local nginx, same run.
 
 Starts its own nginx (1 worker, loopback, a free port, config in a temp dir,
-returns a 302 like a short-URL redirect), then alternates:
+returns a 302 like a short-URL redirect), then alternates, round after round:
 
-* ``wrk -t1 -c50`` for D seconds (closed loop, as fast as it can);
-* ``labkit bench --rate 10000`` (the goal: on schedule, well under one core);
-* ``labkit bench --rate 30000`` (near saturation: the engine's best requests/CPU-s).
+* ``wrk -t1 -c50`` for D seconds, flat out (closed loop, as fast as it can);
+* ``wrk -t1 -c50`` paced to about 10,000 req/s (its Lua ``delay()`` hook: each
+  connection waits 5 ms before its next request): wrk at the engine's rate;
+* ``labkit bench --rate 10000`` (issue 5's goal: on schedule, well under one core);
+* ``labkit bench --rate 30000`` and ``--rate 60000`` (the engine at full work).
 
 CPU is each client's own user+sys time (wrk: rusage of the child; labkit: the
 worker's rusage over its run). Prints a table per round and the ratio to wrk, then
 the median and range of each ratio over the rounds (a VM's neighbours move single
-rounds by 10-20 %).
+rounds by 10-20 %), and issue 5's goal clause by clause.
 Stops nginx by its pid. Usage: ``.venv/bin/python benchmarks/bench_engine.py [rounds] [seconds]``.
 """
 
@@ -27,11 +29,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import median
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+CONNECTIONS = 50
+GOAL_RATE = 10_000
+RATES = (GOAL_RATE, 30_000, 60_000)
 
 NGINX_CONF = """
 worker_processes 1;
@@ -91,11 +97,12 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_wrk(url: str, seconds: float) -> dict[str, float]:
-    """wrk closed loop: requests, its CPU seconds, requests per CPU-second."""
+def run_wrk(url: str, seconds: float, script: Path | None = None) -> dict[str, float]:
+    """wrk closed loop (paced by ``script`` if given): requests, CPU seconds, per CPU-second."""
     before = _children_cpu()
+    pacing = ["-s", str(script)] if script is not None else []
     output = subprocess.run(
-        [*_pin(0), "wrk", "-t1", "-c50", f"-d{seconds:g}s", url],
+        [*_pin(0), "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds:g}s", *pacing, url],
         capture_output=True,
         text=True,
         check=True,
@@ -104,6 +111,14 @@ def run_wrk(url: str, seconds: float) -> dict[str, float]:
     cpu = _children_cpu() - before
     requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
     return {"rps": requests / seconds, "cpu_s": cpu, "per_cpu_s": requests / cpu}
+
+
+def pacing_script(tmp: Path, rate: int) -> Path:
+    """A wrk Lua script holding each of the connections back so they add up to ~``rate``."""
+    script = tmp / "pace.lua"
+    # wrk calls delay() before each request: milliseconds to wait (its timers count in ms).
+    script.write_text(f"function delay() return {round(CONNECTIONS * 1000 / rate)} end\n")
+    return script
 
 
 def run_labkit(url: str, rate: int, seconds: float, tmp: Path) -> dict[str, float]:
@@ -124,7 +139,7 @@ def run_labkit(url: str, rate: int, seconds: float, tmp: Path) -> dict[str, floa
             "--warmup",
             "1",
             "--connections",
-            "50",
+            str(CONNECTIONS),
             "--json",
             str(out),
         ],
@@ -150,50 +165,92 @@ def run_labkit(url: str, rate: int, seconds: float, tmp: Path) -> dict[str, floa
     }
 
 
+@dataclass
+class Tally:
+    """What the summary needs from every round."""
+
+    ratios: dict[int, list[float]] = field(default_factory=dict)  # per rate, to wrk flat out
+    same_rate: list[float] = field(default_factory=list)  # labkit at GOAL_RATE to wrk paced
+    best: list[float] = field(default_factory=list)  # best on-schedule labkit to wrk flat out
+    goal_cores: list[float] = field(default_factory=list)
+    goal_on_schedule: int = 0
+
+
+def _row(label: str, result: dict[str, float], reference: float, notes: str = "") -> str:
+    return (
+        f"{'':<6}{label:<24}{result['rps']:>9.0f}{result['cpu_s']:>7.2f}"
+        f"{result['per_cpu_s']:>11.0f}{result['per_cpu_s'] / reference:>7.2f}  {notes}"
+    )
+
+
+def _spread(values: list[float]) -> str:
+    return f"{median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+
+def run_round(number: int, url: str, seconds: float, tmp: Path, tally: Tally) -> None:
+    """One round: wrk flat out, wrk paced, labkit at each rate; prints rows, adds to ``tally``."""
+    wrk = run_wrk(url, seconds)
+    paced = run_wrk(url, seconds, pacing_script(tmp, GOAL_RATE))
+    reference = wrk["per_cpu_s"]
+    print(f"{number:<6}" + _row("wrk flat out", wrk, reference)[6:])
+    print(_row(f"wrk paced ~{GOAL_RATE // 1000}K", paced, reference, "closed loop, delay()"))
+    best = 0.0
+    for rate in RATES:
+        lab = run_labkit(url, rate, seconds, tmp)
+        on_schedule = not lab["limited"]
+        notes = (
+            f"{lab['cores']:.2f} core, lag p99 {lab['lag_p99_ms']:.1f} ms, "
+            f"p99 {lab['p99_ms']:.1f} ms, "
+            + ("on schedule" if on_schedule else "GENERATOR-LIMITED")
+        )
+        print(_row(f"labkit --rate {rate}", lab, reference, notes))
+        tally.ratios.setdefault(rate, []).append(lab["per_cpu_s"] / reference)
+        if on_schedule:
+            best = max(best, lab["per_cpu_s"])
+        if rate == GOAL_RATE:
+            tally.goal_cores.append(lab["cores"])
+            tally.goal_on_schedule += on_schedule
+            tally.same_rate.append(lab["per_cpu_s"] / paced["per_cpu_s"])
+    tally.best.append(best / reference)
+    print(f"      load average {os.getloadavg()}")
+
+
+def print_summary(rounds: int, tally: Tally) -> None:
+    """The ratios over the rounds, then issue 5's goal clause by clause."""
+    print(f"ratio to wrk's requests per CPU-second over {rounds} rounds: median (min-max)")
+    for rate, values in tally.ratios.items():
+        print(f"  labkit --rate {rate:<10}{_spread(values)}  vs wrk flat out")
+    print(f"  labkit --rate {GOAL_RATE:<10}{_spread(tally.same_rate)}  vs wrk paced to that rate")
+    print("issue 5's goal, clause by clause:")
+    print(
+        f"  {GOAL_RATE:,} req/s on schedule, well under one core: {tally.goal_on_schedule}/"
+        f"{rounds} rounds on schedule, {min(tally.goal_cores):.2f}-{max(tally.goal_cores):.2f} core"
+    )
+    print(
+        "  requests per CPU-second at least half of wrk's, each at full work (the engine at its "
+        f"best on-schedule rate, wrk flat out): {_spread(tally.best)}"
+    )
+
+
 def main() -> int:
-    """Run the rounds and print the table."""
+    """Run the rounds against one nginx of our own, then print the summary."""
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
     seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 8.0
     for tool in ("nginx", "wrk"):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} not found; apt-get install -y nginx-light wrk")
+    tally = Tally()
     with tempfile.TemporaryDirectory(prefix="labkit-bench-") as name:
         tmp = Path(name)
         nginx, port = _start_nginx(tmp)
-        url = f"http://127.0.0.1:{port}/"
         try:
             print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()}")
             print(
-                f"{'round':<6}{'client':<22}{'rps':>10}{'cpu s':>8}{'req/cpu-s':>11}"
-                f"{'ratio':>7}  notes"
+                f"{'round':<6}{'client':<24}{'rps':>9}{'cpu s':>7}{'req/cpu-s':>11}"
+                f"{'ratio':>7}  notes (ratio: to wrk flat out)"
             )
-            ratios: dict[int, list[float]] = {}
-            for round_number in range(1, rounds + 1):
-                wrk = run_wrk(url, seconds)
-                print(
-                    f"{round_number:<6}{'wrk -t1 -c50':<22}{wrk['rps']:>10.0f}"
-                    f"{wrk['cpu_s']:>8.2f}{wrk['per_cpu_s']:>11.0f}{1:>7.2f}"
-                )
-                for rate in (10_000, 30_000):
-                    lab = run_labkit(url, rate, seconds, tmp)
-                    notes = (
-                        f"{lab['cores']:.2f} core, lag p99 {lab['lag_p99_ms']:.1f} ms, "
-                        f"p99 {lab['p99_ms']:.1f} ms"
-                        + (", GENERATOR-LIMITED" if lab["limited"] else ", on schedule")
-                    )
-                    ratios.setdefault(rate, []).append(lab["per_cpu_s"] / wrk["per_cpu_s"])
-                    print(
-                        f"{'':<6}{f'labkit --rate {rate}':<22}{lab['rps']:>10.0f}"
-                        f"{lab['cpu_s']:>8.2f}{lab['per_cpu_s']:>11.0f}"
-                        f"{lab['per_cpu_s'] / wrk['per_cpu_s']:>7.2f}  {notes}"
-                    )
-                print(f"      load average {os.getloadavg()}")
-            print("ratio to wrk over the rounds: median (min-max)")
-            for rate, values in ratios.items():
-                print(
-                    f"  labkit --rate {rate:<8}{median(values):.2f} "
-                    f"({min(values):.2f}-{max(values):.2f})"
-                )
+            for number in range(1, rounds + 1):
+                run_round(number, f"http://127.0.0.1:{port}/", seconds, tmp, tally)
         finally:
             nginx.send_signal(signal.SIGQUIT)  # our own nginx master, by its pid
             try:
@@ -201,6 +258,7 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 nginx.kill()
                 nginx.wait(timeout=10)
+    print_summary(rounds, tally)
     return 0
 
 
