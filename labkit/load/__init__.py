@@ -1,6 +1,6 @@
 """Open-loop load engine: intended-time latency (no coordinated omission), merged HdrHistograms."""
 
-from labkit.load.engine import Limits, run_load
+from labkit.load.engine import Limits, LoadProgress, run_load
 from labkit.load.recorder import Recorder
 from labkit.load.result import LoadResult
 from labkit.load.schedule import Schedule, Segment
@@ -12,6 +12,7 @@ __all__ = [
     "Creates",
     "Fixed",
     "Limits",
+    "LoadProgress",
     "LoadResult",
     "Mixed",
     "Recorder",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ def _write_json(path: str, entries: list[dict[str, Any]], lab: str) -> None:
 
 def _bench_url(arguments: argparse.Namespace) -> int:
     from labkit.load import LOOPBACK, Fixed, Schedule, resolve_target, run_load  # noqa: PLC0415
+    from labkit.load.engine import progress_lines  # noqa: PLC0415
     from labkit.params import load_lab  # noqa: PLC0415
 
     lab = load_lab(*arguments.params) if arguments.params else None
@@ -33,6 +36,7 @@ def _bench_url(arguments: argparse.Namespace) -> int:
         processes=arguments.processes,
         connections=arguments.connections,
         read_timeout_s=arguments.timeout,
+        progress=progress_lines(partial(print, file=sys.stderr, flush=True)),
     )
     print(result.summary())
     if arguments.json:

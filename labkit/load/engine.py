@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -24,10 +25,10 @@ from labkit.load.recorder import Recorder, percentiles_ms
 from labkit.load.result import LoadResult
 from labkit.load.schedule import Schedule
 from labkit.load.target import Target
-from labkit.load.worker import WorkerSpec
+from labkit.load.worker import Progress, WorkerSpec
 from labkit.load.workload import Workload
 
-__all__ = ["Limits", "run_load"]
+__all__ = ["Limits", "LoadProgress", "progress_lines", "run_load"]
 
 _START_MARGIN_NS = 100_000_000  # t0 is this far after every worker said ready
 _READY_TIMEOUT_S = 60.0
@@ -42,6 +43,40 @@ class Limits:
     late_finish_s: float = 0.5  # finished sending this long after the plan ended
 
 
+@dataclass(frozen=True)
+class LoadProgress:
+    """A running load, all workers together (warm-up included), about once a second."""
+
+    elapsed_s: float  # since t0
+    planned_s: float  # the whole plan, warm-up included
+    sent: int
+    planned: int  # requests in the whole plan
+    answered: int
+    failed: int
+
+    def line(self) -> str:
+        """One progress line for a terminal or a notebook."""
+        return (
+            f"  {self.elapsed_s:4.0f}/{self.planned_s:g}s  sent {self.sent:,} of {self.planned:,}"
+            f"  answered {self.answered:,}  failed {self.failed:,}"
+        )
+
+
+def progress_lines(
+    sink: Callable[[str], None], every_s: float = 5.0
+) -> Callable[[LoadProgress], None]:
+    """A ``run_load`` progress callback handing ``sink`` one line every ``every_s`` seconds."""
+    next_at = every_s
+
+    def show(progress: LoadProgress) -> None:
+        nonlocal next_at
+        if progress.elapsed_s + 0.5 >= next_at:  # reports come about once a second
+            sink(progress.line())
+            next_at += every_s
+
+    return show
+
+
 class _Worker:
     """A worker subprocess we started, talked to over its stdin/stdout."""
 
@@ -49,6 +84,7 @@ class _Worker:
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "labkit.load.child"],
+            bufsize=0,  # unbuffered: select() on stdout sees every frame not yet read
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.log,
@@ -61,11 +97,11 @@ class _Worker:
         write_frame(self.stdin, value)
 
     def receive(self, timeout_s: float, what: str) -> Any:
-        ready, _, _ = select.select([self.stdout], [], [], timeout_s)
-        if not ready:
-            raise WaitTimeout(
-                f"load worker pid {self.process.pid} did not {what} within {timeout_s:.0f}s"
-            )
+        """The payload of the next ``ready`` or ``result`` frame (``progress`` frames skipped)."""
+        return _gather([self], timeout_s, what)[0]
+
+    def read(self, what: str) -> tuple[str, Any]:
+        """The next frame (the caller knows one is waiting); a failed worker raises."""
         try:
             kind, payload = read_frame(self.stdout)
         except EOFError:
@@ -76,7 +112,7 @@ class _Worker:
             ) from None
         if kind == "error":
             raise LabkitError(f"load worker pid {self.process.pid} failed: {payload}")
-        return payload
+        return kind, payload
 
     def stderr_tail(self) -> str:
         self.log.seek(0)
@@ -93,6 +129,40 @@ class _Worker:
             self.process.kill()  # our own child, by its handle
             self.process.wait(timeout=5)
         self.log.close()
+
+
+def _gather(
+    children: list[_Worker],
+    timeout_s: float,
+    what: str,
+    on_progress: Callable[[int, Progress], None] | None = None,
+) -> list[Any]:
+    """Every child's next ``ready``/``result`` payload, reading all of them as frames arrive.
+
+    ``progress`` frames go to ``on_progress(worker index, progress)`` on the way: read
+    from every pipe at once, so no worker ever blocks on a full pipe while we wait for
+    another. A WaitTimeout names the first worker still silent after ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    results: dict[int, Any] = {}
+    streams = {child.stdout: index for index, child in enumerate(children)}
+    while len(results) < len(children):
+        waiting = [stream for stream, index in streams.items() if index not in results]
+        ready, _, _ = select.select(waiting, [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            late = children[streams[waiting[0]]]
+            raise WaitTimeout(
+                f"load worker pid {late.process.pid} did not {what} within {timeout_s:.0f}s"
+            )
+        for stream in ready:
+            index = streams[stream]
+            kind, payload = children[index].read(what)
+            if kind == "progress":
+                if on_progress is not None:
+                    on_progress(index, payload)
+            else:
+                results[index] = payload
+    return [results[index] for index in range(len(children))]
 
 
 def _judge(workers: list[dict[str, Any]], recorder: Recorder, limits: Limits) -> str:
@@ -124,8 +194,12 @@ def run_load(
     connect_timeout_s: float = 5.0,
     read_timeout_s: float = 10.0,
     limits: Limits = Limits(),
+    progress: Callable[[LoadProgress], None] | None = None,
 ) -> LoadResult:
-    """Send ``workload`` to an already-checked ``target`` on ``schedule``; merged result."""
+    """Send ``workload`` to an already-checked ``target`` on ``schedule``; merged result.
+
+    ``progress`` (if given) gets the counts so far about once a second.
+    """
     if processes < 1 or connections < processes:
         raise LabkitError(
             f"load: {processes} process(es) with {connections} connections; need at least one "
@@ -151,8 +225,29 @@ def run_load(
         t0 = time.monotonic_ns() + _START_MARGIN_NS
         for child in children:
             child.send(t0)
+        latest = [Progress(0, 0, 0)] * processes
+        reports = [0] * processes
+        shown = 0
+
+        def on_progress(index: int, counts: Progress) -> None:
+            nonlocal shown
+            latest[index] = counts
+            reports[index] += 1
+            if progress is not None and min(reports) > shown:  # every worker's n-th report in
+                shown = min(reports)
+                progress(
+                    LoadProgress(
+                        elapsed_s=(time.monotonic_ns() - t0) / 1e9,
+                        planned_s=schedule.duration_s,
+                        sent=sum(worker.sent for worker in latest),
+                        planned=schedule.total_requests,
+                        answered=sum(worker.answered for worker in latest),
+                        failed=sum(worker.failed for worker in latest),
+                    )
+                )
+
         budget = schedule.duration_s + read_timeout_s + _READY_TIMEOUT_S
-        workers = [child.receive(budget, "finish its schedule") for child in children]
+        workers = _gather(children, budget, "finish its schedule", on_progress)
     finally:
         for child in children:
             child.close()

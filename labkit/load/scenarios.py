@@ -23,7 +23,7 @@ from typing import Any
 import redis
 
 from labkit.errors import ConfigError
-from labkit.load.engine import run_load
+from labkit.load.engine import progress_lines, run_load
 from labkit.load.result import LoadResult
 from labkit.load.schedule import Schedule
 from labkit.load.server_stats import ServerWatch, redis_master
@@ -262,6 +262,7 @@ def run_scenario(
                 name=f"{scenario}@{rate:.0f}",
                 processes=processes,
                 connections=connections,
+                progress=progress_lines(progress),
             )
         result.scenario = scenario
         result.roadmap_ids = list(ROADMAP_IDS)

@@ -2,7 +2,8 @@
 
 The scheduler wakes at least every millisecond (the event loop's timer
 resolution) and dispatches every request that is due; how late it was is the
-``lag`` histogram, the generator's own delay, reported rather than hidden.
+``lag`` histogram, the generator's own delay, reported rather than hidden. Once a
+second the worker hands its counts so far (``Progress``) to a ``report`` callback.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from labkit.load.recorder import Recorder
 from labkit.load.schedule import Schedule, Span
 from labkit.load.workload import Fixed, Workload
 
-__all__ = ["WorkerSpec", "run_worker"]
+__all__ = ["Progress", "WorkerSpec", "run_worker"]
 
 _NS = 1_000_000_000
 _TICK_S = 0.001
+_PROGRESS_S = 1.0
 _DRAIN_EVERY = 2048  # responses; bounds memory, and one vectorised drain stays under 1 ms
 _monotonic_ns = time.monotonic_ns
 _ONE_REQUEST = Schedule.constant(1, 1)
@@ -44,6 +46,18 @@ class WorkerSpec:
     connections: int = 64
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One worker's counts so far, warm-up included: requests sent, and answered or failed."""
+
+    sent: int
+    answered: int
+    failed: int
+
+
+Report = Callable[[Progress], None]
 
 
 def _cpu_s() -> float:
@@ -68,6 +82,8 @@ class _Run:
             spec.read_timeout_s,
         )
         self.sent = 0
+        self.answered = 0  # responses drained from the pool's samples, warm-up included
+        self.failed = 0  # errors charged, warm-up included
         self.last_done_ns = 0
         # Cyclic workloads are a table indexed by request index (no call per send).
         self.table = tuple((self.keys[name], raw) for name, raw in spec.workload.cycle() or ())
@@ -81,6 +97,7 @@ class _Run:
     def error(
         self, operation: int, category: str, intended: int, dispatched: int, now: int
     ) -> None:
+        self.failed += 1
         # Requests due before the end of the warm-up are sent but not measured; the plan puts
         # exactly the warm-up's indices before ``measure_start_ns``.
         if intended < self.measure_start_ns:
@@ -101,6 +118,7 @@ class _Run:
         rows = np.fromiter(samples, dtype=np.int64, count=len(samples))
         rows = rows.reshape(-1, SAMPLE_FIELDS)
         samples.clear()
+        self.answered += len(rows)
         if int(rows[:, 1].min()) < self.measure_start_ns:
             rows = rows[rows[:, 1] >= self.measure_start_ns]  # warm-up: sent, not measured
             if not len(rows):
@@ -205,7 +223,17 @@ class _Run:
             await asyncio.sleep(interval)
             self.pool.expire(time.monotonic_ns())
 
-    async def run(self, wait_for_t0: Callable[[], int]) -> dict[str, Any]:
+    def progress(self) -> Progress:
+        """Counts so far; responses still in the pool's raw samples count as answered."""
+        pending = len(self.pool.samples) // SAMPLE_FIELDS
+        return Progress(self.sent, self.answered + pending, self.failed)
+
+    async def reporter(self, report: Report) -> None:
+        while True:
+            await asyncio.sleep(_PROGRESS_S)
+            report(self.progress())
+
+    async def run(self, wait_for_t0: Callable[[], int], report: Report) -> dict[str, Any]:
         quiet_parse_errors(asyncio.get_running_loop())
         opened = await self.pool.prewarm()
         _warm_up_drain()
@@ -216,14 +244,16 @@ class _Run:
         gc.freeze()
         cpu_start = _cpu_s()
         wall_start = time.monotonic_ns()
-        watchdog = asyncio.get_running_loop().create_task(self.watchdog())
+        loop = asyncio.get_running_loop()
+        background = [loop.create_task(self.watchdog()), loop.create_task(self.reporter(report))]
         await self.schedule(t0_ns)
         sent_all_ns = time.monotonic_ns()
         # Drain: wait for answers up to the read timeout, then charge what is left.
         deadline = sent_all_ns + int(self.spec.read_timeout_s * _NS)
         while self.pool.outstanding and time.monotonic_ns() < deadline:
             await asyncio.sleep(0.005)
-        watchdog.cancel()
+        for task in background:
+            task.cancel()
         self.drain()
         self.pool.abandon(time.monotonic_ns())
         wire = self.recorder.to_wire()
@@ -265,11 +295,18 @@ def _new_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
-def run_worker(spec: WorkerSpec, wait_for_t0: Callable[[], int]) -> dict[str, Any]:
+def _no_report(progress: Progress) -> None:
+    return None
+
+
+def run_worker(
+    spec: WorkerSpec, wait_for_t0: Callable[[], int], report: Report = _no_report
+) -> dict[str, Any]:
     """Run one worker to the end of its schedule; returns its wire-form result.
 
     ``wait_for_t0`` is called once the pool is open and returns the common start
-    time (``time.monotonic_ns()`` clock, shared by every process on Linux).
+    time (``time.monotonic_ns()`` clock, shared by every process on Linux);
+    ``report`` gets the counts so far once a second from t0 on.
     """
     with asyncio.Runner(loop_factory=_new_loop) as runner:
-        return runner.run(_Run(spec).run(wait_for_t0))
+        return runner.run(_Run(spec).run(wait_for_t0, report))

@@ -40,6 +40,18 @@ def test_bench_prints_a_summary_and_writes_the_load_schema(
     assert set(entry["latency_ms"]["corrected"]) >= {"p50", "p90", "p95", "p99", "p99_9", "max"}
 
 
+def test_a_longer_bench_shows_progress_on_stderr(
+    http_server: Callable[..., TestServer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = http_server()
+    argv = ["bench", server.url, "--rate", "100", "--duration", "6", "--connections", "4"]
+    assert main(argv) == 0
+    printed = capsys.readouterr()
+    (line,) = [line for line in printed.err.splitlines() if "sent" in line]
+    assert line.split()[0] == "5/6s" and "of 600" in line and "failed 0" in line, line
+    assert "sent" not in printed.out.split("achieved")[0]  # stdout keeps the summary only
+
+
 def test_bench_refuses_a_target_outside_the_allow_list(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["bench", "http://10.99.0.9:8080/", "--rate", "10", "--duration", "1"])
     assert code == 2

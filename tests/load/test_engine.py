@@ -7,7 +7,16 @@ from collections.abc import Callable
 import pytest
 
 from labkit.errors import NotAllowed
-from labkit.load import LOOPBACK, Fixed, Limits, Schedule, resolve_target, run_load
+from labkit.load import (
+    LOOPBACK,
+    Fixed,
+    Limits,
+    LoadProgress,
+    Schedule,
+    resolve_target,
+    run_load,
+)
+from labkit.load.engine import progress_lines
 from tests.load.conftest import TestServer
 
 Start = Callable[..., TestServer]
@@ -56,6 +65,33 @@ def test_two_processes_merge_to_exactly_the_sum_of_their_samples(http_server: St
     assert per_worker == [500, 500]
     assert result.recorder.total().get_total_count() == sum(per_worker) == 1000
     assert result.to_dict()["status_codes"] == {"200": 1000}
+
+
+def test_progress_counts_every_worker_while_the_run_goes_on(http_server: Start) -> None:
+    # Two workers at 300 req/s each: a report counting only the worker read first
+    # (the other's frames waiting in its pipe) would show about half the plan so far.
+    server = http_server("--status", "200")
+    reports: list[LoadProgress] = []
+    result = _bench(
+        server.url, rate=600, duration=3.5, processes=2, connections=8, progress=reports.append
+    )
+    assert result.recorder.responses == 2100
+    assert len(reports) >= 2, reports
+    for report in reports:
+        assert 0.5 <= report.elapsed_s <= 4, report
+        assert 0.65 * 600 * report.elapsed_s <= report.sent <= 600 * report.elapsed_s + 60, report
+        assert report.sent - 60 <= report.answered <= report.sent, report
+        assert report.failed == 0 and report.planned == 2100, report
+    assert [report.elapsed_s for report in reports] == sorted(r.elapsed_s for r in reports)
+    assert "/3.5s  sent" in reports[-1].line()
+
+
+def test_progress_lines_hand_one_line_every_few_seconds() -> None:
+    lines: list[str] = []
+    show = progress_lines(lines.append, every_s=5)
+    for second in range(1, 13):
+        show(LoadProgress(second + 0.01, 12, second * 10, 120, second * 10, 0))
+    assert len(lines) == 2 and lines[0].strip().startswith("5/12s"), lines
 
 
 def test_http_errors_are_counted_by_class(http_server: Start) -> None:
