@@ -337,10 +337,15 @@ def k3s_installed(host: RemoteHost) -> tuple[str | None, bool]:
     return k3s_version(host), etcd
 
 
-def k3s_service(host: RemoteHost) -> tuple[str, int | None]:
-    """The k3s unit's ActiveState and its main process start (epoch seconds) when running."""
+def k3s_unit(role: str) -> str:
+    """The systemd unit K3s runs as on a ``role`` node: ``k3s`` on servers, else ``k3s-agent``."""
+    return "k3s" if role == "server" else "k3s-agent"
+
+
+def k3s_service(host: RemoteHost, unit: str) -> tuple[str, int | None]:
+    """``unit``'s ActiveState and its main process start (epoch seconds) when running."""
     shown = host.run(
-        ["systemctl", "show", "k3s", "--property=ActiveState", "--property=MainPID"], check=False
+        ["systemctl", "show", unit, "--property=ActiveState", "--property=MainPID"], check=False
     )
     values = dict(line.split("=", 1) for line in shown.stdout.splitlines() if "=" in line)
     state = values.get("ActiveState", "unknown" if shown.exit_code else "inactive")

@@ -243,10 +243,10 @@ class K3sService(Step):
 
     def diff(self, target: Target) -> Diff:
         """Read the unit's state and compare its start time with config.yaml's."""
-        unit = "k3s" if target.node.role == "server" else "k3s-agent"
+        unit = facts.k3s_unit(target.node.role)
         if facts.k3s_version(target.host) is None:
             return Diff.cannot("K3s is not installed on this node, so there is no service to run")
-        state, started = facts.k3s_service(target.host)
+        state, started = facts.k3s_service(target.host, unit)
         restart = ("systemctl", "restart", unit)
         if state != "active":
             return Diff.change(Change(f"start {unit}", state, "active", restart, timeout_s=300))

@@ -71,8 +71,83 @@ def test_sandbox_skips_what_it_cannot_show() -> None:
             Reply(1, "", "no systemd")
         )
         host.answers[("chronyc", "-n", "tracking")] = Reply(127, "", "chronyc: not found")
-    status = run(lab, hosts, ["1.1.6", "1.1.7", "1.2.3", "1.2.5", "1.3.1", "1.3.3"])
+    status = run(lab, hosts, ["1.1.6", "1.1.7", "1.2.5", "1.3.1", "1.3.3"])
     assert set(status.values()) == {Status.SKIP}, status
+
+
+def test_sandbox_skips_the_host_kernels_modules_but_judges_what_the_node_owns() -> None:
+    lab = load_lab(LOCAL)
+    hosts = nodes()
+    for host in hosts.values():  # the host kernel has no br_netfilter (nor its sysctls)
+        host.files["/proc/modules"] = ""
+        for key in ("bridge-nf-call-iptables", "bridge-nf-call-ip6tables"):
+            del host.files[f"/proc/sys/net/bridge/{key}"]
+        host.directories.discard("/proc/sys/net/bridge")
+    hosts["k3s-node-02"].files["/proc/sys/net/ipv4/ip_forward"] = "0\n"  # the node's own
+    status = run(lab, hosts, ["1.2.3"])
+    assert status[("1.2.3", "k3s-node-01")] is Status.SKIP
+    assert status[("1.2.3", "k3s-node-02")] is Status.FAIL
+
+
+def test_commented_out_settings_are_not_persisted() -> None:
+    from labkit.steps.node import _HEADER, MODULES_FILE, SYSCTL_FILE
+
+    hosts = nodes()
+    hosts["k3s-node-02"].files[MODULES_FILE] = _HEADER + "# overlay br_netfilter\n"
+    sysctls = hosts["k3s-node-03"].files[SYSCTL_FILE]
+    hosts["k3s-node-03"].files[SYSCTL_FILE] = sysctls.replace(
+        "net.ipv4.ip_forward = 1", "#net.ipv4.ip_forward = 1\nnet.ipv4.ip_forward=0"
+    )
+    assert "#net.ipv4.ip_forward" in hosts["k3s-node-03"].files[SYSCTL_FILE]
+    status = run(homelab(), hosts, ["1.2.3"])
+    assert status[("1.2.3", "k3s-node-01")] is Status.PASS
+    assert status[("1.2.3", "k3s-node-02")] is Status.FAIL
+    assert status[("1.2.3", "k3s-node-03")] is Status.FAIL
+
+
+def test_firewall_rules_nobody_could_read_are_not_none() -> None:
+    hosts = nodes()
+    hosts["k3s-node-02"].answers[("nft", "list", "ruleset")] = Reply(127, "", "nft: not found")
+    with Context(homelab()) as context:
+        context.resource("phase1-ssh", lambda: (ExitStack(), hosts))
+        results = run_checks(homelab(), ids=["1.2.4"], context=context)
+    by_node = {r.subject: r for r in results}
+    assert by_node["k3s-node-02"].status is Status.SKIP
+    assert "nft exit 127" in by_node["k3s-node-02"].observed
+    assert by_node["k3s-node-01"].status is Status.PASS
+    assert "iptables-save exit 127" in by_node["k3s-node-01"].observed  # read by nft alone
+
+
+def _k3s_running(host: FakeHost, unit: str) -> None:
+    host.answers[("/usr/local/bin/k3s", "--version")] = Reply(0, "k3s version v1.31.12+k3s1 (x)\n")
+    for name in ("k3s", "k3s-agent"):
+        state = "active" if name == unit else "inactive"
+        host.answers[
+            ("systemctl", "show", name, "--property=ActiveState", "--property=MainPID")
+        ] = Reply(0, f"ActiveState={state}\nMainPID={42 if name == unit else 0}\n")
+
+
+def test_an_agent_is_judged_on_the_k3s_agent_unit() -> None:
+    lab = homelab()
+    nodes_ = [
+        n.model_copy(update={"role": "agent"}) if n.name == "k3s-node-03" else n for n in lab.nodes
+    ]
+    lab = lab.model_copy(update={"nodes": nodes_})
+    hosts = nodes()
+    _k3s_running(hosts["k3s-node-01"], "k3s")
+    _k3s_running(hosts["k3s-node-02"], "k3s")
+    _k3s_running(hosts["k3s-node-03"], "k3s")  # the server unit on an agent: wrong
+    status = run(lab, hosts, ["1.3.1"])
+    assert status[("1.3.1", "k3s-node-01")] is Status.PASS
+    assert status[("1.3.1", "k3s-node-03")] is Status.FAIL
+    _k3s_running(hosts["k3s-node-03"], "k3s-agent")
+    assert run(lab, hosts, ["1.3.1"])[("1.3.1", "k3s-node-03")] is Status.PASS
+
+
+def test_k3s_missing_on_the_homelab_fails_even_when_it_cannot_be_installed() -> None:
+    lab = homelab().model_copy(update={"internet": False})
+    status = run(lab, nodes(), ["1.3.1"])
+    assert set(status.values()) == {Status.FAIL}, status
 
 
 def test_conflicting_listener_fails_1_2_6() -> None:

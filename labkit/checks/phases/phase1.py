@@ -209,7 +209,9 @@ def swap_off(context: Context) -> list[Outcome]:
         in_fstab = [entry.source for entry in entries if entry.is_swap]
         observed = f"active: {active or 'none'}; fstab: {in_fstab or 'none'}"
         if active and context.lab.kind == "sandbox" and not in_fstab:
-            return Outcome.skip(f"{observed}: the host's swap (a sandbox node shares its kernel)")
+            return Outcome.skip(
+                f"{observed}: the host's swap (a sandbox node shares its kernel)", node.name
+            )
         return Outcome.judge(
             not active and not in_fstab,
             "no swap now or in fstab",
@@ -221,19 +223,35 @@ def swap_off(context: Context) -> list[Outcome]:
     return _each(context, judge)
 
 
+def _settings(text: str) -> list[str]:
+    """The lines of a modules-load.d / sysctl.d file that set something (no comments, blanks)."""
+    lines = (line.strip() for line in text.splitlines())
+    return [line for line in lines if line and not line.startswith(("#", ";"))]
+
+
+def _saved_sysctls(text: str) -> dict[str, str]:
+    """``key = value`` settings of a sysctl.d file (the last one wins, as sysctl applies them)."""
+    saved = {}
+    for line in _settings(text):
+        key, equals, value = line.partition("=")
+        if equals:
+            saved[key.strip().lstrip("-")] = value.strip()
+    return saved
+
+
 @implements("1.2.3")
 def modules_loaded(context: Context) -> list[Outcome]:
     """overlay and br_netfilter are active and persisted in modules-load.d."""
 
     def judge(node: Node, host: Host) -> Outcome:
         loaded = facts.modules_loaded(host, K3S_MODULES)
-        saved = facts.read_file(host, MODULES_FILE) or ""
-        persisted = [m for m in K3S_MODULES if m in saved.split()]
+        saved = {line.split()[0] for line in _settings(facts.read_file(host, MODULES_FILE) or "")}
+        persisted = [m for m in K3S_MODULES if m in saved]
         missing = [m for m, ok in loaded.items() if not ok]
         wrong = {k: facts.sysctl(host, k) for k, v in K3S_SYSCTLS.items()}
         wrong = {k: v for k, v in wrong.items() if v != K3S_SYSCTLS[k]}
-        saved_sysctl = facts.read_file(host, SYSCTL_FILE) or ""
-        unsaved = [k for k in K3S_SYSCTLS if k not in saved_sysctl]
+        saved_sysctls = _saved_sysctls(facts.read_file(host, SYSCTL_FILE) or "")
+        unsaved = [k for k, v in K3S_SYSCTLS.items() if saved_sysctls.get(k) != v]
         observed = (
             f"loaded: {[m for m, ok in loaded.items() if ok]}; persisted: {persisted}; "
             f"sysctls off: {wrong or 'none'}; not persisted: {unsaved or 'none'}"
@@ -242,13 +260,19 @@ def modules_loaded(context: Context) -> list[Outcome]:
             "/proc/modules, /proc/filesystems, /proc/sys/net/bridge; "
             f"cat {MODULES_FILE}; /proc/sys/...; cat {SYSCTL_FILE}"
         )
-        if missing and context.lab.kind == "sandbox":
+        # A sandbox node shares the host's kernel, so its modules (and the bridge sysctls
+        # they bring) are the host's; what the node owns (its files, its ip_forward) is
+        # still judged.
+        host_owned = context.lab.kind == "sandbox" and bool(missing)
+        owned_wrong = [k for k in wrong if not (host_owned and k.startswith("net.bridge."))]
+        node_ok = persisted == list(K3S_MODULES) and not owned_wrong and not unsaved
+        if host_owned and node_ok:
             return Outcome.skip(
                 f"{observed}: {missing} not active in the host kernel this sandbox node shares",
                 node.name,
             )
         return Outcome.judge(
-            not missing and persisted == list(K3S_MODULES) and not wrong and not unsaved,
+            not missing and node_ok,
             f"{', '.join(K3S_MODULES)} loaded, K3s sysctls = 1; both persisted",
             observed,
             evidence,
@@ -261,19 +285,23 @@ def modules_loaded(context: Context) -> list[Outcome]:
 _FILTERING = re.compile(r"\b(drop|reject)\b", re.IGNORECASE)
 
 
-def _packet_filter_rules(host: Host) -> str:
-    """The first rule lines that drop or reject, from nftables or iptables ("" when none)."""
+def _packet_filter_rules(host: Host) -> tuple[str, list[str]]:
+    """The first rule lines that drop or reject, from nftables and iptables ("" when none),
+    and the tools that could not be run (``nft exit 127``): rules nobody read are not "none".
+    """
     found: list[str] = []
+    unread: list[str] = []
     for argv in (["nft", "list", "ruleset"], ["iptables-save"]):
         result = host.run(argv, sudo=True, check=False)
         if result.exit_code != 0:
+            unread.append(f"{argv[0]} exit {result.exit_code}")
             continue  # that tool is not installed or not usable here
         found += [
             line.strip()
             for line in result.stdout.splitlines()
             if _FILTERING.search(line) and not line.lstrip().startswith("#")
         ]
-    return "; ".join(found[:3])
+    return "; ".join(found[:3]), unread
 
 
 @implements("1.2.4")
@@ -285,7 +313,13 @@ def firewall(context: Context) -> list[Outcome]:
         state = facts.ufw(host)
         if not state.active:
             why = "ufw not installed" if not state.installed else "ufw inactive"
-            rules = _packet_filter_rules(host)
+            rules, unread = _packet_filter_rules(host)
+            if len(unread) == 2:
+                return Outcome.skip(
+                    f"{why}, and no packet-filter rules could be read ({', '.join(unread)}): "
+                    "cannot tell whether anything filters K3s's ports",
+                    node.name,
+                )
             if rules:
                 # Some other firewall filters packets; labkit reads only ufw's rules.
                 return Outcome.skip(
@@ -296,7 +330,8 @@ def firewall(context: Context) -> list[Outcome]:
             return Outcome.judge(
                 True,
                 "K3s ports open",
-                f"{why}, no dropping or rejecting nftables/iptables rules: nothing filters",
+                f"{why}, no dropping or rejecting nftables/iptables rules: nothing filters"
+                + (f" (not read: {unread[0]})" if unread else ""),
                 "ufw status; nft list ruleset; iptables-save",
                 node.name,
             )
@@ -369,13 +404,16 @@ def k3s_running(context: Context) -> list[Outcome]:
     def judge(node: Node, host: Host) -> Outcome:
         version = facts.k3s_version(host)
         lab = context.lab
-        if version is None and lab.k3s.airgap_dir is None and not lab.internet:
+        unit = facts.k3s_unit(node.role)
+        installable = lab.internet or lab.k3s.airgap_dir is not None
+        if version is None and lab.kind == "sandbox" and not installable:
+            # Elsewhere a missing K3s is the failure this item is about, whatever the reason.
             return Outcome.skip(
-                "K3s is not installed and cannot be here: no internet and no k3s.airgap_dir",
+                "K3s is not installed and cannot be here: the sandbox has no internet and no "
+                "k3s.airgap_dir",
                 node.name,
             )
-        state, _ = facts.k3s_service(host)
-        unit = "k3s" if node.role == "server" else "k3s-agent"
+        state, _ = facts.k3s_service(host, unit)
         return Outcome.judge(
             state == "active",
             f"{unit} active",
