@@ -152,11 +152,48 @@ def test_a_low_cache_hit_ratio_fails_6_2_3(sandbox_params_lab: Lab, tmp_path: Pa
 def test_an_unmeasured_adr_target_fails_6_2_2(sandbox_params_lab: Lab, tmp_path: Path) -> None:
     lab = _lab(sandbox_params_lab, tmp_path)
     entry = _entry("redirect-hit", 1000, 1000)
-    entry["verdicts"][3]["measured"] = "not measured"
+    entry["verdicts"][3].update(measured="not measured", status="n/a (no probe)")
     save(lab, "redirect-hit", [entry])
     (result,) = run_checks(lab, ids=["6.2.2"])
     assert result.status == Status.FAIL
     assert "PostgreSQL write P99" in result.observed
+
+
+def test_a_target_only_measured_while_the_generator_limited_fails_6_2_2(
+    sandbox_params_lab: Lab, tmp_path: Path
+) -> None:
+    lab = _lab(sandbox_params_lab, tmp_path)
+    entry = _entry("redirect-hit", 1000, 1000, limited=True)
+    entry["verdicts"][0]["status"] = "n/a (generator-limited: the client set this figure)"
+    save(lab, "redirect-hit", [entry])
+    (result,) = run_checks(lab, ids=["6.2.2"])
+    assert result.status == Status.FAIL
+    assert "not measured: redirect P99 (cache hit)" in result.observed
+
+
+def test_a_step_without_a_hit_ratio_fails_6_2_3(sandbox_params_lab: Lab, tmp_path: Path) -> None:
+    lab = _lab(sandbox_params_lab, tmp_path)
+    save(
+        lab,
+        "redirect-hit",
+        [_entry("redirect-hit", 100, 100), _entry("redirect-hit", 200, 200, hit=None)],
+    )
+    (result,) = run_checks(lab, ids=["6.2.3"])
+    assert result.status == Status.FAIL
+    assert "200/s: not measured" in result.observed
+
+
+def test_a_rate_kept_only_with_errors_is_not_sustained_6_1_4(
+    sandbox_params_lab: Lab, tmp_path: Path
+) -> None:
+    lab = _lab(sandbox_params_lab, tmp_path)
+    rate = lab.targets.rate_steps[0]
+    failing = _entry("redirect-hit", rate, rate)
+    failing["error_rate"] = 1.0  # every answer a 503, at the full rate
+    save(lab, "redirect-hit", [failing])
+    result = next(r for r in run_checks(lab, ids=["6.1.4"]) if r.subject == f"{rate}/s")
+    assert result.status == Status.FAIL
+    assert "errors 100.00%" in result.observed
 
 
 def test_results_saved_under_other_settings_or_long_ago_are_stale(
