@@ -63,7 +63,7 @@ def _bench_scenario(arguments: argparse.Namespace) -> int:
         warmup_s=arguments.warmup,
         processes=arguments.processes,
         connections=arguments.connections,
-        progress=print,
+        progress=partial(print, file=sys.stderr, flush=True),  # stdout keeps the results
     )
     for step in outcome.steps:
         print(step.summary())

@@ -51,14 +51,14 @@ class LoadProgress:
     planned_s: float  # the whole plan, warm-up included
     sent: int
     planned: int  # requests in the whole plan
-    answered: int
-    failed: int
+    answered: int  # with any status: 4xx/5xx are counted in the result, not here
+    unanswered: int  # connect errors, timeouts, resets, not sent
 
     def line(self) -> str:
         """One progress line for a terminal or a notebook."""
         return (
             f"  {self.elapsed_s:4.0f}/{self.planned_s:g}s  sent {self.sent:,} of {self.planned:,}"
-            f"  answered {self.answered:,}  failed {self.failed:,}"
+            f"  answered {self.answered:,}  no answer {self.unanswered:,}"
         )
 
 
@@ -242,7 +242,7 @@ def run_load(
                         sent=sum(worker.sent for worker in latest),
                         planned=schedule.total_requests,
                         answered=sum(worker.answered for worker in latest),
-                        failed=sum(worker.failed for worker in latest),
+                        unanswered=sum(worker.unanswered for worker in latest),
                     )
                 )
 

@@ -50,11 +50,12 @@ class WorkerSpec:
 
 @dataclass(frozen=True)
 class Progress:
-    """One worker's counts so far, warm-up included: requests sent, and answered or failed."""
+    """One worker's counts so far, warm-up included: requests sent, answered (any status),
+    and ended without an answer (connect errors, timeouts, resets, not sent)."""
 
     sent: int
     answered: int
-    failed: int
+    unanswered: int
 
 
 Report = Callable[[Progress], None]
@@ -83,7 +84,7 @@ class _Run:
         )
         self.sent = 0
         self.answered = 0  # responses drained from the pool's samples, warm-up included
-        self.failed = 0  # errors charged, warm-up included
+        self.unanswered = 0  # requests ended without an HTTP answer, warm-up included
         self.last_done_ns = 0
         # Cyclic workloads are a table indexed by request index (no call per send).
         self.table = tuple((self.keys[name], raw) for name, raw in spec.workload.cycle() or ())
@@ -97,12 +98,13 @@ class _Run:
     def error(
         self, operation: int, category: str, intended: int, dispatched: int, now: int
     ) -> None:
-        self.failed += 1
+        self.unanswered += 1
         # Requests due before the end of the warm-up are sent but not measured; the plan puts
         # exactly the warm-up's indices before ``measure_start_ns``.
         if intended < self.measure_start_ns:
             return
-        self.last_done_ns = max(self.last_done_ns, now)
+        # last_done_ns stays the last *answer*: a read timeout charged seconds later (or
+        # "not_sent" at the end) must not stretch the run that achieved_rps divides by.
         self.recorder.error(
             self.operations[operation],
             category,
@@ -226,7 +228,7 @@ class _Run:
     def progress(self) -> Progress:
         """Counts so far; responses still in the pool's raw samples count as answered."""
         pending = len(self.pool.samples) // SAMPLE_FIELDS
-        return Progress(self.sent, self.answered + pending, self.failed)
+        return Progress(self.sent, self.answered + pending, self.unanswered)
 
     async def reporter(self, report: Report) -> None:
         while True:

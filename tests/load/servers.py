@@ -4,7 +4,8 @@
 127.0.0.1 on a free port, prints ``PORT <n>`` and serves every request with
 ``--status`` (default 302). ``--hang`` reads requests and never answers;
 ``--close-every N`` answers every N-th response with ``Connection: close`` and
-closes (as nginx does at ``keepalive_requests``). With ``--stall-at``, ``S`` seconds after the first
+closes (as nginx does at ``keepalive_requests``); ``--ignore N`` never answers the
+N-th request (its connection stays open, silent). With ``--stall-at``, ``S`` seconds after the first
 request it blocks its whole event loop for ``D`` seconds (a GC pause or a
 SIGSTOP, as wrk2's demonstration does), then prints ``STALL <start_ns> <end_ns>``.
 """
@@ -44,6 +45,9 @@ class _Http(asyncio.Protocol):
             if len(self.buffer) < end + 4 + length:
                 return
             self.buffer = self.buffer[end + 4 + length :]
+            self.server.received += 1
+            if self.server.received == self.server.ignore:
+                continue  # this one is never answered
             if not self.server.hang:
                 self.server.answer(self)
 
@@ -56,8 +60,11 @@ class _Server:
         stall_for: float,
         hang: bool = False,
         close_every: int = 0,
+        ignore: int = 0,
     ) -> None:
         self.hang = hang
+        self.ignore = ignore
+        self.received = 0
         self.close_every = close_every
         self.answered = 0
         status_line = f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}\r\n"
@@ -96,6 +103,7 @@ async def _main(arguments: argparse.Namespace) -> None:
         arguments.stall_for,
         arguments.hang,
         arguments.close_every,
+        arguments.ignore,
     )
     loop = asyncio.get_running_loop()
     listener = await loop.create_server(lambda: _Http(server), "127.0.0.1", 0, backlog=1024)
@@ -111,6 +119,7 @@ if __name__ == "__main__":
     parser.add_argument("--stall-for", type=float, default=0.0)
     parser.add_argument("--hang", action="store_true")
     parser.add_argument("--close-every", type=int, default=0)
+    parser.add_argument("--ignore", type=int, default=0)
     try:
         asyncio.run(_main(parser.parse_args()))
     except KeyboardInterrupt:
