@@ -39,6 +39,7 @@ __all__ = [
     "GroupConnectError",
     "GroupError",
     "Host",
+    "known_key_types",
 ]
 
 SSH_CONFIG = Path("~/.ssh/config")
@@ -130,6 +131,22 @@ class _Endpoint:
     port: int
     user: str
     key: Path | None
+
+
+def known_key_types(known_hosts: Path, address: str, port: int = 22) -> list[str]:
+    """The key types ``known_hosts`` holds for ``address`` (port 22) or ``[address]:port``.
+
+    Hashed entries (``HashKnownHosts``) are matched too; an unreadable file raises
+    ConfigError naming it.
+    """
+    keys = paramiko.HostKeys()
+    try:
+        keys.load(str(known_hosts))
+    except (OSError, UnicodeDecodeError, paramiko.SSHException) as exc:
+        raise ConfigError(f"known_hosts {known_hosts} unreadable: {exc}") from None
+    name = address if port == 22 else f"[{address}]:{port}"
+    found = keys.lookup(name)
+    return sorted(found.keys()) if found is not None else []
 
 
 class Host:

@@ -60,7 +60,7 @@ STEPS: dict[str, str] = {
 ITEMS: tuple[Item, ...] = (
     Item("0.1.1", "Params file is valid", "params"),
     Item("0.1.2", "SSH key file present for every node", "local"),
-    Item("0.1.3", "known_hosts file present", "local"),
+    Item("0.1.3", "known_hosts holds the nodes' host keys", "local"),
     Item("0.1.4", "Version pins are compatible with each other", "params"),
     Item("0.1.5", "Every node address is in the allow-list", "params"),
     Item("0.1.6", "Secret references resolve on this machine", "local"),

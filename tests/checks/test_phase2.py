@@ -87,6 +87,11 @@ def test_missing_or_open_secret_file_fails(sandbox: Sandbox, tmp_path: Path) -> 
     [result] = _one(_with(sandbox.lab, "postgres", password=SecretRef(file=readable)), "2.2.7")
     assert result["status"] == "fail"
     assert "mode 644" in result["observed"]
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    empty.chmod(0o600)
+    [result] = _one(_with(sandbox.lab, "postgres", password=SecretRef(file=empty)), "2.2.7")
+    assert result["status"] == "fail" and "is 0 characters long" in result["observed"]
 
 
 def test_changed_eviction_policy_fails(sandbox: Sandbox) -> None:

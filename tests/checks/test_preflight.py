@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import os
 from pathlib import Path
 
 import pytest
@@ -47,6 +51,36 @@ def test_files_missing_fail_then_pass(tmp_path: Path, monkeypatch: pytest.Monkey
     assert {r.status for r in run_checks(lab, ids=["0.1.2", "0.1.3", "0.1.6"])} == {Status.PASS}
     shown = repr(run_checks(lab, ids=["0.1.6"]).to_list())
     assert "api-key-value-123" not in shown and "pg-password-456" not in shown
+
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICNtLKvPvcCPorkFHDdsdGH162eg8HOrX1ecywLrrATw"
+
+
+def _hashed(name: str) -> str:
+    """A HashKnownHosts entry for ``name`` (as ``ssh-keygen -H`` writes it)."""
+    salt = os.urandom(20)
+    digest = hmac.new(salt, name.encode(), hashlib.sha1).digest()
+    return f"|1|{base64.b64encode(salt).decode()}|{base64.b64encode(digest).decode()}"
+
+
+def test_known_hosts_must_hold_each_nodes_key_outside_the_sandbox(tmp_path: Path) -> None:
+    lab = _lab(tmp_path)
+    second = lab.nodes[1].model_copy(update={"ssh_port": 2222})
+    lab = lab.model_copy(update={"kind": "homelab", "nodes": [lab.nodes[0], second]})
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(f"10.77.0.11 {KEY}\n10.77.0.12 {KEY}\n")  # node 2's port is 2222
+    assert _status(lab, "0.1.3") == [("k3s-node-01", Status.PASS), ("k3s-node-02", Status.FAIL)]
+    known_hosts.write_text(f"10.77.0.11 {KEY}\n{_hashed('[10.77.0.12]:2222')} {KEY}\n")
+    assert _status(lab, "0.1.3") == [("k3s-node-01", Status.PASS), ("k3s-node-02", Status.PASS)]
+    known_hosts.write_text("")
+    assert _status(lab, "0.1.3") == [("k3s-node-01", Status.FAIL), ("k3s-node-02", Status.FAIL)]
+    tofu = lab.model_copy(update={"ssh": lab.ssh.model_copy(update={"trust_on_first_use": True})})
+    assert {status for _, status in _status(tofu, "0.1.3")} == {Status.SKIP}
+
+
+def test_an_empty_sandbox_known_hosts_fails(tmp_path: Path) -> None:
+    (tmp_path / "known_hosts").write_text("# nothing yet\n")
+    assert _status(_lab(tmp_path), "0.1.3") == [("", Status.FAIL)]
 
 
 def test_trust_on_first_use_skips_missing_known_hosts(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from labkit import compat
 from labkit.checks.base import Context, Outcome, implements
 from labkit.errors import ConfigError
+from labkit.hosts import known_key_types
 from labkit.params import address_allowed, load_lab
 
 
@@ -49,17 +50,60 @@ def ssh_keys_present(context: Context) -> list[Outcome]:
 
 
 @implements("0.1.3")
-def known_hosts_present(context: Context) -> Outcome:
-    """The known_hosts file named in params exists (unless trust-on-first-use is allowed)."""
-    path = context.lab.path(context.lab.ssh.known_hosts)
-    if path.is_file():
-        lines = [line for line in path.read_text().splitlines() if line.strip()]
-        return Outcome.judge(True, f"{path} exists", f"present, {len(lines)} keys", f"read {path}")
-    if context.lab.ssh.trust_on_first_use:
-        return Outcome.skip(f"{path} missing; trust_on_first_use will record keys")
-    return Outcome.judge(
-        False, f"{path} exists", "missing (and trust_on_first_use is off)", f"stat {path}"
-    )
+def known_hosts_present(context: Context) -> list[Outcome]:
+    """known_hosts (from params) holds each node's host key (unless trust-on-first-use).
+
+    The sandbox writes its own known_hosts for wherever its nodes listen, so there the
+    file must hold keys; elsewhere each node's address (and port) is looked up.
+    """
+    lab = context.lab
+    path = lab.path(lab.ssh.known_hosts)
+    tofu = lab.ssh.trust_on_first_use
+    if not path.is_file():
+        if tofu:
+            return [Outcome.skip(f"{path} missing; trust_on_first_use will record keys")]
+        return [
+            Outcome.judge(
+                False, f"{path} exists", "missing (and trust_on_first_use is off)", f"stat {path}"
+            )
+        ]
+    try:
+        if lab.kind == "sandbox":
+            lines = [
+                line
+                for line in path.read_text().splitlines()
+                if len(line.split()) >= 3 and not line.lstrip().startswith("#")
+            ]
+            return [
+                Outcome.judge(
+                    bool(lines), f"{path} holds host keys", f"{len(lines)} keys", f"read {path}"
+                )
+            ]
+        found = {
+            node.name: known_key_types(path, node.address, node.ssh_port) for node in lab.nodes
+        }
+    except (OSError, UnicodeDecodeError, ConfigError) as exc:
+        return [Outcome.judge(False, f"{path} readable", str(exc), f"read {path}")]
+    outcomes = []
+    for node in lab.nodes:
+        where = f"{node.address}:{node.ssh_port}"
+        if not found[node.name] and tofu:
+            outcomes.append(
+                Outcome.skip(
+                    f"no key for {where} yet; trust_on_first_use will record it", node.name
+                )
+            )
+            continue
+        outcomes.append(
+            Outcome.judge(
+                bool(found[node.name]),
+                f"a host key for {where} in {path}",
+                ", ".join(found[node.name]) or "none (add it: ssh-keyscan, after verifying)",
+                f"lookup in {path}",
+                node.name,
+            )
+        )
+    return outcomes
 
 
 @implements("0.1.4")
