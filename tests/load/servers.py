@@ -5,15 +5,19 @@
 ``--status`` (default 302). ``--hang`` reads requests and never answers;
 ``--close-every N`` answers every N-th response with ``Connection: close`` and
 closes (as nginx does at ``keepalive_requests``); ``--ignore N`` never answers the
-N-th request (its connection stays open, silent). With ``--stall-at``, ``S`` seconds after the first
-request it blocks its whole event loop for ``D`` seconds (a GC pause or a
-SIGSTOP, as wrk2's demonstration does), then prints ``STALL <start_ns> <end_ns>``.
+N-th request (its connection stays open, silent); ``--close-at N`` closes the N-th
+request's connection without answering, ``--reset-at N`` resets it (RST). With
+``--stall-at``, ``S`` seconds after the first request it blocks its whole event
+loop for ``D`` seconds (a GC pause or a SIGSTOP, as wrk2's demonstration does),
+then prints ``STALL <start_ns> <end_ns>``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import socket
+import struct
 import sys
 import time
 
@@ -48,6 +52,16 @@ class _Http(asyncio.Protocol):
             self.server.received += 1
             if self.server.received == self.server.ignore:
                 continue  # this one is never answered
+            if self.server.received in (self.server.close_at, self.server.reset_at):
+                assert self.transport is not None
+                if self.server.received == self.server.reset_at:
+                    sock = self.transport.get_extra_info("socket")
+                    # Linger 0: close() sends RST instead of FIN.
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.transport.abort()
+                else:
+                    self.transport.close()
+                return
             if not self.server.hang:
                 self.server.answer(self)
 
@@ -61,9 +75,13 @@ class _Server:
         hang: bool = False,
         close_every: int = 0,
         ignore: int = 0,
+        close_at: int = 0,
+        reset_at: int = 0,
     ) -> None:
         self.hang = hang
         self.ignore = ignore
+        self.close_at = close_at
+        self.reset_at = reset_at
         self.received = 0
         self.close_every = close_every
         self.answered = 0
@@ -104,6 +122,8 @@ async def _main(arguments: argparse.Namespace) -> None:
         arguments.hang,
         arguments.close_every,
         arguments.ignore,
+        arguments.close_at,
+        arguments.reset_at,
     )
     loop = asyncio.get_running_loop()
     listener = await loop.create_server(lambda: _Http(server), "127.0.0.1", 0, backlog=1024)
@@ -120,6 +140,8 @@ if __name__ == "__main__":
     parser.add_argument("--hang", action="store_true")
     parser.add_argument("--close-every", type=int, default=0)
     parser.add_argument("--ignore", type=int, default=0)
+    parser.add_argument("--close-at", type=int, default=0)
+    parser.add_argument("--reset-at", type=int, default=0)
     try:
         asyncio.run(_main(parser.parse_args()))
     except KeyboardInterrupt:

@@ -124,6 +124,36 @@ def test_a_server_that_never_answers_gives_read_timeouts(http_server: Start) -> 
     assert data["responses"] == 0
 
 
+@pytest.mark.parametrize(
+    ("option", "category"), [("--close-at", "closed"), ("--reset-at", "reset")]
+)
+def test_a_connection_lost_mid_request_is_counted_by_how_it_ended(
+    http_server: Start, option: str, category: str
+) -> None:
+    server = http_server("--status", "200", option, "30")
+    data = _bench(server.url, rate=100, duration=1, connections=4).to_dict()
+    assert data["errors"] == {category: 1}
+    assert data["status_codes"] == {"200": 99}
+
+
+def test_the_warm_up_is_sent_but_not_measured(http_server: Start) -> None:
+    # Request 50 falls in the first second (the warm-up) and is never answered: its read
+    # timeout belongs to the warm-up, so the measured second has 100 clean answers.
+    server = http_server("--status", "200", "--ignore", "50")
+    target = resolve_target(server.url, LOOPBACK)
+    result = run_load(
+        target,
+        Fixed(target.host_header, target.path),
+        Schedule.constant(100, 1, warmup_s=1),
+        connections=4,
+        read_timeout_s=0.5,
+    )
+    data = result.to_dict()
+    assert data["requests"] == 100 and data["status_codes"] == {"200": 100}
+    assert data["errors"] == {}
+    assert sum(worker["sent"] for worker in result.workers) == 200
+
+
 def test_one_unanswered_request_does_not_stretch_the_achieved_rate(http_server: Start) -> None:
     # Request 350 of 400 times out 1.5 s after the last answer: the run still achieved ~200/s.
     server = http_server("--status", "200", "--ignore", "350")
