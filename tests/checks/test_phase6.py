@@ -171,6 +171,19 @@ def test_a_target_only_measured_while_the_generator_limited_fails_6_2_2(
     assert "not measured: redirect P99 (cache hit)" in result.observed
 
 
+def test_a_step_without_cpu_and_memory_figures_fails_6_2_1_saying_so(
+    sandbox_params_lab: Lab, tmp_path: Path
+) -> None:
+    lab = _lab(sandbox_params_lab, tmp_path)
+    entry = _entry("create", 100, 100)
+    entry["server"]["processes"] = []
+    save(lab, "create", [entry])
+    (result,) = [r for r in run_checks(lab, ids=["6.2.1"]) if r.subject == "create"]
+    assert result.status == Status.FAIL
+    assert "100/s: 100/s achieved" in result.observed
+    assert result.observed.endswith("no CPU/memory figures")
+
+
 def test_a_step_without_a_hit_ratio_fails_6_2_3(sandbox_params_lab: Lab, tmp_path: Path) -> None:
     lab = _lab(sandbox_params_lab, tmp_path)
     save(

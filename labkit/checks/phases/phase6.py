@@ -163,6 +163,8 @@ def metrics_collected(context: Context) -> list[Outcome]:
             f"{e['target_rps']:.0f}/s: {e['achieved_rps']:.0f}/s achieved, p50/p95/p99 "
             f"{e['latency_ms']['corrected']['p50']}/{e['latency_ms']['corrected']['p95']}/"
             f"{e['latency_ms']['corrected']['p99']} ms, errors {e['error_rate']:.2%}"
+            + ("" if e["responses"] > 0 else ", no answers")
+            + ("" if e.get("server", {}).get("processes") else ", no CPU/memory figures")
             for e in entries
         )
         outcomes.append(
