@@ -4,7 +4,11 @@ A ``Pool`` holds at most ``size`` connections. A dispatched request goes to an
 idle connection, or waits in a FIFO backlog (that wait counts in its corrected
 latency). Redirects are never followed: a 302 is the answer. Connections the
 server closes between requests are replaced without counting an error; a
-request in flight when its connection breaks is counted by category.
+request in flight when its connection breaks is counted by category. A response
+must say where it ends (Content-Length or chunked, as HTTP/1.1 servers and
+proxies do): one that ends only by the server closing the connection (allowed
+for HTTP/1.0) is counted as ``closed``, since httptools cannot be told of the
+end of the stream.
 
 Per request the hot path allocates nothing but one sample tuple: the request's
 times live in its connection's slots, and a response appends
