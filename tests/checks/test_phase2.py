@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from labkit.checks import run_checks
-from labkit.checks.base import Status
+from labkit.checks.base import Context, Status
 from labkit.params import Lab, load_lab
 from labkit.sandbox import Sandbox
 from labkit.sandbox.redis import redis_client, sentinel_master
@@ -92,6 +92,20 @@ def test_missing_or_open_secret_file_fails(sandbox: Sandbox, tmp_path: Path) -> 
     empty.chmod(0o600)
     [result] = _one(_with(sandbox.lab, "postgres", password=SecretRef(file=empty)), "2.2.7")
     assert result["status"] == "fail" and "is 0 characters long" in result["observed"]
+
+
+def test_a_value_lost_after_2_3_3_wrote_it_fails_2_3_4(sandbox: Sandbox) -> None:
+    lab = sandbox.lab
+    master = sentinel_master(lab, lab.redis.sentinel_ports[0])
+    assert master is not None
+    with Context(lab) as context, closing(redis_client(lab, master[1])) as client:
+        (written,) = run_checks(lab, ids=["2.3.3"], context=context)
+        assert written.status == Status.PASS
+        client.delete("test_key")  # lost between the write and the read
+        (read,) = run_checks(lab, ids=["2.3.4"], context=context)
+    assert (read.status, read.observed) == (Status.FAIL, "None")
+    (alone,) = run_checks(lab, ids=["2.3.4"])  # without 2.3.3 in the run it writes first
+    assert alone.status == Status.PASS
 
 
 def test_changed_eviction_policy_fails(sandbox: Sandbox) -> None:

@@ -299,6 +299,12 @@ def _test_value(context: Context) -> str:
     return value
 
 
+def _written(context: Context) -> list[str]:
+    """The test values this run's 2.3.3 wrote (shared by the checks of one context)."""
+    written: list[str] = context.resource("redis.written", list)
+    return written
+
+
 @implements("2.3.3")
 def redis_write(context: Context) -> Outcome:
     """SET test_key to a value unique to this run (expires in 10 minutes)."""
@@ -308,6 +314,8 @@ def redis_write(context: Context) -> Outcome:
         answer = client.set(_TEST_KEY, value, ex=600)
     except redis.RedisError as exc:
         return _redis_down("OK", endpoint, exc)
+    if answer is True:
+        _written(context).append(value)  # 2.3.4 then reads it back, never writes it again
     return Outcome.judge(
         answer is True,
         "OK",
@@ -319,11 +327,15 @@ def redis_write(context: Context) -> Outcome:
 
 @implements("2.3.4")
 def redis_read(context: Context) -> Outcome:
-    """GET test_key returns the value this run wrote (2.3.3 writes it; written here if not run)."""
+    """GET test_key returns the value this run wrote (by 2.3.3; written here if it did not run).
+
+    After 2.3.3 wrote it, a missing key is a failure (the value was lost), not a reason to
+    write it again.
+    """
     client, endpoint = _master_client(context)
     value = _test_value(context)
     try:
-        if client.exists(_TEST_KEY) == 0:
+        if not _written(context):
             client.set(_TEST_KEY, value, ex=600)
         answer = client.get(_TEST_KEY)
     except redis.RedisError as exc:
