@@ -117,3 +117,89 @@ def test_planted_token_never_in_plan_output(tmp_path: Path) -> None:
     hosts["k3s-node-03"].files["/etc/rancher/k3s/config.yaml"] = written.replace(token, "old-token")
     drift = plan.diff(lab, hosts, phase=1).to_dict()
     assert token not in json.dumps(drift) and f"token={MASK}" in json.dumps(drift)
+
+
+def _k3s_node(lab: Lab, name: str, address: str, clock: list[int]) -> FakeHost:
+    """A node where the K3s installer really 'installs': version, service, token, kubeconfig."""
+    from labkit.steps.k3s import CONFIG_FILE, INSTALL_SCRIPT, TOKEN_FILE
+
+    host = ubuntu_node(name, address, packages=tuple(lab.k3s.packages))
+    state: dict[str, int | None] = {"started": None, "config_mtime": None}
+
+    def install(h: FakeHost) -> Reply:
+        clock[0] += 10
+        state["started"] = clock[0]
+        if name == lab.k3s.cluster_init_node:
+            h.files[TOKEN_FILE] = "K10generated-at-install::server:0123456789\n"
+        h.files["/etc/rancher/k3s/k3s.yaml"] = (
+            "clusters: [{name: default, cluster: {server: 'https://127.0.0.1:6443'}}]\n"
+            "users: [{name: default, user: {}}]\n"
+            "contexts: [{name: default, context: {cluster: default, user: default}}]\n"
+        )
+        return Reply()
+
+    def restart(h: FakeHost) -> Reply:
+        clock[0] += 10
+        state["started"] = clock[0]
+        return Reply()
+
+    answer = host._answer
+
+    def answer_and_stamp(key: tuple[str, ...], stdin: str | None) -> Reply:
+        if key[:3] == ("install", "-D", "-m") and key[-1] == CONFIG_FILE:
+            clock[0] += 1
+            state["config_mtime"] = clock[0]
+        return answer(key, stdin)
+
+    host._answer = answer_and_stamp  # type: ignore[method-assign]
+    installed = lambda: state["started"] is not None  # noqa: E731
+    host.answers.update(
+        {
+            ("/usr/local/bin/k3s", "--version"): lambda h: (
+                Reply(0, f"k3s version {lab.versions.k3s} (x)\n")
+                if installed()
+                else Reply(127, "", "not found")
+            ),
+            ("test", "-d", "/var/lib/rancher/k3s/server/db/etcd"): lambda h: Reply(
+                0 if installed() else 1
+            ),
+            ("curl", "-sfL", "--max-time", "120", "-o", INSTALL_SCRIPT, "https://get.k3s.io"): (
+                Reply()
+            ),
+            (
+                "env",
+                f"INSTALL_K3S_VERSION={lab.versions.k3s}",
+                "INSTALL_K3S_EXEC=server",
+                "sh",
+                INSTALL_SCRIPT,
+            ): install,
+            ("systemctl", "show", "k3s", "--property=ActiveState", "--property=MainPID"): (
+                lambda h: Reply(
+                    0,
+                    "ActiveState=active\nMainPID=42\n"
+                    if installed()
+                    else "ActiveState=inactive\nMainPID=0\n",
+                )
+            ),
+            ("systemctl", "restart", "k3s"): restart,
+            ("stat", "-c", "%Y", "/proc/42"): lambda h: Reply(0, f"{state['started']}\n"),
+            ("stat", "-c", "%Y", CONFIG_FILE): lambda h: Reply(0, f"{state['config_mtime']}\n"),
+        }
+    )
+    return host
+
+
+def test_a_fresh_cluster_without_a_token_in_params_converges_in_one_apply(
+    tmp_path: Path,
+) -> None:
+    # The first server makes the token at install; its config.yaml must not want it
+    # afterwards, or the first apply fails its own re-check and a second one restarts K3s.
+    lab = lab_of(tmp_path).model_copy(update={"internet": True})
+    assert lab.k3s.token is None
+    clock = [1000]
+    hosts = {name: _k3s_node(lab, name, address, clock) for name, address in ADDRESSES.items()}
+    after = plan.apply(lab, hosts, phase=1, progress=lambda _: None)
+    assert after.pending == 0
+    joined = hosts["k3s-node-02"].files["/etc/rancher/k3s/config.yaml"]
+    assert "K10generated-at-install" in joined  # the joiners got the token read after install
+    assert plan.diff(lab, hosts, phase=1).pending == 0

@@ -116,6 +116,10 @@ class K3sConfig(Step):
                 f"waiting for the cluster token: K3s is not installed on {first.name} yet "
                 f"(read from its {TOKEN_FILE} after install, or set k3s.token in params)"
             )
+        if target.node.name == first.name and target.lab.k3s.token is None:
+            # The first server makes the token at install; its config does not carry it
+            # (else the config written before install would differ right after it).
+            token = None
         wanted = desired_config(target.lab, target.node, token)
         saved = facts.read_file(target.host, CONFIG_FILE)
         current = yaml.safe_load(saved) if saved is not None else None
