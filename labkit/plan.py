@@ -87,6 +87,8 @@ class Plan:
                 out.setdefault(entry.node, []).append(
                     {"step": entry.step, "reason": redact(entry.diff.reason)}
                 )
+            for part in entry.diff.cannot_parts:  # a changing step's parts that cannot
+                out.setdefault(entry.node, []).append({"step": entry.step, "reason": redact(part)})
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -108,6 +110,8 @@ class Plan:
                 detail = "; ".join(
                     f"{c.summary} ({c.before} -> {c.after})" for c in entry.diff.changes
                 )
+                if entry.diff.cannot_parts:
+                    detail += "; cannot here: " + "; ".join(entry.diff.cannot_parts)
             rows.append(
                 {
                     "node": entry.node,

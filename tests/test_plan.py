@@ -203,3 +203,13 @@ def test_a_fresh_cluster_without_a_token_in_params_converges_in_one_apply(
     joined = hosts["k3s-node-02"].files["/etc/rancher/k3s/config.yaml"]
     assert "K10generated-at-install" in joined  # the joiners got the token read after install
     assert plan.diff(lab, hosts, phase=1).pending == 0
+
+
+def test_the_plan_shows_what_a_changing_step_cannot_do(tmp_path: Path) -> None:
+    lab = lab_of(tmp_path).model_copy(update={"kind": "sandbox"})
+    result = plan.diff(lab, nodes(), phase=1)
+    (swap,) = [
+        row for row in result.rows() if row["node"] == "k3s-node-01" and row["step"] == "swap"
+    ]
+    assert swap["status"] == "change" and "cannot here:" in swap["detail"]
+    assert any(item["step"] == "swap" for item in result.cannot()["k3s-node-01"])

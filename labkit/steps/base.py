@@ -98,6 +98,8 @@ class Diff:
     kind: DiffKind
     reason: str = ""
     changes: tuple[Change, ...] = ()
+    # Parts of a changing step that cannot be done here (why), shown beside its changes.
+    cannot_parts: tuple[str, ...] = ()
 
     @classmethod
     def none(cls, reason: str) -> Diff:
@@ -116,11 +118,16 @@ class Diff:
 
     @classmethod
     def merge(cls, *diffs: Diff) -> Diff:
-        """Combine parts of one step: changes win, then cannot, else none (reasons joined)."""
+        """Combine parts of one step: changes win, then cannot, else none (reasons joined).
+
+        A changing step keeps the reasons of its parts that cannot be done, in
+        ``cannot_parts``: the plan shows them beside the changes.
+        """
         changes = tuple(c for d in diffs for c in d.changes)
-        if changes:
-            return cls(DiffKind.CHANGE, "; ".join(c.summary for c in changes), changes)
         cannot = [d.reason for d in diffs if d.kind is DiffKind.CANNOT]
+        if changes:
+            summary = "; ".join(c.summary for c in changes)
+            return cls(DiffKind.CHANGE, summary, changes, tuple(cannot))
         if cannot:
             reasons = cannot + [d.reason for d in diffs if d.kind is DiffKind.NONE]
             return cls(DiffKind.CANNOT, "; ".join(reasons))

@@ -245,3 +245,14 @@ def test_wireguard_opens_its_ports() -> None:
     host = fresh()
     argvs = [c.argv for c in FirewallPorts().diff(target(host, lab)).changes]
     assert ("ufw", "allow", "51820/udp") in argvs and ("ufw", "allow", "51821/udp") in argvs
+
+
+def test_a_changing_step_keeps_what_it_cannot_do_here() -> None:
+    # On the sandbox the host's swap is not the node's to turn off, while fstab is: the plan
+    # shows the fstab change and the part it will not do, side by side.
+    lab = lab_of("sandbox")
+    host = ubuntu_node(fresh=True)
+    verdict = Swap().diff(target(host, lab))
+    assert verdict.kind is DiffKind.CHANGE
+    assert [change.summary for change in verdict.changes] == ["write /etc/fstab"]
+    assert verdict.cannot_parts and "swap" in verdict.cannot_parts[0]
