@@ -7,6 +7,7 @@ labkit writes (display helpers, logs, results.json, the report) goes through it.
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import os
@@ -30,12 +31,14 @@ __all__ = [
     "register_spooled",
     "registered_count",
     "resolve",
+    "written_forms",
 ]
 
 MASK = "*****"
 _MINIMUM_LENGTH = 4  # shorter values would mask ordinary words; refuse them as secrets instead
 _lock = threading.Lock()
 _values: set[str] = set()
+_forms: set[str] = set()  # every registered value as written raw, in JSON and in HTML
 
 
 class Secret:
@@ -152,11 +155,23 @@ def register(value: str) -> None:
     with _lock:
         new = value not in _values
         _values.add(value)
+        _forms.update(written_forms(value))
     spool = os.environ.get(SPOOL)
     if new and spool:
         descriptor = os.open(spool, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         with os.fdopen(descriptor, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(value) + "\n")
+
+
+def written_forms(value: str) -> set[str]:
+    """``value`` as files can hold it: raw, JSON-escaped (a notebook's .ipynb, results.json),
+    HTML-escaped (report.html, text/html outputs) and both (HTML inside a notebook)."""
+    forms = {value}
+    for text in (value, html.escape(value), html.escape(value, quote=False)):
+        forms.add(text)
+        forms.add(json.dumps(text)[1:-1])
+        forms.add(json.dumps(text, ensure_ascii=False)[1:-1])
+    return forms
 
 
 def register_spooled(spool: Path) -> int:
@@ -187,7 +202,7 @@ def _mask_text(text: str, values: Iterable[str]) -> str:
 def redact(data: Any) -> Any:
     """Return ``data`` with every registered secret value replaced by ``*****``, recursively."""
     with _lock:
-        values = sorted(_values, key=len, reverse=True)  # longest first: no partial leftovers
+        values = sorted(_forms, key=len, reverse=True)  # longest first: no partial leftovers
     if not values:
         return data
     return _redact(data, values)

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import html
+import json
 import logging
 from pathlib import Path
 
 import pytest
 
 from labkit.errors import ConfigError
-from labkit.secrets import MASK, RedactingFilter, Secret, SecretRef, redact, resolve
+from labkit.secrets import (
+    MASK,
+    RedactingFilter,
+    Secret,
+    SecretRef,
+    redact,
+    register,
+    resolve,
+    written_forms,
+)
 
 
 def test_secret_never_prints_its_value() -> None:
@@ -67,3 +78,21 @@ def test_logging_filter_masks(caplog: pytest.LogCaptureFixture) -> None:
         logger.info("token is %s", "log-secret-99")
     assert "log-secret-99" not in caplog.text
     assert f"token is {MASK}" in caplog.text
+
+
+def test_a_secret_is_masked_as_json_and_html_write_it() -> None:
+    # A notebook file holds outputs JSON-escaped, a report HTML-escaped, a text/html output
+    # inside a notebook both: none of them may keep the value.
+    value = 'Pa"ss\\word-42&x<é>'
+    register(value)
+    written = [
+        json.dumps({"text": value}),
+        json.dumps({"text": value}, ensure_ascii=False),
+        html.escape(value),
+        json.dumps({"html": f"<td>{html.escape(value)}</td>"}),
+        json.dumps({"html": html.escape(value, quote=False)}, ensure_ascii=False),
+    ]
+    for text in written:
+        masked = redact(text)
+        assert MASK in masked, text
+        assert not any(form in masked for form in written_forms(value)), masked
