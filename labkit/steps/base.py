@@ -17,12 +17,23 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from labkit.errors import CommandError
+import yaml
+
+from labkit.errors import CommandError, StepError
 from labkit.facts import RemoteHost, quote
 from labkit.params import Lab, Node
 from labkit.secrets import Secret, redact
 
-__all__ = ["Change", "Diff", "DiffKind", "Evidence", "Step", "Target", "write_file"]
+__all__ = [
+    "Change",
+    "Diff",
+    "DiffKind",
+    "Evidence",
+    "Step",
+    "Target",
+    "read_yaml_mapping",
+    "write_file",
+]
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,30 @@ class Change:
         if result.exit_code != 0:
             raise CommandError(host.name, list(self.argv), result.exit_code, result.stderr)
         return result.exit_code, time.perf_counter() - started
+
+
+def read_yaml_mapping(text: str, where: str) -> dict[str, Any]:
+    """``text`` (a YAML file at ``where``, e.g. ``node:/path``) parsed as a mapping.
+
+    A broken or non-mapping file is a StepError naming ``where`` and the line, never quoting
+    the file: it may hold a token.
+    """
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" (line {mark.line + 1})" if mark is not None else ""
+        raise StepError(
+            f"{where} is not valid YAML{line}: fix or remove it, then plan again"
+        ) from None
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise StepError(
+            f"{where} holds a YAML {type(document).__name__}, not a mapping of settings: "
+            "fix or remove it, then plan again"
+        )
+    return document
 
 
 def write_file(

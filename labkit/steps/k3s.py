@@ -10,6 +10,7 @@ it is a Secret and travels only inside config.yaml on stdin.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import yaml
 from labkit import facts
 from labkit.params import Lab, Node
 from labkit.secrets import MASK, Secret
-from labkit.steps.base import Change, Diff, Step, Target, write_file
+from labkit.steps.base import Change, Diff, Step, Target, read_yaml_mapping, write_file
 
 __all__ = [
     "CONFIG_FILE",
@@ -87,8 +88,15 @@ def desired_config(lab: Lab, node: Node, token: Secret | None) -> dict[str, Any]
     return config
 
 
+# Settings whose values are credentials (token, agent-token, etcd-s3-secret-key, a
+# datastore-endpoint with its password): a plan shows that they differ, never their values.
+_CREDENTIAL_KEY = re.compile(r"token|secret|password|datastore-endpoint|-key$")
+
+
 def _masked(config: dict[str, Any] | None) -> dict[str, Any] | None:
-    return None if config is None else {k: MASK if k == "token" else v for k, v in config.items()}
+    if config is None:
+        return None
+    return {k: MASK if _CREDENTIAL_KEY.search(str(k)) else v for k, v in config.items()}
 
 
 def _delta(current: dict[str, Any] | None, wanted: dict[str, Any]) -> tuple[str, str]:
@@ -122,10 +130,11 @@ class K3sConfig(Step):
             token = None
         wanted = desired_config(target.lab, target.node, token)
         saved = facts.read_file(target.host, CONFIG_FILE)
-        current = yaml.safe_load(saved) if saved is not None else None
+        where = f"{target.node.name}:{CONFIG_FILE}"
+        current = read_yaml_mapping(saved, where) if saved is not None else None
         if current == wanted:
             return Diff.none(f"{CONFIG_FILE} has the desired {len(wanted)} settings")
-        before, after = _delta(current if isinstance(current, dict) else None, wanted)
+        before, after = _delta(current, wanted)
         content = yaml.safe_dump(wanted, sort_keys=True)
         return Diff.change(write_file(CONFIG_FILE, content, before, after, mode=0o600))
 

@@ -18,7 +18,7 @@ import yaml
 from labkit import facts
 from labkit.errors import StepError
 from labkit.secrets import register
-from labkit.steps.base import Change, Diff, Step, Target
+from labkit.steps.base import Change, Diff, Step, Target, read_yaml_mapping
 
 __all__ = ["K3S_KUBECONFIG", "Kubeconfig", "rewrite_kubeconfig", "save_private"]
 
@@ -85,14 +85,14 @@ class Kubeconfig(Step):
             return Diff.cannot(
                 f"{target.node.name} has no {K3S_KUBECONFIG} yet (K3s not installed there)"
             )
-        document = yaml.safe_load(remote)
+        document = read_yaml_mapping(remote, f"{target.node.name}:{K3S_KUBECONFIG}")
         _register_credentials(document)
         server = f"https://{target.node.address}:6443"
         wanted = rewrite_kubeconfig(document, server, target.lab.name)
         current: Any = None
         mode = None
         if local.is_file():
-            current = yaml.safe_load(local.read_text(encoding="utf-8"))
+            current = read_yaml_mapping(local.read_text(encoding="utf-8"), str(local))
             mode = local.stat().st_mode & 0o777
         if current == wanted and mode == 0o600:
             return Diff.none(f"{local} reaches {server} as context {target.lab.name} (0600)")

@@ -8,6 +8,7 @@ import pytest
 import yaml
 from fakehost import FakeHost, Reply
 
+from labkit.errors import StepError
 from labkit.params import Lab, load_lab
 from labkit.secrets import MASK, Secret
 from labkit.steps import DiffKind, K3sBinary, K3sConfig, K3sService, Target
@@ -188,3 +189,25 @@ def test_token_change_is_shown_masked() -> None:
     hosts[1].files[CONFIG_FILE] = yaml.safe_dump({**wanted, "token": "old-token-value"})
     (change,) = K3sConfig().diff(targets(lab, hosts)["k3s-node-02"]).changes
     assert (change.before, change.after) == (f"token={MASK}", f"token={MASK}")
+
+
+def test_a_broken_config_yaml_names_node_and_file_without_quoting_it() -> None:
+    lab = lab_of()
+    host = node("k3s-node-01")
+    host.files[CONFIG_FILE] = f"token: [{TOKEN}\n"  # unclosed: not YAML
+    with pytest.raises(StepError) as raised:
+        K3sConfig().diff(targets(lab, [host])["k3s-node-01"])
+    message = str(raised.value)
+    assert f"k3s-node-01:{CONFIG_FILE} is not valid YAML (line 2)" in message
+    assert TOKEN not in message and "fix or remove it" in message
+
+
+def test_credentials_already_in_config_yaml_are_never_shown() -> None:
+    lab = lab_of()
+    host = node("k3s-node-01")
+    current = {"agent-token": "agent-secret-1234", "etcd-s3-secret-key": "s3-secret-5678"}
+    host.files[CONFIG_FILE] = yaml.safe_dump(current)
+    (change,) = K3sConfig().diff(targets(lab, [host])["k3s-node-01"]).changes
+    shown = f"{change.before} {change.after} {change.command()}"
+    assert "agent-token=*****" in change.before and "etcd-s3-secret-key=*****" in change.before
+    assert "agent-secret-1234" not in shown and "s3-secret-5678" not in shown

@@ -19,7 +19,9 @@ K3S_YAML = {
     "clusters": [
         {
             "cluster": {
-                "certificate-authority-data": "ZGVmYXVsdA==",
+                # Raw text "default" inside data that must survive: a string replacement
+                # of the names would change it.
+                "certificate-authority-data": "LS0tdefault-ca-data-default==",
                 "server": "https://127.0.0.1:6443",
             },
             "name": "default",
@@ -35,7 +37,9 @@ K3S_YAML = {
 def test_rewrite_sets_server_and_names_but_keeps_data() -> None:
     out = rewrite_kubeconfig(K3S_YAML, "https://10.77.0.11:6443", "sandbox")
     assert out["clusters"][0]["cluster"]["server"] == "https://10.77.0.11:6443"
-    assert out["clusters"][0]["cluster"]["certificate-authority-data"] == "ZGVmYXVsdA=="
+    assert out["clusters"][0]["cluster"]["certificate-authority-data"] == (
+        "LS0tdefault-ca-data-default=="
+    )
     assert out["contexts"] == [
         {"context": {"cluster": "sandbox", "user": "sandbox"}, "name": "sandbox"}
     ]
