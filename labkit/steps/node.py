@@ -276,6 +276,12 @@ class TimeSync(Step):
             return Diff.cannot(f"no time service answers ({state.detail}); {why}")
         if state.enabled:
             return Diff.none(f"{state.service}: NTP on (synchronised: {state.synchronized})")
+        if target.shares_host_kernel:
+            # The clock and the time service that answered are this machine's own.
+            return Diff.cannot(
+                f"{state.service}: NTP off, but a sandbox node shares this machine's clock: "
+                "labkit does not change this machine's time settings"
+            )
         return Diff.change(
             Change("enable NTP", "NTP off", "NTP on", ("timedatectl", "set-ntp", "true"))
         )

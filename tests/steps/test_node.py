@@ -142,6 +142,14 @@ CASES: list[tuple[str, Step, Callable[[], FakeHost], str, DiffKind, list[tuple[s
         DiffKind.CHANGE,
         [("timedatectl", "set-ntp", "true")],
     ),
+    (
+        "sandbox: NTP off is this machine's setting, left alone",
+        TimeSync(),
+        fresh,
+        "sandbox",
+        DiffKind.CANNOT,
+        [],
+    ),
     ("ufw inactive: nothing to open", FirewallPorts(), prepared, "homelab", DiffKind.NONE, []),
     (
         "ufw active without K3s rules",
@@ -179,7 +187,8 @@ def test_step_diff(
 def test_diff_reads_only() -> None:
     host = fresh()
     lab = lab_of()
-    for step in (Hostname(), Swap(), KernelModules(), Sysctls(), Packages(), TimeSync()):
+    steps = (Hostname(), Swap(), KernelModules(), Sysctls(), Packages(), TimeSync())
+    for step in (*steps, FirewallPorts()):
         step.diff(target(host, lab))
     changing = {"hostname", "swapoff", "modprobe", "sysctl", "install", "timedatectl", "ufw"}
     ran = [
