@@ -352,8 +352,13 @@ def k3s_service(host: RemoteHost, unit: str) -> tuple[str, int | None]:
     pid = values.get("MainPID", "0")
     if state != "active" or not pid.isdigit() or pid == "0":
         return state, None
-    started = host.run(["stat", "-c", "%Y", f"/proc/{pid}"], check=False)
-    return state, int(started.stdout.strip()) if started.exit_code == 0 else None
+    # Now minus the process's age: /proc/PID's own mtime is when the kernel made that
+    # inode (first looked at), not when the process started.
+    now = host.run(["date", "+%s"], check=False).stdout.strip()
+    age = host.run(["ps", "-o", "etimes=", "-p", pid], check=False).stdout.strip()
+    if not (now.isdigit() and age.isdigit()):
+        return state, None
+    return state, int(now) - int(age)
 
 
 def mtime(host: RemoteHost, path: str) -> int | None:

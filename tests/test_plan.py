@@ -182,7 +182,10 @@ def _k3s_node(lab: Lab, name: str, address: str, clock: list[int]) -> FakeHost:
                 )
             ),
             ("systemctl", "restart", "k3s"): restart,
-            ("stat", "-c", "%Y", "/proc/42"): lambda h: Reply(0, f"{state['started']}\n"),
+            ("date", "+%s"): lambda h: Reply(0, f"{clock[0]}\n"),
+            ("ps", "-o", "etimes=", "-p", "42"): lambda h: Reply(
+                0, f"{clock[0] - (state['started'] or 0)}\n"
+            ),
             ("stat", "-c", "%Y", CONFIG_FILE): lambda h: Reply(0, f"{state['config_mtime']}\n"),
         }
     )

@@ -170,7 +170,8 @@ def test_service(active: str, config_mtime: str, expected: list[tuple[str, ...]]
     host.answers[SHOW] = Reply(
         0, f"ActiveState={active}\nMainPID={42 if active == 'active' else 0}\n"
     )
-    host.answers[("stat", "-c", "%Y", "/proc/42")] = Reply(0, "200\n")
+    host.answers[("date", "+%s")] = Reply(0, "1000\n")
+    host.answers[("ps", "-o", "etimes=", "-p", "42")] = Reply(0, "    800\n")  # started at 200
     host.answers[("stat", "-c", "%Y", CONFIG_FILE)] = Reply(0, config_mtime + "\n")
     verdict = K3sService().diff(targets(lab, [host])["k3s-node-01"])
     assert [c.argv for c in verdict.changes] == expected
