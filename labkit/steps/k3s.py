@@ -121,8 +121,9 @@ class K3sConfig(Step):
         token = cluster_token(target)
         if token is None and target.node.name != first.name:
             return Diff.cannot(
-                f"waiting for the cluster token: K3s is not installed on {first.name} yet "
-                f"(read from its {TOKEN_FILE} after install, or set k3s.token in params)"
+                f"waiting for the cluster token: K3s is not installed on {first.name} yet; "
+                f"apply does this step in the same run once it is (the token read from its "
+                f"{TOKEN_FILE}), or set k3s.token in params"
             )
         if target.node.name == first.name and target.lab.k3s.token is None:
             # The first server makes the token at install; its config does not carry it
@@ -258,7 +259,10 @@ class K3sService(Step):
         """Read the unit's state and compare its start time with config.yaml's."""
         unit = facts.k3s_unit(target.node.role)
         if facts.k3s_version(target.host) is None:
-            return Diff.cannot("K3s is not installed on this node, so there is no service to run")
+            return Diff.cannot(
+                "K3s is not installed on this node yet, so there is no service to run "
+                "(apply checks it again right after installing)"
+            )
         state, started = facts.k3s_service(target.host, unit)
         restart = ("systemctl", "restart", unit)
         if state != "active":
