@@ -15,7 +15,8 @@ Schema ``labkit.results/1``::
 Notebooks executed by ``labkit run`` add to it through ``record``: the runner
 sets ``LABKIT_RUN_DIR`` and ``LABKIT_NOTEBOOK``; each record is appended to
 ``records/<notebook>.jsonl`` and the runner merges them. Everything is redacted
-before it reaches a file.
+before it reaches a file. A line that is not a whole record (a truncated write, a
+check without its status) is skipped by ``collect``, which says which file and line.
 """
 
 from __future__ import annotations
@@ -23,16 +24,30 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from labkit.checks import Status
 from labkit.secrets import redact
 
-__all__ = ["KINDS", "SCHEMA", "Kind", "collect", "record", "run_dir", "write_results"]
+__all__ = [
+    "KINDS",
+    "SCHEMA",
+    "Kind",
+    "Records",
+    "collect",
+    "record",
+    "run_dir",
+    "write_results",
+]
 
 SCHEMA = "labkit.results/1"
 Kind = Literal["checks", "load", "drills", "plans"]
 KINDS: tuple[Kind, ...] = ("checks", "load", "drills", "plans")
+# What a check needs to be counted and shown; ``subject`` and ``at`` have defaults.
+_CHECK_FIELDS = ("id", "title", "step", "status", "expected", "observed", "evidence", "duration_s")
+_STATUSES = tuple(str(status) for status in Status)
 
 
 def run_dir() -> Path | None:
@@ -56,18 +71,64 @@ def record(kind: Kind, items: list[dict[str, Any]]) -> Path | None:
     return path
 
 
-def collect(folder: Path) -> dict[str, list[dict[str, Any]]]:
-    """Every record written under ``folder/records``, grouped by kind, in notebook order."""
-    grouped: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
+@dataclass(frozen=True)
+class Records:
+    """A run's records grouped by kind, in notebook order, and the lines that were skipped."""
+
+    by_kind: dict[str, list[dict[str, Any]]]
+    skipped: list[str]  # "records/<file> line N: skipped, why" for each unreadable line
+
+
+def collect(folder: Path) -> Records:
+    """Every record under ``folder/records``; a line that is not a whole record is skipped."""
+    by_kind: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
+    skipped: list[str] = []
     for path in sorted((folder / "records").glob("*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
-            entry = json.loads(line)
-            item = dict(entry["item"])
-            item.setdefault("notebook", entry["notebook"])
-            grouped.setdefault(entry["kind"], []).append(item)
-    return grouped
+            try:
+                kind, item = _parse(line)
+            except ValueError as exc:
+                skipped.append(f"records/{path.name} line {number}: skipped, {exc}")
+                continue
+            by_kind[kind].append(item)
+    return Records(by_kind, skipped)
+
+
+def _parse(line: str) -> tuple[str, dict[str, Any]]:
+    """One records line as (kind, item); a ValueError says what is wrong with it."""
+    try:
+        entry = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({exc.msg}: column {exc.colno}); a truncated write?") from exc
+    if not (
+        isinstance(entry, dict)
+        and isinstance(entry.get("notebook"), str)
+        and isinstance(entry.get("item"), dict)
+    ):
+        raise ValueError("not a record (an object with kind, notebook and item)")
+    kind = entry.get("kind")
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+    item = dict(entry["item"])
+    if kind == "checks":
+        _validate_check(item)
+    item.setdefault("notebook", entry["notebook"])
+    return kind, item
+
+
+def _validate_check(item: dict[str, Any]) -> None:
+    """Raise ValueError when a check record lacks a field or has an unknown status."""
+    name = f"check {item['id']}" if "id" in item else "a check"
+    missing = [field for field in _CHECK_FIELDS if field not in item]
+    if missing:
+        raise ValueError(f"{name} has no {', '.join(missing)}")
+    if item["status"] not in _STATUSES:
+        raise ValueError(
+            f"{name} has status {item['status']!r}; expected one of {', '.join(_STATUSES)}"
+        )
 
 
 def write_results(

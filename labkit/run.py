@@ -2,9 +2,11 @@
 
 ``outputs/<run-id>/`` receives ``run.json`` (what ran, when, versions, status per
 notebook), ``results.json`` (see labkit.results), the executed notebooks,
-``report.html``, ``charts/`` and ``logs/``. A failing cell, a timeout or a dead
-kernel is recorded and the report is still written. Exit status: 0 every check
-passed or skipped, 1 a check failed, 2 the run itself broke.
+``report.html``, ``charts/`` and ``logs/``. A failing cell, a timeout, a dead
+kernel, a record that cannot be read or a Ctrl-C is recorded and the report is still
+written; the run folder is scrubbed of secrets however the run ends. Exit status: 0
+every check passed or skipped, 1 a check failed, 2 the run itself broke (a Ctrl-C is
+re-raised once the run is recorded).
 """
 
 from __future__ import annotations
@@ -93,6 +95,30 @@ def _register_secrets(lab: Lab) -> None:
             lab.secret(reference)
 
 
+@contextlib.contextmanager
+def _scrubbed(run_dir: Path) -> Iterator[None]:
+    """Mask registered secrets in the run folder on the way out, however the run ends."""
+    try:
+        yield
+    finally:
+        _scrub(run_dir)
+
+
+@contextlib.contextmanager
+def _secret_spool() -> Iterator[Path]:
+    """A file where kernels add the secrets they learn; registered, then deleted, on the way out."""
+    descriptor, name = tempfile.mkstemp(prefix="labkit-secrets-")  # mode 600, not in the run
+    os.close(descriptor)
+    spool = Path(name)
+    try:
+        yield spool
+    finally:
+        try:
+            register_spooled(spool)
+        finally:
+            spool.unlink(missing_ok=True)
+
+
 def _scrub(run_dir: Path) -> int:
     """Mask registered secrets in every text file of the run folder; returns files changed."""
     changed = 0
@@ -173,9 +199,13 @@ def _cell_count(notebook: Path) -> int:
 
 
 def _execute(
-    notebook: Path, run_dir: Path, parameters: dict[str, Any], cell_timeout_s: float
+    notebook: Path, run_dir: Path, parameters: dict[str, Any], cell_timeout_s: float, spool: Path
 ) -> dict[str, Any]:
-    """Run one notebook; never raises for what the notebook does, returns its status record."""
+    """Run one notebook; never raises for what the notebook does, returns its status record.
+
+    The record is not redacted yet: the kernel may have spooled secrets the runner
+    does not know until it reads ``spool``.
+    """
     import papermill  # noqa: PLC0415 - heavy; only the runner needs it
     from nbclient.exceptions import CellTimeoutError, DeadKernelError  # noqa: PLC0415
     from papermill.exceptions import PapermillExecutionError  # noqa: PLC0415
@@ -192,6 +222,7 @@ def _execute(
         "LABKIT_NOTEBOOK_CELLS": str(_cell_count(notebook) + 1),  # papermill adds its own cell
         "PLOTLY_RENDERER": "plotly_mimetype+notebook",
         "LABKIT_PARAMS_OVERRIDE": "",  # the run's params, never a leftover test override
+        SPOOL: str(spool),  # the kernel's only: the runner reading it must not write it back
     }
     print(f"[labkit run] {notebook.name}: running", file=sys.stderr, flush=True)
     try:
@@ -217,15 +248,83 @@ def _execute(
     except Exception as exc:
         entry.update(status="broken", error=f"{type(exc).__name__}: {exc}")
     entry["duration_s"] = round(time.monotonic() - started, 2)
+    return entry
+
+
+def _interrupted(notebook: Path, started_at: dt.datetime, started: float) -> dict[str, Any]:
+    """The status record of a notebook that Ctrl-C stopped."""
+    return {
+        "notebook": notebook.name,
+        "output": notebook.name,
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "status": "interrupted",
+        "error": "KeyboardInterrupt: stopped by Ctrl-C while it ran",
+        "duration_s": round(time.monotonic() - started, 2),
+    }
+
+
+def _announce(entry: dict[str, Any], spool: Path) -> dict[str, Any]:
+    """Print and log how a notebook ended, masked; returns the masked record."""
+    register_spooled(spool)  # first: what the kernel learned must not reach the terminal
     entry = redact(entry)
     print(
-        f"[labkit run] {notebook.name}: {entry['status']} in {entry['duration_s']}s"
+        f"[labkit run] {entry['notebook']}: {entry['status']} in {entry['duration_s']}s"
         + (f" ({entry['error'][:200]})" if "error" in entry else ""),
         file=sys.stderr,
         flush=True,
     )
-    log.info("%s: %s", notebook.name, entry["status"])
+    log.info("%s: %s", entry["notebook"], entry["status"])
     return entry
+
+
+def _run_notebooks(
+    selected: list[Path],
+    run_dir: Path,
+    parameters: dict[str, Any],
+    cell_timeout_s: float,
+    spool: Path,
+    entries: list[dict[str, Any]],
+) -> None:
+    """Run ``selected`` in order into ``entries``; on Ctrl-C, record the notebook and re-raise."""
+    for notebook in selected:
+        started_at, started = dt.datetime.now(dt.UTC), time.monotonic()
+        try:
+            entry = _execute(notebook, run_dir, parameters, cell_timeout_s, spool)
+        except KeyboardInterrupt:
+            entries.append(_announce(_interrupted(notebook, started_at, started), spool))
+            raise
+        entries.append(_announce(entry, spool))
+
+
+def _run_lab(
+    lab: Lab,
+    selected: list[Path],
+    run_dir: Path,
+    parameters: dict[str, Any],
+    cell_timeout_s: float,
+    spool: Path,
+    entries: list[dict[str, Any]],
+    notes: list[str],
+    faults: list[str],
+) -> KeyboardInterrupt | None:
+    """Run the notebooks with the lab up; what broke the run goes to ``faults``.
+
+    A Ctrl-C is returned, not raised, so that the run is recorded and scrubbed first.
+    """
+    try:
+        with _lab_running(lab, notes):
+            _run_notebooks(selected, run_dir, parameters, cell_timeout_s, spool, entries)
+    except LabkitError as exc:
+        faults.append(f"the lab could not be brought up: {exc}")
+        log.error("lab not up: %s", exc)
+    except KeyboardInterrupt as interruption:
+        not_run = [path.name for path in selected[len(entries) :]]
+        faults.append(
+            "interrupted by Ctrl-C" + (f"; not run: {', '.join(not_run)}" if not_run else "")
+        )
+        log.error("interrupted by Ctrl-C after %d of %d notebooks", len(entries), len(selected))
+        return interruption
+    return None
 
 
 @contextlib.contextmanager
@@ -275,25 +374,20 @@ def run_labbook(
     if apply:
         parameters["apply"] = True  # the notebooks' default is plan-only
     entries: list[dict[str, Any]] = []
-    descriptor, spool_name = tempfile.mkstemp(prefix="labkit-secrets-")  # mode 600, not in run
-    os.close(descriptor)
-    spool = Path(spool_name)
-    with _logging_to(run_dir / "logs" / "run.log"), _environment({SPOOL: spool_name}):
-        log.info("run %s: lab %s, notebooks %s", run_id, lab.name, [p.name for p in selected])
-        try:
-            with _lab_running(lab, notes):
-                for notebook in selected:
-                    entries.append(_execute(notebook, run_dir, parameters, cell_timeout_s))
-        except LabkitError as exc:
-            notes.append(f"the lab could not be brought up: {exc}")
-            log.error("lab not up: %s", exc)
-    if apply:
-        notes.append("run with --apply: notebooks applied their changes")
-    try:
-        register_spooled(spool)  # secrets the kernels learned: mask them in every file
-    finally:
-        spool.unlink(missing_ok=True)
-    return _finish(lab, run_id, run_dir, started, files, entries, notes)
+    faults: list[str] = []  # what broke the run besides a notebook's own status
+    with _scrubbed(run_dir):
+        # Leaving the spool registers the secrets the kernels learned, before anything is written.
+        with _secret_spool() as spool, _logging_to(run_dir / "logs" / "run.log"):
+            log.info("run %s: lab %s, notebooks %s", run_id, lab.name, [p.name for p in selected])
+            interruption = _run_lab(
+                lab, selected, run_dir, parameters, cell_timeout_s, spool, entries, notes, faults
+            )
+        if apply:
+            notes.append("run with --apply: notebooks applied their changes")
+        outcome = _finish(lab, run_id, run_dir, started, files, entries, notes, faults)
+    if interruption is not None:
+        raise interruption  # recorded and scrubbed: now the CLI can say so and exit 130
+    return outcome
 
 
 def _finish(
@@ -304,24 +398,27 @@ def _finish(
     files: list[str],
     entries: list[dict[str, Any]],
     notes: list[str],
+    faults: list[str],
 ) -> RunOutcome:
+    """Write results.json, run.json and report.html from what the notebooks recorded."""
     from labkit.report import build_report  # noqa: PLC0415 - report imports plotly
 
     records = collect(run_dir)
-    checks = Results(Result.from_dict(_check_fields(item)) for item in records["checks"])
-    broken = any(entry["status"] != "ok" for entry in entries) or any(
-        note.startswith("the lab could not") for note in notes
-    )
+    for skipped in records.skipped:
+        print(f"[labkit run] {redact(skipped)}", file=sys.stderr, flush=True)
+    faults = faults + records.skipped
+    checks = Results(Result.from_dict(_check_fields(item)) for item in records.by_kind["checks"])
+    broken = bool(faults) or any(entry["status"] != "ok" for entry in entries)
     exit_code = 2 if broken else checks.exit_code
     status = {0: "passed", 1: "failed", 2: "broken"}[exit_code]
     write_results(
         run_dir / "results.json",
         lab=lab.name,
-        checks=records["checks"],
+        checks=records.by_kind["checks"],
         run_id=run_id,
-        load=records["load"],
-        drills=records["drills"],
-        plans=records["plans"],
+        load=records.by_kind["load"],
+        drills=records.by_kind["drills"],
+        plans=records.by_kind["plans"],
     )
     run_info = {
         "run_id": run_id,
@@ -340,7 +437,7 @@ def _finish(
         },
         "notebooks": entries,
         "checks": checks.counts(),
-        "notes": notes,
+        "notes": notes + faults,
     }
     (run_dir / "run.json").write_text(json.dumps(redact(run_info), indent=2) + "\n")
     try:
@@ -351,7 +448,6 @@ def _finish(
             f"<pre>{type(exc).__name__}: {exc}</pre>"
         )
         exit_code, status = 2, "broken"
-    _scrub(run_dir)
     return RunOutcome(run_dir, status, exit_code)
 
 

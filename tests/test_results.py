@@ -10,6 +10,17 @@ import pytest
 from labkit.results import SCHEMA, collect, record, write_results
 from labkit.secrets import Secret
 
+_CHECK = {
+    "id": "0.1.1",
+    "title": "params valid",
+    "step": "0.1",
+    "status": "pass",
+    "expected": "",
+    "observed": "",
+    "evidence": "",
+    "duration_s": 0.0,
+}
+
 
 def test_record_is_a_no_op_outside_a_run(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LABKIT_RUN_DIR", raising=False)
@@ -21,15 +32,53 @@ def test_records_are_collected_per_kind_in_notebook_order(
 ) -> None:
     monkeypatch.setenv("LABKIT_RUN_DIR", str(tmp_path))
     monkeypatch.setenv("LABKIT_NOTEBOOK", "02-stateful-services")
-    record("checks", [{"id": "2.3.2"}])
+    record("checks", [{**_CHECK, "id": "2.3.2"}])
     monkeypatch.setenv("LABKIT_NOTEBOOK", "00-preflight")
-    record("checks", [{"id": "0.1.1"}, {"id": "0.1.2"}])
+    record("checks", [_CHECK, {**_CHECK, "id": "0.1.2"}])
     record("load", [{"target_rps": 1000}])
-    grouped = collect(tmp_path)
+    records = collect(tmp_path)
+    grouped = records.by_kind
     assert [c["id"] for c in grouped["checks"]] == ["0.1.1", "0.1.2", "2.3.2"]
     assert grouped["checks"][0]["notebook"] == "00-preflight"
     assert grouped["load"] == [{"target_rps": 1000, "notebook": "00-preflight"}]
     assert grouped["drills"] == [] and grouped["plans"] == []
+    assert records.skipped == []
+
+
+def _line(kind: str, item: object, notebook: object = "01-x") -> str:
+    return json.dumps({"kind": kind, "notebook": notebook, "item": item})
+
+
+@pytest.mark.parametrize(
+    ("line", "why"),
+    [
+        ('{"kind": "checks", "notebook": "01-x", "it', "not JSON (Unterminated string"),
+        ("[1, 2]", "not a record (an object with kind, notebook and item)"),
+        (_line("checks", "pass"), "not a record"),
+        (_line("checks", _CHECK, notebook=None), "not a record"),
+        (_line("verdicts", {"id": "x"}), "unknown kind 'verdicts'; expected one of checks,"),
+        (
+            _line("checks", {k: v for k, v in _CHECK.items() if k != "status"}),
+            "check 0.1.1 has no status",
+        ),
+        (_line("checks", {"status": "pass"}), "a check has no id, title, step, expected"),
+        (
+            _line("checks", {**_CHECK, "status": "passed"}),
+            "check 0.1.1 has status 'passed'; expected one of pass, fail, skip, error, not impl",
+        ),
+    ],
+)
+def test_a_bad_record_is_skipped_with_its_file_and_line(
+    tmp_path: Path, line: str, why: str
+) -> None:
+    (tmp_path / "records").mkdir()
+    good = _line("checks", _CHECK)
+    (tmp_path / "records" / "01-x.jsonl").write_text(f"{good}\n\n{line}\n{good}\n")
+    records = collect(tmp_path)
+    assert [check["id"] for check in records.by_kind["checks"]] == ["0.1.1", "0.1.1"]
+    (skipped,) = records.skipped
+    assert skipped.startswith("records/01-x.jsonl line 3: skipped, ")
+    assert why in skipped
 
 
 def test_write_results_masks_secrets(tmp_path: Path) -> None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
+from typing import Any
 
 import nbformat
+import papermill
 import pytest
 
 from labkit.cli import main
@@ -16,6 +19,7 @@ from tests.htmlcheck import external_fetches
 
 PLANTED = "planted-Secret-value-8d1f"
 KERNEL_ONLY = "kernel-only-token-K10abc::server:77"
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICNtLKvPvcCPorkFHDdsdGH162eg8HOrX1ecywLrrATw"
 
 
 def _notebook(path: Path, *sources: str) -> None:
@@ -39,7 +43,8 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     shutil.copy(REPOSITORY / "notebooks" / "00-preflight.ipynb", tmp_path / "notebooks")
     key = tmp_path / "id_test"
     key.write_text("not a real key")
-    (tmp_path / "known_hosts").write_text("")
+    # 0.1.3 passes only when known_hosts holds the node's key (any valid key will do here).
+    (tmp_path / "known_hosts").write_text(f"127.0.0.1 {HOST_KEY}\n")
     (tmp_path / "lab.yaml").write_text(
         f"""extends: {REPOSITORY / "params" / "homelab.yaml"}
 name: looplab
@@ -69,6 +74,25 @@ def _run(workspace: Path, timeout: float = 120.0, notebooks: list[str] | None = 
 
 def _files_containing(folder: Path, text: str) -> list[Path]:
     return [p for p in folder.rglob("*") if p.is_file() and text in p.read_text(errors="replace")]
+
+
+def _spools() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob("labkit-secrets-*"))
+
+
+def _kernel_only_secret() -> str:
+    """A value new to this process: one an earlier test registered would be masked anyway."""
+    return f"kernel-only-{uuid.uuid4().hex}"
+
+
+def _leaky_notebook(path: Path, kernel_only: str) -> None:
+    """A notebook that prints the planted secret and a secret only its kernel learns."""
+    _notebook(
+        path,
+        "import os\nfrom labkit.secrets import Secret",
+        "print(os.environ['LABKIT_TEST_PLANTED'])",
+        f"print(Secret({kernel_only!r}, 'a node').reveal())",
+    )
 
 
 def test_a_passing_run_writes_every_artefact(
@@ -175,6 +199,124 @@ def test_planted_secret_reaches_no_file(workspace: Path) -> None:
     assert _files_containing(outcome.run_dir, KERNEL_ONLY) == []
     assert set(Path(tempfile.gettempdir()).glob("labkit-secrets-*")) == spools_before
     assert _files_containing(outcome.run_dir, "*****")  # it was there, masked
+
+
+def test_ctrl_c_records_the_run_scrubs_it_and_reraises(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kernel_only = _kernel_only_secret()
+    spools_before = _spools()
+    _leaky_notebook(workspace / "notebooks" / "01-leaky.ipynb", kernel_only)
+    _notebook(workspace / "notebooks" / "02-stopped.ipynb", "1 + 1")
+    _notebook(workspace / "notebooks" / "03-never.ipynb", "1 + 1")
+    execute_notebook = papermill.execute_notebook
+
+    def interrupted_at_02(source: str, output: str, **options: Any) -> Any:
+        if Path(source).name != "02-stopped.ipynb":
+            return execute_notebook(source, output, **options)
+        Path(output).write_text(f"half-written, {kernel_only}")  # as a killed cell leaves it
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(papermill, "execute_notebook", interrupted_at_02)
+    with pytest.raises(KeyboardInterrupt):  # the CLI turns it into "labkit: interrupted", 130
+        _run(workspace, notebooks=["01", "02", "03"])
+    run_dir = (workspace / "out").resolve()
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["status"] == "broken" and run["exit_code"] == 2
+    assert [(n["notebook"], n["status"]) for n in run["notebooks"]] == [
+        ("01-leaky.ipynb", "ok"),
+        ("02-stopped.ipynb", "interrupted"),
+    ]
+    assert "interrupted by Ctrl-C; not run: 03-never.ipynb" in run["notes"]
+    assert (run_dir / "results.json").is_file()
+    assert "interrupted" in (run_dir / "report.html").read_text()
+    assert _files_containing(run_dir, PLANTED) == []
+    assert _files_containing(run_dir, kernel_only) == []
+    assert _files_containing(run_dir / "logs", "*****")  # the cell output was logged, masked
+    assert _spools() == spools_before
+
+
+def test_a_kernel_only_secret_in_an_error_never_reaches_the_terminal(
+    workspace: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    kernel_only = _kernel_only_secret()
+    _notebook(
+        workspace / "notebooks" / "01-fails.ipynb",
+        "from labkit.secrets import Secret\ntoken = Secret(" + repr(kernel_only) + ", 'a node')",
+        "raise RuntimeError(f'node rejected token {token.reveal()}')",
+    )
+    run_dir = _run(workspace, notebooks=["01"])
+    (entry,) = json.loads((run_dir / "run.json").read_text())["notebooks"]
+    assert entry["error"] == "RuntimeError: node rejected token *****"
+    captured = capfd.readouterr()
+    assert "01-fails.ipynb: error in" in captured.err
+    assert kernel_only not in captured.out + captured.err
+    assert _files_containing(run_dir, kernel_only) == []
+
+
+def test_bad_records_are_skipped_and_break_the_run(
+    workspace: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    whole = {
+        "id": "0.1.1",
+        "title": "params valid",
+        "step": "0.1",
+        "status": "pass",
+        "expected": "",
+        "observed": "",
+        "evidence": "",
+        "duration_s": 0.1,
+    }
+    _notebook(
+        workspace / "notebooks" / "01-records.ipynb",
+        "import os\nfrom labkit.results import record, run_dir",
+        f"record('checks', [{whole!r}])",
+        "record('checks', [{'id': '0.1.4', 'title': 'no status'}])",
+        "with open(run_dir() / 'records' / '01-records.jsonl', 'a') as records:\n"
+        '    records.write(\'{"kind": "checks", "notebook": "01-rec\')',
+        "print(os.environ['LABKIT_TEST_PLANTED'])",
+    )
+    outcome = run_labbook(
+        [workspace / "lab.yaml"],
+        notebooks=["01"],
+        out=workspace / "out",
+        notebooks_dir=workspace / "notebooks",
+    )
+    assert outcome.exit_code == 2 and outcome.status == "broken"
+    run = json.loads((outcome.run_dir / "run.json").read_text())
+    assert run["notebooks"][0]["status"] == "ok"
+    skipped = [note for note in run["notes"] if note.startswith("records/")]
+    assert skipped == [
+        "records/01-records.jsonl line 2: skipped, check 0.1.4 has no step, status, expected, "
+        "observed, evidence, duration_s",
+        "records/01-records.jsonl line 3: skipped, not JSON (Unterminated string starting at: "
+        "column 32); a truncated write?",
+    ]
+    assert "[labkit run] records/01-records.jsonl line 3: skipped" in capfd.readouterr().err
+    results = json.loads((outcome.run_dir / "results.json").read_text())
+    assert [check["id"] for check in results["checks"]] == ["0.1.1"]
+    assert "records/01-records.jsonl line 2" in (outcome.run_dir / "report.html").read_text()
+    assert _files_containing(outcome.run_dir, PLANTED) == []
+
+
+def test_the_run_folder_is_scrubbed_when_finishing_fails(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kernel_only = _kernel_only_secret()
+    spools_before = _spools()
+    _leaky_notebook(workspace / "notebooks" / "01-leaky.ipynb", kernel_only)
+
+    def disk_full(*_: Any, **__: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("labkit.run.write_results", disk_full)
+    with pytest.raises(OSError, match="No space left on device"):
+        _run(workspace, notebooks=["01"])
+    run_dir = (workspace / "out").resolve()
+    assert (run_dir / "01-leaky.ipynb").is_file()
+    assert _files_containing(run_dir, PLANTED) == []
+    assert _files_containing(run_dir, kernel_only) == []
+    assert _spools() == spools_before
 
 
 def test_unknown_notebook_prefix_is_a_clear_error(
