@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -73,6 +74,27 @@ def _run(arguments: argparse.Namespace) -> int:
     return outcome.exit_code
 
 
+def _cell_timeout(text: str) -> float:
+    """An argparse type: a whole, finite number of seconds above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    # papermill reads 0 as "no limit" and nbclient reads a negative number the same way.
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} must be a finite number of seconds above 0; "
+            "without a limit a hanging cell waits forever"
+        )
+    # nbclient's timeout is an integer: a fraction would break every notebook of the run.
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} must be a whole number of seconds (the notebook runner counts whole "
+            f"seconds); try {math.ceil(value)}"
+        )
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="labkit", description="Lab-book for the URL-shortener SRE lab."
@@ -95,7 +117,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--params", action="append", required=True, metavar="FILE")
     run.add_argument("--notebooks", metavar="LIST", help="comma-separated prefixes, e.g. 00,06")
     run.add_argument("--out", metavar="DIR", help="run folder (default outputs/<run-id>)")
-    run.add_argument("--cell-timeout", type=float, default=600.0, metavar="SECONDS")
+    run.add_argument(
+        "--cell-timeout", type=_cell_timeout, default=600.0, metavar="SECONDS", help="per cell"
+    )
     run.add_argument(
         "--apply", action="store_true", help="let notebooks apply changes (default: plan only)"
     )

@@ -415,16 +415,57 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     """SafeLoader that refuses duplicate mapping keys instead of silently keeping the last."""
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_KIND = {"list": "list", "dict": "mapping", "set": "set"}
+
+
+def _merged_keys(loader: yaml.SafeLoader, value_node: yaml.Node) -> dict[Any, Any]:
+    """The keys a ``<<:`` entry brings in; of several mappings, the first to name a key wins."""
+    sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+    inherited: dict[Any, Any] = {}
+    for source in sources:
+        mapping = loader.construct_object(source, deep=True)
+        if not isinstance(mapping, dict):
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                "'<<' merges a mapping or a list of mappings (like '<<: *defaults'), "
+                f"not a {_KIND.get(type(mapping).__name__, 'scalar')}",
+                source.start_mark,
+            )
+        for key, value in mapping.items():
+            inherited.setdefault(key, value)
+    return inherited
+
+
 def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    # Merge keys (YAML 1.1 '<<: *anchor') are expanded here, without mutating the shared
+    # anchor's node as SafeLoader.flatten_mapping does; the mapping's own keys win.
     mapping: dict[Any, Any] = {}
+    inherited: dict[Any, Any] = {}
     for key_node, value_node in node.value:
+        if key_node.tag == _MERGE_TAG:
+            for key, value in _merged_keys(loader, value_node).items():
+                inherited.setdefault(key, value)
+            continue
         key = loader.construct_object(key_node)
+        try:
+            hash(key)
+        except TypeError:
+            kind = _KIND.get(type(key).__name__, type(key).__name__)
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"a key must be a name or a number, not a {kind}; write a plain name "
+                "(quote it if it must contain brackets or braces)",
+                key_node.start_mark,
+            ) from None
         if key in mapping:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r}", key_node.start_mark
             )
         mapping[key] = loader.construct_object(value_node, deep=True)
-    return mapping
+    return {**inherited, **mapping} if inherited else mapping
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)

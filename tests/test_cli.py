@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
+import labkit.run
 from labkit.cli import main
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -43,3 +46,53 @@ def test_unknown_phase_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> N
         main(["check", "--params", "params/local.yaml", "--phase", "9"])
     assert exit_info.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.fixture
+def run_calls(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[dict[str, Any]]:
+    """Record what `labkit run` would run, instead of running the lab-book."""
+    calls: list[dict[str, Any]] = []
+
+    def record(**arguments: Any) -> SimpleNamespace:
+        calls.append(arguments)
+        return SimpleNamespace(
+            run_dir=tmp_path, status="ok", report_path=tmp_path / "report.html", exit_code=0
+        )
+
+    monkeypatch.setattr(labkit.run, "run_labbook", record)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0", "'0' must be a finite number of seconds above 0"),
+        ("-1", "'-1' must be a finite number of seconds above 0"),
+        ("-0.5", "'-0.5' must be a finite number of seconds above 0"),
+        ("nan", "'nan' must be a finite number of seconds above 0"),
+        ("inf", "'inf' must be a finite number of seconds above 0"),
+        ("soon", "'soon' is not a number of seconds"),
+        ("1.5", "'1.5' must be a whole number of seconds"),
+    ],
+)
+def test_cell_timeout_without_a_limit_is_a_usage_error(
+    value: str,
+    expected: str,
+    run_calls: list[dict[str, Any]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--params", "params/local.yaml", f"--cell-timeout={value}"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --cell-timeout: {expected}" in err
+    assert "Traceback" not in err
+    assert run_calls == []
+
+
+@pytest.mark.parametrize(("argv", "seconds"), [([], 600.0), (["--cell-timeout", "30"], 30.0)])
+def test_cell_timeout_reaches_the_runner(
+    argv: list[str], seconds: float, run_calls: list[dict[str, Any]]
+) -> None:
+    assert main(["run", "--params", "params/local.yaml", *argv]) == 0
+    assert [call["cell_timeout_s"] for call in run_calls] == [seconds]

@@ -38,6 +38,8 @@ CASES = {
     "url-with-credentials.yaml": "shlink.base_url: credentials do not belong in a URL here",
     "not-utf8.yaml": "not UTF-8 text (byte 48); save it as UTF-8 YAML",
     "loop-a.yaml": "'extends' loops back to",
+    "unhashable-key.yaml": "line 3, column 1: a key must be a name or a number, not a list",
+    "bad-merge.yaml": "line 3, column 7: '<<' merges a mapping or a list of mappings",
 }
 
 
@@ -117,10 +119,51 @@ def test_homelab_is_the_roadmaps_lab() -> None:
     assert lab.targets.rate_steps == [1000, 5000, 10000]
 
 
-def test_key_files_need_not_exist_to_validate(tmp_path: Path) -> None:
+def test_key_files_need_not_exist_to_validate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An empty home: homelab.yaml's ~/.ssh/id_ed25519 and ~/.ssh/known_hosts cannot exist.
+    monkeypatch.setenv("HOME", str(tmp_path))
     lab = load_lab(REPOSITORY / "params" / "homelab.yaml")
-    assert lab.nodes[0].ssh_key is not None
-    assert lab.ssh.known_hosts.name == "known_hosts"
+    for node in lab.nodes:
+        assert node.ssh_key is not None
+        key = lab.path(node.ssh_key)
+        assert key == tmp_path / ".ssh" / "id_ed25519"
+        assert not key.exists()
+    known_hosts = lab.path(lab.ssh.known_hosts)
+    assert known_hosts == tmp_path / ".ssh" / "known_hosts"
+    assert not known_hosts.exists()
+
+
+def test_yaml_merge_keys_share_settings(tmp_path: Path) -> None:
+    (tmp_path / "lab.yaml").write_text(
+        f"extends: '{REPOSITORY / 'params' / 'local.yaml'}'\n"
+        "nodes:\n"
+        "  - &node {name: k3s-node-01, address: 10.77.0.11, ssh_user: root, ssh_port: 2201}\n"
+        "  - {<<: *node, name: k3s-node-02, address: 10.77.0.12}\n"
+        "  - {<<: *node, name: k3s-node-03, address: 10.77.0.13, ssh_port: 2203}\n"
+    )
+    lab = load_lab(tmp_path / "lab.yaml")
+    assert [(n.name, n.address, n.ssh_user, n.ssh_port) for n in lab.nodes] == [
+        ("k3s-node-01", "10.77.0.11", "root", 2201),
+        ("k3s-node-02", "10.77.0.12", "root", 2201),
+        ("k3s-node-03", "10.77.0.13", "root", 2203),
+    ]
+
+
+def test_yaml_merge_keys_own_keys_win_then_the_first_merged(tmp_path: Path) -> None:
+    (tmp_path / "merge.yaml").write_text(
+        "redis:\n  <<: [{port: 1, replicas: 1}, {port: 2, sentinels: 5}]\n  replicas: 3\n"
+    )
+    data, _ = load_layers(tmp_path / "merge.yaml")
+    assert data["redis"] == {"port": 1, "replicas": 3, "sentinels": 5}
+
+
+def test_duplicate_key_beside_a_merge_key_is_still_an_error(tmp_path: Path) -> None:
+    (tmp_path / "twice.yaml").write_text("redis: {<<: {port: 1}, port: 2, port: 3}\n")
+    with pytest.raises(ConfigError) as error:
+        load_layers(tmp_path / "twice.yaml")
+    assert error.value.problems == ["line 1, column 33: duplicate key 'port'"]
 
 
 @pytest.mark.parametrize(
