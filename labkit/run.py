@@ -277,32 +277,33 @@ def _announce(entry: dict[str, Any], spool: Path) -> dict[str, Any]:
     return entry
 
 
-def _run_notebooks(
-    selected: list[Path],
-    run_dir: Path,
-    parameters: dict[str, Any],
-    cell_timeout_s: float,
-    spool: Path,
-    entries: list[dict[str, Any]],
-) -> None:
-    """Run ``selected`` in order into ``entries``; on Ctrl-C, record the notebook and re-raise."""
-    for notebook in selected:
-        started_at, started = dt.datetime.now(dt.UTC), time.monotonic()
-        try:
-            entry = _execute(notebook, run_dir, parameters, cell_timeout_s, spool)
-        except KeyboardInterrupt:
-            entries.append(_announce(_interrupted(notebook, started_at, started), spool))
-            raise
-        entries.append(_announce(entry, spool))
+@dataclass(frozen=True)
+class _Notebooks:
+    """The notebooks of a run and what executing each needs."""
+
+    selected: list[Path]
+    run_dir: Path
+    parameters: dict[str, Any]
+    cell_timeout_s: float
+    spool: Path
+
+    def run(self, entries: list[dict[str, Any]]) -> None:
+        """Run them in order into ``entries``; on Ctrl-C, record the notebook and re-raise."""
+        for notebook in self.selected:
+            started_at, started = dt.datetime.now(dt.UTC), time.monotonic()
+            try:
+                entry = _execute(
+                    notebook, self.run_dir, self.parameters, self.cell_timeout_s, self.spool
+                )
+            except KeyboardInterrupt:
+                entries.append(_announce(_interrupted(notebook, started_at, started), self.spool))
+                raise
+            entries.append(_announce(entry, self.spool))
 
 
 def _run_lab(
     lab: Lab,
-    selected: list[Path],
-    run_dir: Path,
-    parameters: dict[str, Any],
-    cell_timeout_s: float,
-    spool: Path,
+    notebooks: _Notebooks,
     entries: list[dict[str, Any]],
     notes: list[str],
     faults: list[str],
@@ -311,9 +312,10 @@ def _run_lab(
 
     A Ctrl-C is returned, not raised, so that the run is recorded and scrubbed first.
     """
+    selected = notebooks.selected
     try:
         with _lab_running(lab, notes):
-            _run_notebooks(selected, run_dir, parameters, cell_timeout_s, spool, entries)
+            notebooks.run(entries)
     except LabkitError as exc:
         faults.append(f"the lab could not be brought up: {exc}")
         log.error("lab not up: %s", exc)
@@ -379,9 +381,8 @@ def run_labbook(
         # Leaving the spool registers the secrets the kernels learned, before anything is written.
         with _secret_spool() as spool, _logging_to(run_dir / "logs" / "run.log"):
             log.info("run %s: lab %s, notebooks %s", run_id, lab.name, [p.name for p in selected])
-            interruption = _run_lab(
-                lab, selected, run_dir, parameters, cell_timeout_s, spool, entries, notes, faults
-            )
+            job = _Notebooks(selected, run_dir, parameters, cell_timeout_s, spool)
+            interruption = _run_lab(lab, job, entries, notes, faults)
         if apply:
             notes.append("run with --apply: notebooks applied their changes")
         outcome = _finish(lab, run_id, run_dir, started, files, entries, notes, faults)
