@@ -58,6 +58,9 @@ class ShlinkClient:
             base_url=self.base_url,
             timeout=timeout_s,
             follow_redirects=False,
+            # Never through a proxy from the environment (HTTP_PROXY...): the allow-list
+            # vouches for the target, and the API key must go nowhere else.
+            trust_env=False,
             headers={
                 "X-Api-Key": api_key.reveal(),
                 "Accept": "application/json",

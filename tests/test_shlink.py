@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -106,6 +107,26 @@ def test_nothing_listening_is_a_connect_error() -> None:
         pytest.raises(ConnectError, match=re.escape(url)),
     ):
         shlink.health()
+
+
+def test_a_proxy_from_the_environment_is_never_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With HTTP_PROXY set, httpx would hand the request (and its X-Api-Key) to the proxy.
+    with socket.socket() as proxy:
+        proxy.bind(("127.0.0.1", 0))
+        proxy.listen(1)
+        proxy.settimeout(0.5)
+        for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.setenv(name, f"http://127.0.0.1:{proxy.getsockname()[1]}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        (port,) = free_ports(1)
+        with (
+            ShlinkClient(f"http://127.0.0.1:{port}", Secret("unused-key"), timeout_s=2) as shlink,
+            pytest.raises(ConnectError),
+        ):
+            shlink.health()  # nothing listens there: refused, not proxied
+        with pytest.raises(TimeoutError):
+            proxy.accept()  # the proxy saw nothing
 
 
 def test_from_lab_refuses_a_host_outside_the_allow_list(sandbox_lab: Lab) -> None:

@@ -146,7 +146,9 @@ class Sandbox:
 
     def _shortener_healthy(self) -> bool:
         try:
-            response = httpx.get(f"{self.lab.shlink.base_url}/rest/health", timeout=2.0)
+            response = httpx.get(  # straight to loopback, never an environment proxy
+                f"{self.lab.shlink.base_url}/rest/health", timeout=2.0, trust_env=False
+            )
         except httpx.HTTPError:
             return False
         return response.status_code == 200
@@ -251,7 +253,10 @@ def _live_leases(folder: Path) -> list[str]:
     """Leases whose holder is still running (stale ones, left by a crash, are removed)."""
     live = []
     for lease in folder.glob("*.lease"):
-        pid_text, _, start_text = lease.read_text().partition(" ")
+        try:
+            pid_text, _, start_text = lease.read_text().partition(" ")
+        except FileNotFoundError:
+            continue  # its run finished and removed it meanwhile
         pid = int(pid_text) if pid_text.isdigit() else 0
         if pid and processes.alive(pid) and str(processes.start_time(pid)) == start_text.strip():
             live.append(lease.stem)
