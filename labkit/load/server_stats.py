@@ -25,6 +25,7 @@ import psycopg
 import redis
 from redis.sentinel import Sentinel
 
+from labkit.errors import LabkitError
 from labkit.load.recorder import latency_histogram, percentiles_ms
 from labkit.params import Lab
 from labkit.secrets import SecretRef
@@ -254,7 +255,7 @@ class ServerWatch:
             from labkit.sandbox import Sandbox  # noqa: PLC0415 - only sandbox labs need it
 
             status = Sandbox(self.lab).status()
-        except (OSError, RuntimeError, ValueError) as exc:
+        except (LabkitError, OSError, RuntimeError, ValueError) as exc:
             self.problems["processes"] = f"{type(exc).__name__}: {exc}"
             return
         for entry in status.get("components", []):

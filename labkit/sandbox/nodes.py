@@ -449,22 +449,35 @@ def stop_nodes(lab: Lab, state_dir: Path, *, remove_layers: bool = False) -> Non
     settings = _settings(lab)
     root = os.geteuid() == 0
     namespaces = _namespaces() if root else set()
+    problems = []
     for node in lab.nodes:
-        managed = _managed(state_dir, node)
-        namespace = netns_name(lab, node)
-        if namespace in namespaces:
-            _terminate(_netns_pids(namespace))
-        processes.stop(managed)
-        if root:
-            if veth_name(lab, node) in _links():
-                _command(["ip", "link", "del", veth_name(lab, node)])
-            if namespace in namespaces:
-                _command(["ip", "netns", "del", namespace])
-        (_node_dir(state_dir, node) / "node.json").unlink(missing_ok=True)
-        if remove_layers:
-            shutil.rmtree(_node_dir(state_dir, node) / "layers", ignore_errors=True)
+        try:  # one node that will not stop must not leave the others running
+            _stop_node(lab, state_dir, node, namespaces, remove_layers=remove_layers)
+        except LabkitError as exc:
+            problems.append(f"{node.name}: {exc}")
     if root and settings.bridge in _links():
         _command(["ip", "link", "del", settings.bridge])
+    if problems:
+        raise LabkitError("sandbox nodes not fully stopped: " + "; ".join(problems))
+
+
+def _stop_node(
+    lab: Lab, state_dir: Path, node: Node, namespaces: set[str], *, remove_layers: bool
+) -> None:
+    """Stop one node: its processes, then its veth and namespace, then its record."""
+    root = os.geteuid() == 0
+    namespace = netns_name(lab, node)
+    if namespace in namespaces:
+        _terminate(_netns_pids(namespace))
+    processes.stop(_managed(state_dir, node))
+    if root:
+        if veth_name(lab, node) in _links():
+            _command(["ip", "link", "del", veth_name(lab, node)])
+        if namespace in namespaces:
+            _command(["ip", "netns", "del", namespace])
+    (_node_dir(state_dir, node) / "node.json").unlink(missing_ok=True)
+    if remove_layers:
+        shutil.rmtree(_node_dir(state_dir, node) / "layers", ignore_errors=True)
 
 
 def nodes_status(lab: Lab, state_dir: Path) -> list[dict[str, Any]]:
