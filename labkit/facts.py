@@ -31,6 +31,7 @@ __all__ = [
     "hostname",
     "k3s_installed",
     "k3s_service",
+    "k3s_unit",
     "k3s_version",
     "listeners",
     "modules_loaded",
@@ -41,6 +42,7 @@ __all__ = [
     "parse_ufw",
     "quote",
     "read_file",
+    "settings_lines",
     "shares_namespaces",
     "swaps",
     "sysctl",
@@ -116,6 +118,16 @@ class FileState:
     path: str
     exists: bool
     content: str = ""
+
+
+def settings_lines(text: str) -> list[str]:
+    """The lines of a modules-load.d / sysctl.d style file that set something.
+
+    Blank lines and comments (``#`` or ``;``, possibly indented) are left out; each line
+    comes back stripped.
+    """
+    lines = (line.strip() for line in text.splitlines())
+    return [line for line in lines if line and not line.startswith(("#", ";"))]
 
 
 def file_state(host: RemoteHost, path: str) -> FileState:

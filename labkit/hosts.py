@@ -39,6 +39,7 @@ __all__ = [
     "GroupConnectError",
     "GroupError",
     "Host",
+    "known_hosts_name",
     "known_key_types",
 ]
 
@@ -133,6 +134,11 @@ class _Endpoint:
     key: Path | None
 
 
+def known_hosts_name(address: str, port: int = 22) -> str:
+    """How known_hosts names a host: ``address`` on port 22, else ``[address]:port``."""
+    return address if port == 22 else f"[{address}]:{port}"
+
+
 def known_key_types(known_hosts: Path, address: str, port: int = 22) -> list[str]:
     """The key types ``known_hosts`` holds for ``address`` (port 22) or ``[address]:port``.
 
@@ -144,8 +150,7 @@ def known_key_types(known_hosts: Path, address: str, port: int = 22) -> list[str
         keys.load(str(known_hosts))
     except (OSError, UnicodeDecodeError, paramiko.SSHException) as exc:
         raise ConfigError(f"known_hosts {known_hosts} unreadable: {exc}") from None
-    name = address if port == 22 else f"[{address}]:{port}"
-    found = keys.lookup(name)
+    found = keys.lookup(known_hosts_name(address, port))
     return sorted(found.keys()) if found is not None else []
 
 

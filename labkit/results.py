@@ -24,11 +24,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from labkit.checks import Status
+from labkit.checks import Result, Status
 from labkit.secrets import redact
 
 __all__ = [
@@ -45,8 +45,10 @@ __all__ = [
 SCHEMA = "labkit.results/1"
 Kind = Literal["checks", "load", "drills", "plans"]
 KINDS: tuple[Kind, ...] = ("checks", "load", "drills", "plans")
-# What a check needs to be counted and shown; ``subject`` and ``at`` have defaults.
-_CHECK_FIELDS = ("id", "title", "step", "status", "expected", "observed", "evidence", "duration_s")
+# What a check needs to be counted and shown: Result's fields without a default.
+_CHECK_FIELDS = tuple(
+    f.name for f in fields(Result) if f.default is MISSING and f.default_factory is MISSING
+)
 _STATUSES = tuple(str(status) for status in Status)
 
 

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.errors import ConfigError, LabkitError
+from labkit.hosts import known_hosts_name
 from labkit.params import Lab, Node
 from labkit.sandbox import processes
 
@@ -162,17 +163,13 @@ def _client_keys(lab: Lab) -> list[Path]:
     return keys
 
 
-def _known_hosts_name(address: str, port: int) -> str:
-    return address if port == 22 else f"[{address}]:{port}"
-
-
 def _write_known_hosts(lab: Lab, state_dir: Path) -> None:
     path = lab.path(lab.ssh.known_hosts)
     ours: dict[str, str] = {}
     for node in lab.nodes:
         address, port = node_endpoint(lab, node, state_dir)
         public = (_node_dir(state_dir, node) / "ssh_host_ed25519_key.pub").read_text().split()
-        ours[_known_hosts_name(address, port)] = f"{public[0]} {public[1]}"
+        ours[known_hosts_name(address, port)] = f"{public[0]} {public[1]}"
     kept = []
     if path.exists():
         kept = [

@@ -42,8 +42,7 @@ _HEADER = "# written by labkit (roadmap 1.2): K3s node preparation\n"
 def _excerpt(text: str | None) -> str:
     if text is None:
         return "(absent)"
-    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
-    return ", ".join(lines) or "(empty)"
+    return ", ".join(facts.settings_lines(text)) or "(empty)"
 
 
 @dataclass(frozen=True, repr=False)

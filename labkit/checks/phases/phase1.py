@@ -223,16 +223,10 @@ def swap_off(context: Context) -> list[Outcome]:
     return _each(context, judge)
 
 
-def _settings(text: str) -> list[str]:
-    """The lines of a modules-load.d / sysctl.d file that set something (no comments, blanks)."""
-    lines = (line.strip() for line in text.splitlines())
-    return [line for line in lines if line and not line.startswith(("#", ";"))]
-
-
 def _saved_sysctls(text: str) -> dict[str, str]:
     """``key = value`` settings of a sysctl.d file (the last one wins, as sysctl applies them)."""
     saved = {}
-    for line in _settings(text):
+    for line in facts.settings_lines(text):
         key, equals, value = line.partition("=")
         if equals:
             saved[key.strip().lstrip("-")] = value.strip()
@@ -245,7 +239,8 @@ def modules_loaded(context: Context) -> list[Outcome]:
 
     def judge(node: Node, host: Host) -> Outcome:
         loaded = facts.modules_loaded(host, K3S_MODULES)
-        saved = {line.split()[0] for line in _settings(facts.read_file(host, MODULES_FILE) or "")}
+        modules_file = facts.read_file(host, MODULES_FILE) or ""
+        saved = {line.split()[0] for line in facts.settings_lines(modules_file)}
         persisted = [m for m in K3S_MODULES if m in saved]
         missing = [m for m, ok in loaded.items() if not ok]
         wrong = {k: facts.sysctl(host, k) for k, v in K3S_SYSCTLS.items()}
