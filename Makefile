@@ -11,16 +11,24 @@ SYSTEM_TOOLS := sshd:openssh-server ssh-keygen:openssh-client redis-server:redis
 	ps:procps
 BENCH_PACKAGES := wrk nginx-light
 
-.PHONY: demo test lint system-deps bench clean-venv
+.PHONY: demo test lint system-deps bench clean-venv lock
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "labkit needs Python 3.11 or newer; set PYTHON=python3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+# Every package comes from requirements.lock (exact versions, resolved by `make lock`).
+$(VENV)/.installed: pyproject.toml requirements.lock | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+	  -c requirements.lock -e '.[test]'
 	@touch $@
+
+# Refresh requirements.lock: the newest versions pyproject.toml allows, for every Python the
+# package supports (uv's universal resolution). Then `make test` proves the new set.
+lock: $(VENV)/.installed
+	$(BIN)/uv pip compile pyproject.toml --extra test --universal --python-version 3.11 \
+	  --no-header --quiet -o requirements.lock
 
 system-deps:
 	@missing=""; \

@@ -47,12 +47,12 @@ def redis_master(lab: Lab) -> redis.Redis:
     password = _secret(lab, settings.password) if settings.password is not None else None
     address: tuple[str, int] = (settings.host, settings.port)
     if settings.sentinel_ports:
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]  # untyped in redis-py
+        sentinel = Sentinel(
             [(settings.host, port) for port in settings.sentinel_ports],
             sentinel_kwargs={"socket_timeout": _TIMEOUT_S, "socket_connect_timeout": _TIMEOUT_S},
             socket_timeout=_TIMEOUT_S,
         )
-        found = sentinel.discover_master(settings.master_name)  # type: ignore[no-untyped-call]
+        found = sentinel.discover_master(settings.master_name)
         address = (str(found[0]), int(found[1]))
         lab.require_allowed(address[0])
     return redis.Redis(

@@ -34,7 +34,7 @@ class RedirectCache:
     ) -> None:
         self.enabled = enabled
         self.ttl_s = ttl_s
-        self._sentinel = Sentinel(  # type: ignore[no-untyped-call]  # untyped in redis-py
+        self._sentinel = Sentinel(
             sentinels,
             socket_timeout=0.5,
             socket_connect_timeout=0.5,
