@@ -29,6 +29,7 @@ from labkit.secrets import Secret, SecretRef, resolve
 
 __all__ = [
     "Argocd",
+    "ClusterAccess",
     "K3s",
     "Lab",
     "Node",
@@ -159,12 +160,27 @@ class K3s(_Model):
     packages: list[str] = ["curl", "ca-certificates"]  # node prep (1.2), apt, when missing
 
 
+class ClusterAccess(_Model):
+    """How labkit reaches the Kubernetes API (phases 1.3-5): kubeconfig, context, timeouts."""
+
+    kubeconfig: Path | None = None  # None: the file phase 1 saved (k3s.kubeconfig)
+    context: str | None = None  # None: the kubeconfig's current-context
+    request_timeout_s: Annotated[float, Field(gt=0, le=600)] = 15.0
+    wait_timeout_s: Annotated[float, Field(gt=0, le=7200)] = 600.0
+
+
 class Argocd(_Model):
-    """ArgoCD settings (phase 1.5)."""
+    """ArgoCD settings (phase 1.5): the pinned install manifest, its NodePort, the GitOps repo."""
 
     namespace: Namespace = "argocd"
     repo_url: str = ""
-    node_port: Port | None = None
+    revision: str = "main"  # the GitOps repo's branch, tag or commit every Application tracks
+    node_port: Annotated[int, Field(ge=30000, le=32767)] | None = None
+    # A local copy of install.yaml for air-gapped labs; None: the pinned release's URL.
+    install_manifest: Path | None = None
+    root_app: Path = Path("manifests/argocd/root-app.yaml")  # relative to the repository
+    repo_username: str = ""
+    repo_password: SecretRef | None = None  # a token for a private repository
 
 
 class Postgres(_Model):
@@ -309,6 +325,7 @@ class Lab(_Model):
     ssh: Ssh
     versions: Versions
     k3s: K3s
+    cluster: ClusterAccess = ClusterAccess()
     argocd: Argocd = Argocd()
     postgres: Postgres
     redis: Redis = Redis()
