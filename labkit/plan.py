@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from labkit.errors import CommandError, ConnectError, LabkitError, NotAllowed, StepError
+from labkit.errors import (
+    CommandError,
+    ConfigError,
+    ConnectError,
+    LabkitError,
+    NotAllowed,
+    StepError,
+)
 from labkit.facts import RemoteHost
 from labkit.params import Lab
 from labkit.results import record
@@ -237,8 +244,15 @@ def _diff_stage(stage: Stage, targets: dict[str, Target]) -> list[Entry]:
     return [entry for name in stage.nodes for entry in found[name]]
 
 
-def diff(lab: Lab, hosts: Mapping[str, RemoteHost] | None = None, phase: int | None = None) -> Plan:
-    """What ``phase`` would change on every node; reads only."""
+def diff(
+    lab: Lab, hosts: Mapping[str, RemoteHost] | None = None, phase: int | str | None = None
+) -> Plan:
+    """What ``phase`` would change on every node (or in the cluster, for 1.5); reads only."""
+    if is_cluster_phase(phase):
+        from labkit.cluster.plan import diff_phase  # noqa: PLC0415 - kubernetes client on demand
+
+        return diff_phase(lab, str(phase))
+    phase = _node_phase(phase)
     if hosts is None:
         with open_hosts(lab) as opened:
             return diff(lab, opened, phase)
@@ -273,6 +287,22 @@ def _apply_step(step: Step, target: Target, evidence: list[Evidence], progress: 
         evidence.append(record(True, code, round(took, 3)))
 
 
+def is_cluster_phase(phase: int | str | None) -> bool:
+    """Whether ``phase`` (``"1.5"``) is applied through the Kubernetes API, not over SSH."""
+    from labkit.cluster.plan import CLUSTER_PHASES  # noqa: PLC0415
+
+    return phase is not None and str(phase) in CLUSTER_PHASES
+
+
+def _node_phase(phase: int | str | None) -> int | None:
+    """``phase`` as the node phases number it (``"1"`` -> 1)."""
+    if phase is None or isinstance(phase, int):
+        return phase
+    if phase.isdigit():
+        return int(phase)
+    raise ConfigError(f"phase {phase!r} has no steps; phases: 0-7, or 1.5 (ArgoCD)")
+
+
 def _require_isolated(lab: Lab) -> None:
     """On the sandbox, refuse to apply unless every node runs in its own namespaces."""
     if lab.kind != "sandbox" or lab.sandbox is None:
@@ -291,10 +321,15 @@ def _require_isolated(lab: Lab) -> None:
 def apply(
     lab: Lab,
     hosts: Mapping[str, RemoteHost] | None = None,
-    phase: int | None = None,
+    phase: int | str | None = None,
     progress: Progress = print,
 ) -> Plan:
     """Run every needed change, then re-diff; StepError if anything is left. Returns the re-diff."""
+    if is_cluster_phase(phase):
+        from labkit.cluster.plan import apply_phase  # noqa: PLC0415 - kubernetes client on demand
+
+        return apply_phase(lab, str(phase), progress=progress)
+    phase = _node_phase(phase)
     if hosts is None:
         _require_isolated(lab)
         with open_hosts(lab) as opened:
@@ -331,7 +366,7 @@ def apply(
     return after
 
 
-def offer(lab: Lab, planned: Plan, apply_now: bool, phase: int | None = 1) -> Plan:
+def offer(lab: Lab, planned: Plan, apply_now: bool, phase: int | str | None = 1) -> Plan:
     """Notebook helper: apply when ``apply_now``; else, when interactive, a button that applies.
 
     Headless runs (``labkit run``) never wait for a click: without ``apply_now`` they

@@ -35,6 +35,8 @@ Cluster. See tests/kubeapi/__init__.py.
 from labkit.cluster.client import FIELD_MANAGER, Cluster, describe, kubeconfig_path
 from labkit.cluster.context import cluster_for
 from labkit.cluster.documents import apply_order, load_documents, parse_documents
+from labkit.cluster.secrets import resolve_secret
+from labkit.cluster.steps import KubeObject
 from labkit.cluster.waits import (
     condition_status,
     failing_containers,
@@ -47,6 +49,7 @@ from labkit.cluster.waits import (
 __all__ = [
     "FIELD_MANAGER",
     "Cluster",
+    "KubeObject",
     "apply_order",
     "cluster_for",
     "condition_status",
@@ -57,6 +60,7 @@ __all__ = [
     "object_evidence",
     "parse_documents",
     "pod_ready",
+    "resolve_secret",
     "rollout_status",
     "wait_until",
 ]

@@ -43,6 +43,18 @@ def _apply(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _phase(text: str) -> int | str:
+    """An argparse type: a node phase 0-7 (an int), or a cluster phase such as ``1.5``."""
+    from labkit.cluster.plan import CLUSTER_PHASES  # noqa: PLC0415
+
+    if text in CLUSTER_PHASES:
+        return text
+    if text.isdigit() and 0 <= int(text) <= 7:
+        return int(text)
+    choices = ", ".join(["0-7", *CLUSTER_PHASES])
+    raise argparse.ArgumentTypeError(f"{text!r} is not a phase ({choices})")
+
+
 def register(subparsers: Any) -> None:
     """Add ``plan`` and ``apply`` to the labkit command line."""
     for name, handler, text in (
@@ -51,6 +63,8 @@ def register(subparsers: Any) -> None:
     ):
         command = subparsers.add_parser(name, help=text)
         command.add_argument("--params", action="append", required=True, metavar="FILE")
-        command.add_argument("--phase", type=int, choices=range(8), metavar="N")
+        command.add_argument(
+            "--phase", type=_phase, metavar="N", help="0-7 over SSH, or 1.5 (ArgoCD, cluster)"
+        )
         command.add_argument("--json", metavar="FILE", help="write the plan per node as JSON")
         command.set_defaults(handler=handler)

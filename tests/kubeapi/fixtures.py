@@ -13,6 +13,7 @@ a log that depends on the lab's scripted network (pod-to-pod, DNS) and storage.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -668,3 +669,90 @@ class Kubelet:
         stored["spec"]["nodeName"] = node_name
         if log:
             store.logs[(metadata["namespace"], metadata["name"], container["name"])] = log
+
+
+# -- scripted controllers -------------------------------------------------------------------
+
+
+def k3s_only(store: Store) -> None:
+    """A lab after phase 1.3: nodes, kube-system and storage, no ArgoCD yet."""
+    healthy_lab(store)
+    for key in [key for key in store.objects if key[2] == "argocd" or key[0] == "argoproj.io"]:
+        del store.objects[key]
+    del store.objects[("", "namespaces", "", "argocd")]
+    for name in ("applications.argoproj.io", "appprojects.argoproj.io"):
+        del store.objects[("apiextensions.k8s.io", "customresourcedefinitions", "", name)]
+    store.resources[:] = [r for r in store.resources if r.group != "argoproj.io"]
+
+
+@dataclass
+class Controllers:
+    """What the cluster's controllers would do after labkit applies something.
+
+    A Deployment or StatefulSet becomes ready with one Running pod; ArgoCD's server
+    writes its initial admin secret; an Application is reconciled to ``app_sync`` and
+    ``app_health`` (after ``app_delay_s``, so a wait sees it change).
+    """
+
+    app_sync: str = "Synced"
+    app_health: str = "Healthy"
+    app_delay_s: float = 0.0
+
+    def __call__(self, store: Store, verb: str, data: dict[str, Any]) -> None:
+        if verb not in {"create", "apply"}:
+            return
+        kind = data.get("kind")
+        metadata = data["metadata"]
+        if kind in {"Deployment", "StatefulSet"} and not data.get("status"):
+            labels = (data["spec"].get("selector") or {}).get("matchLabels") or {}
+            key = ("apps", f"{kind.lower()}s", metadata["namespace"], metadata["name"])
+            replicas = int(data["spec"].get("replicas", 1))
+            store.objects[key]["status"] = {
+                "observedGeneration": metadata.get("generation", 1),
+                "replicas": replicas,
+                "readyReplicas": replicas,
+                "updatedReplicas": replicas,
+                "availableReplicas": replicas,
+            }
+            name = metadata["name"] + ("-0" if kind == "StatefulSet" else "-5b7d9c8f6-abcde")
+            image = data["spec"]["template"]["spec"]["containers"][0].get("image", "")
+            store.put(pod(name, metadata["namespace"], image, labels))
+            if metadata["name"] == "argocd-server" and (
+                ("", "secrets", metadata["namespace"], "argocd-initial-admin-secret")
+                not in store.objects
+            ):
+                store.put(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Secret",
+                        "metadata": {
+                            "name": "argocd-initial-admin-secret",
+                            "namespace": metadata["namespace"],
+                        },
+                        "type": "Opaque",
+                        "data": {"password": _b64(ADMIN_PASSWORD)},
+                    }
+                )
+        if kind == "Application" and not data.get("status"):
+            name = metadata["name"]
+            path = (data.get("spec", {}).get("source") or {}).get("path")
+
+            def reconcile(store: Store = store) -> None:
+                status = application(name, self.app_sync, self.app_health, path)["status"]
+                store.update_status(
+                    "argoproj.io/v1alpha1", "Application", metadata["namespace"], name, status
+                )
+
+            if self.app_delay_s:
+                store.update_status(
+                    "argoproj.io/v1alpha1",
+                    "Application",
+                    metadata["namespace"],
+                    name,
+                    {"sync": {"status": "Unknown"}, "health": {"status": "Progressing"}},
+                )
+                timer = threading.Timer(self.app_delay_s, reconcile)
+                timer.daemon = True
+                timer.start()
+            else:
+                reconcile()

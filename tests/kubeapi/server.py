@@ -81,6 +81,8 @@ def _matches_fields(data: dict[str, Any], selector: str) -> bool:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    wbufsize = 1 << 16  # one write per response: no Nagle/delayed-ACK stall per request
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
