@@ -454,18 +454,25 @@ class Cluster:
         port: int | str,
         path: str = "/",
         method: str = "GET",
-        body: bytes | None = None,
+        json_body: Any = None,
         headers: Mapping[str, str] | None = None,
+        kind: str = "services",
     ) -> tuple[int, str]:
-        """An HTTP request to a Service through the API's service proxy: (status, body text)."""
-        target = f"/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy/"
+        """An HTTP request to a Service (or a Pod, ``kind="pods"``) through the API's proxy.
+
+        ``port`` may carry a scheme (``"https:argocd-server:443"`` is written as service
+        ``"https:argocd-server"``, port 443). ``json_body`` is sent as JSON. Returns
+        (HTTP status, body text); the backend's own error statuses are returned, not raised.
+        """
+        target = f"/api/v1/namespaces/{namespace}/{kind}/{service}:{port}/proxy/"
         target += path.lstrip("/")
-        with self._translated(method.lower(), f"service {namespace}/{service}:{port}{path}"):
+        sent = {"Content-Type": "application/json"} if json_body is not None else {}
+        with self._translated(method.lower(), f"{kind} {namespace}/{service}:{port}{path}"):
             response = self._api.rest_client.request(
                 method,
                 self._api.configuration.host + target,
-                headers={**self._auth_headers(), **(headers or {})},
-                body=body,
+                headers={**self._auth_headers(), **sent, **(headers or {})},
+                body=json_body,
                 _request_timeout=self.timeout_s,
             )
             return int(response.status), response.read().decode("utf-8", "replace")

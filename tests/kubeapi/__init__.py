@@ -47,6 +47,7 @@ class KubeApi:
     def __init__(self, host: str = "127.0.0.1", token: str = TOKEN) -> None:
         self.store = Store()
         self.wire = Wire(token=token)
+        self.client_token = token  # what kubeconfigs written from now on hold
         self._server = _Server((host, 0), self.store, self.wire)
         self.host = host
         self.port = self._server.server_address[1]
@@ -87,7 +88,7 @@ class KubeApi:
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": context, "cluster": {"server": self.url}}],
-            "users": [{"name": context, "user": {"token": self.wire.token}}],
+            "users": [{"name": context, "user": {"token": self.client_token}}],
             "contexts": [{"name": context, "context": {"cluster": context, "user": context}}],
             "current-context": context,
         }

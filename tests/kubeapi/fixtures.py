@@ -549,6 +549,9 @@ class Kubelet:
     dns: bool = True
     storage: bool = True
     run: bool = True  # False: pods stay Pending (image cannot be pulled)
+    # Where an nginx pod's port 80 is served (a loopback stand-in), for the pod proxy.
+    web: tuple[str, int] | None = None
+    backends: dict[tuple[str, str, str], tuple[str, int]] | None = None
 
     def __call__(self, store: Store, verb: str, data: dict[str, Any]) -> None:
         if (
@@ -669,6 +672,9 @@ class Kubelet:
         stored["spec"]["nodeName"] = node_name
         if log:
             store.logs[(metadata["namespace"], metadata["name"], container["name"])] = log
+        image = str(container.get("image", ""))
+        if image.startswith("nginx") and self.web and self.backends is not None:
+            self.backends[(metadata["namespace"], metadata["name"], "80")] = self.web
 
 
 # -- scripted controllers -------------------------------------------------------------------

@@ -311,9 +311,16 @@ class _Handler(BaseHTTPRequestHandler):
                 for key, value in self.headers.items()
                 if key.lower() in {"content-type", "accept", "x-api-key"}
             }
-            connection.request(self.command, path + suffix, body=body or None, headers=headers)
-            answer = connection.getresponse()
-            data = answer.read()
+            try:
+                connection.request(self.command, path + suffix, body=body or None, headers=headers)
+                answer = connection.getresponse()
+                data = answer.read()
+            except OSError as exc:
+                raise ApiFailure(
+                    503,
+                    "ServiceUnavailable",
+                    f"error trying to reach service: dial tcp {target[0]}:{target[1]}: {exc}",
+                ) from None
             self.send_response(answer.status)
             for key, value in answer.getheaders():
                 if key.lower() not in {"transfer-encoding", "connection", "content-length"}:

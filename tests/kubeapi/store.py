@@ -348,6 +348,7 @@ class Store:
             if resource.namespaced:
                 stored["metadata"]["namespace"] = namespace
             self._stamp(stored, None)
+            self._default(resource, stored)
             stored["metadata"]["managedFields"] = [
                 self._entry("labkit-test", "Update", leaf_paths(body), stored)
             ]
@@ -358,7 +359,11 @@ class Store:
         """DELETE: removes the object (a Namespace takes its objects with it)."""
         with self.lock:
             gone = self.get(resource, namespace, name)
-            del self.objects[self._key(resource, namespace, name)]
+            key = self._key(resource, namespace, name)
+            if gone["metadata"].get("finalizers"):  # held until a controller removes them
+                self.objects[key]["metadata"].setdefault("deletionTimestamp", _now())
+                return copy.deepcopy(self.objects[key])
+            del self.objects[key]
             if resource.kind == "Namespace":
                 for key in [key for key in self.objects if key[2] == name]:
                     del self.objects[key]
@@ -493,6 +498,8 @@ class Store:
             spec.setdefault("revisionHistoryLimit", 10)
         if resource.kind == "Secret":
             data.setdefault("type", "Opaque")
+        if resource.kind == "PersistentVolumeClaim":
+            data.setdefault("status", {"phase": "Pending"})
 
     @staticmethod
     def _content(data: dict[str, Any]) -> dict[str, Any]:
