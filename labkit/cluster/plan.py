@@ -18,12 +18,19 @@ from labkit.errors import LabkitError, StepError
 from labkit.params import Lab
 from labkit.results import record
 from labkit.secrets import redact
-from labkit.steps.base import Evidence
+from labkit.steps.base import Diff, Evidence
 
 if TYPE_CHECKING:
-    from labkit.plan import Plan
+    from labkit.plan import Entry, Plan
 
-__all__ = ["CLUSTER_PHASES", "apply_phase", "diff_phase", "is_cluster_phase", "phase_objects"]
+__all__ = [
+    "CLUSTER_PHASES",
+    "SANDBOX_REASON",
+    "apply_phase",
+    "diff_phase",
+    "is_cluster_phase",
+    "phase_objects",
+]
 
 Progress = Callable[[str], None]
 
@@ -52,7 +59,17 @@ def phase_objects(lab: Lab, phase: str) -> tuple[str, list[KubeObject]]:
     return title, build(lab)
 
 
-def _entries(cluster: Cluster, title: str, objects: list[KubeObject]) -> list[object]:
+SANDBOX_REASON = "the sandbox has no Kubernetes API (phase 1.5 needs a K3s cluster)"
+
+
+def _no_cluster(lab: Lab, phase: str) -> Entry:
+    from labkit.plan import Entry  # noqa: PLC0415
+
+    title, _ = CLUSTER_PHASES[str(phase)]
+    return Entry(title, "cluster", "ArgoCD and the root app", Diff.cannot(SANDBOX_REASON))
+
+
+def _entries(cluster: Cluster, title: str, objects: list[KubeObject]) -> list[Entry]:
     from labkit.plan import Entry  # noqa: PLC0415 - plan imports this module lazily
 
     return [Entry(title, cluster.context, item.name, item.diff(cluster)) for item in objects]
@@ -62,11 +79,13 @@ def diff_phase(lab: Lab, phase: str, cluster: Cluster | None = None) -> Plan:
     """What cluster phase ``phase`` would change; reads only."""
     from labkit.plan import Plan  # noqa: PLC0415
 
+    if lab.kind == "sandbox":
+        return Plan(lab.name, [_no_cluster(lab, phase)])
     if cluster is None:
         with Cluster.open(lab) as opened:
             return diff_phase(lab, phase, opened)
     title, objects = phase_objects(lab, phase)
-    plan = Plan(lab.name, _entries(cluster, title, objects))  # type: ignore[arg-type]
+    plan = Plan(lab.name, _entries(cluster, title, objects))
     record(
         "plans",
         [{"node": n, "applied": False, **c} for n, cs in plan.changes().items() for c in cs],
@@ -78,6 +97,9 @@ def apply_phase(
     lab: Lab, phase: str, cluster: Cluster | None = None, progress: Progress = print
 ) -> Plan:
     """Apply every object that would change, in order, then re-plan; StepError if any is left."""
+    if lab.kind == "sandbox":
+        progress(f"phase {phase}: {SANDBOX_REASON}; nothing to apply")
+        return diff_phase(lab, phase)
     if cluster is None:
         with Cluster.open(lab) as opened:
             return apply_phase(lab, phase, opened, progress)

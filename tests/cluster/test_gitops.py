@@ -207,3 +207,40 @@ def test_wait_synced_times_out_naming_failing_resources(
     message = str(info.value)
     assert "last seen: 4/5 Synced and Healthy; shlink OutOfSync/Degraded" in message
     assert "failing: Deployment shlink/shlink (OutOfSync, Degraded" in message
+
+
+# -- the sandbox --------------------------------------------------------------------------
+
+LOCAL = Path(__file__).resolve().parents[2] / "params" / "local.yaml"
+
+
+def test_on_the_sandbox_phase_1_5_plans_nothing_and_says_why(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from labkit import notebook, plan
+    from labkit.params import load_lab
+
+    lab = load_lab(LOCAL)
+    planned = plan.diff(lab, phase="1.5")
+    assert planned.pending == 0
+    assert planned.cannot() == {
+        "cluster": [
+            {
+                "step": "ArgoCD and the root app",
+                "reason": "the sandbox has no Kubernetes API (phase 1.5 needs a K3s cluster)",
+            }
+        ]
+    }
+    assert plan.apply(lab, phase="1.5", progress=lambda _: None).pending == 0
+    shown = notebook.applications(lab, wait=True)
+    assert repr(shown).startswith("skip: the sandbox has no Kubernetes API")
+    assert main(["plan", "--params", str(LOCAL), "--phase", "1.5"]) == 0
+    assert "! cluster" in capsys.readouterr().out
+
+
+def test_an_unknown_phase_is_refused_by_the_command_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["plan", "--params", str(LOCAL), "--phase", "1.7"])
+    assert "'1.7' is not a phase (0-7, 1.5)" in capsys.readouterr().err
