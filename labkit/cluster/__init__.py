@@ -15,7 +15,9 @@ How a check uses it (phases 1.3-3.x register checks in labkit/checks/phases/)::
 ``exists``, ``list`` (label/field selectors), ``apply`` (server-side, field manager
 ``labkit``, ``force`` explicit, ``dry_run``), ``apply_all`` (multi-document YAML),
 ``create``, ``delete``, ``logs``, ``events``, ``secret_value`` (a masked Secret),
-``proxy`` (HTTP to a Service through the API's service proxy), ``wait`` /
+``proxy`` (HTTP to a Service or Pod through the API's proxy), ``open_service``
+(a ``with`` block holding a local port forwarded to a Service through the API: hand
+the yielded (host, port) to psycopg or redis), ``wait`` /
 ``wait_for`` / ``rollout`` (deadline, progress, evidence on timeout). Kinds are
 plain names (``"Deployment"``, ``"Application"``) resolved through discovery;
 pass ``api_version`` when a kind is ambiguous. Errors are ClusterError, NotFound,
@@ -35,6 +37,7 @@ Cluster. See tests/kubeapi/__init__.py.
 from labkit.cluster.client import FIELD_MANAGER, Cluster, describe, kubeconfig_path
 from labkit.cluster.context import cluster_for
 from labkit.cluster.documents import apply_order, load_documents, parse_documents
+from labkit.cluster.forward import open_service
 from labkit.cluster.secrets import resolve_secret
 from labkit.cluster.steps import KubeObject
 from labkit.cluster.waits import (
@@ -58,6 +61,7 @@ __all__ = [
     "kubeconfig_path",
     "load_documents",
     "object_evidence",
+    "open_service",
     "parse_documents",
     "pod_ready",
     "resolve_secret",

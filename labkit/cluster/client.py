@@ -16,7 +16,7 @@ import json
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -476,6 +476,22 @@ class Cluster:
                 _request_timeout=self.timeout_s,
             )
             return int(response.status), response.read().decode("utf-8", "replace")
+
+    @property
+    def api_client(self) -> Any:
+        """The underlying ``kubernetes.client.ApiClient`` (for labkit.cluster's own modules)."""
+        return self._api
+
+    def open_service(
+        self, namespace: str, service: str, port: int | str
+    ) -> AbstractContextManager[tuple[str, int]]:
+        """A local (host, port) forwarded to ``service:port`` for a ``with`` block.
+
+        Port-forward through the API to one of the Service's Ready pods; closed after.
+        """
+        from labkit.cluster.forward import open_service  # noqa: PLC0415 - no cycle
+
+        return open_service(self, namespace, service, port)
 
     # -- waits -----------------------------------------------------------------------------
 

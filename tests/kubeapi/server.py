@@ -11,10 +11,15 @@ loopback backend a test registers). Every request is recorded for assertions.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import http.client
 import json
+import socket
+import struct
 import threading
 import traceback
+from contextlib import suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -252,6 +257,10 @@ class _Handler(BaseHTTPRequestHandler):
                 lines = lines[-int(query["tailLines"]) :]
             self._send(200, "".join(lines).encode(), "text/plain")
             return
+        if sub == ["portforward"]:
+            store.get(resource, namespace, name)
+            self._portforward(namespace, name, query)
+            return
         if sub and sub[0] == "proxy":
             self._proxy(namespace, name, "/" + "/".join(sub[1:]), query, body)
             return
@@ -289,6 +298,91 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(201 if created else 200, result)
         else:
             raise ApiFailure(405, "MethodNotAllowed", f"{method} {resource.plural}/{name}")
+
+    # -- port-forward: the websocket v4.channel.k8s.io protocol ------------------------------
+
+    def _frame(self, payload: bytes, opcode: int = 0x2) -> None:
+        header = bytes([0x80 | opcode])
+        size = len(payload)
+        if size < 126:
+            header += bytes([size])
+        elif size < 1 << 16:
+            header += bytes([126]) + struct.pack("!H", size)
+        else:
+            header += bytes([127]) + struct.pack("!Q", size)
+        with self._send_lock:
+            self.connection.sendall(header + payload)
+
+    def _read_frame(self) -> tuple[int, bytes] | None:
+        head = self.rfile.read(2)
+        if len(head) < 2:
+            return None
+        opcode, size = head[0] & 0x0F, head[1] & 0x7F
+        if size == 126:
+            size = struct.unpack("!H", self.rfile.read(2))[0]
+        elif size == 127:
+            size = struct.unpack("!Q", self.rfile.read(8))[0]
+        mask = self.rfile.read(4) if head[1] & 0x80 else b"\0\0\0\0"
+        data = self.rfile.read(size)
+        return opcode, bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+
+    def _portforward(self, namespace: str, pod: str, query: dict[str, str]) -> None:
+        offered = [p.strip() for p in self.headers.get("Sec-WebSocket-Protocol", "").split(",")]
+        if "v4.channel.k8s.io" not in offered or "ports" not in query:
+            raise ApiFailure(400, "BadRequest", "port-forward needs v4.channel.k8s.io and ports")
+        port = int(query["ports"])
+        digest = hashlib.sha1(
+            self.headers["Sec-WebSocket-Key"].encode() + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+        ).digest()
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", base64.b64encode(digest).decode())
+        self.send_header("Sec-WebSocket-Protocol", "v4.channel.k8s.io")
+        self.end_headers()
+        self.wfile.flush()
+        self.close_connection = True
+        self._send_lock = threading.Lock()
+        number = struct.pack("<H", port)
+        self._frame(b"\x00" + number)
+        self._frame(b"\x01" + number)
+        target = self.server.wire.backends.get((namespace, pod, str(port)))
+        try:
+            backend = socket.create_connection(target, timeout=5) if target else None
+        except OSError as exc:
+            backend, refused = None, str(exc)
+        else:
+            refused = "connection refused"
+        if backend is None:
+            self._frame(b"\x01" + f"error forwarding port {port} to pod {pod}: {refused}".encode())
+            self._frame(b"", 0x8)
+            return
+
+        def upstream() -> None:  # backend -> client
+            try:
+                while chunk := backend.recv(65536):
+                    self._frame(b"\x00" + chunk)
+            except OSError:
+                pass
+            with suppress(OSError):
+                self._frame(b"", 0x8)
+
+        pump = threading.Thread(target=upstream, daemon=True)
+        pump.start()
+        try:
+            while (frame := self._read_frame()) is not None:
+                opcode, data = frame
+                if opcode == 0x8:
+                    break
+                if opcode == 0x2 and data[:1] == b"\x00" and len(data) > 1:
+                    backend.sendall(data[1:])
+        except OSError:
+            pass
+        finally:
+            with suppress(OSError):
+                backend.shutdown(socket.SHUT_RDWR)
+            backend.close()
+            pump.join(timeout=5)
 
     def _proxy(
         self, namespace: str, service: str, path: str, query: dict[str, str], body: bytes
