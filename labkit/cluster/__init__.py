@@ -14,7 +14,8 @@ How a check uses it (phases 1.3-3.x register checks in labkit/checks/phases/)::
 ``Cluster`` verbs: ``get`` (None when absent), ``require`` (NotFound naming it),
 ``exists``, ``list`` (label/field selectors), ``apply`` (server-side, field manager
 ``labkit``, ``force`` explicit, ``dry_run``), ``apply_all`` (multi-document YAML),
-``create``, ``delete``, ``logs``, ``events``, ``secret_value`` (a masked Secret),
+``create``, ``delete``, ``logs``, ``events``, ``exec`` (a command in a pod: exit code,
+stdout, stderr), ``secret_value`` (a masked Secret),
 ``proxy`` (HTTP to a Service or Pod through the API's proxy), ``open_service``
 (a ``with`` block holding a local port forwarded to a Service through the API: hand
 the yielded (host, port) to psycopg or redis), ``wait`` /
@@ -34,7 +35,7 @@ double holding the healthy lab, a homelab-kind Lab pointing at it, and an open
 Cluster. See tests/kubeapi/__init__.py.
 """
 
-from labkit.cluster.client import FIELD_MANAGER, Cluster, describe, kubeconfig_path
+from labkit.cluster.client import FIELD_MANAGER, Cluster, ExecResult, describe, kubeconfig_path
 from labkit.cluster.context import cluster_for
 from labkit.cluster.documents import apply_order, load_documents, parse_documents
 from labkit.cluster.forward import open_service
@@ -52,6 +53,7 @@ from labkit.cluster.waits import (
 __all__ = [
     "FIELD_MANAGER",
     "Cluster",
+    "ExecResult",
     "KubeObject",
     "apply_order",
     "cluster_for",

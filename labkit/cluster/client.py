@@ -17,11 +17,13 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import urllib3
+import websocket as websocket_client
 import yaml
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
@@ -32,6 +34,7 @@ from kubernetes.dynamic.exceptions import (
     ResourceNotFoundError,
     ResourceNotUniqueError,
 )
+from kubernetes.stream import ws_client
 
 from labkit.cluster.waits import (
     Progress,
@@ -41,11 +44,18 @@ from labkit.cluster.waits import (
     rollout_status,
     wait_until,
 )
-from labkit.errors import ApplyConflict, ClusterError, ConfigError, ConnectError, NotFound
+from labkit.errors import (
+    ApplyConflict,
+    ClusterError,
+    ConfigError,
+    ConnectError,
+    NotFound,
+    WaitTimeout,
+)
 from labkit.params import Lab
 from labkit.secrets import Secret, register
 
-__all__ = ["FIELD_MANAGER", "Cluster", "describe", "kubeconfig_path"]
+__all__ = ["FIELD_MANAGER", "Cluster", "ExecResult", "describe", "kubeconfig_path"]
 
 FIELD_MANAGER = "labkit"
 _CREDENTIAL_KEYS = ("token", "client-key-data", "client-certificate-data", "password")
@@ -66,6 +76,15 @@ def describe(manifest: Mapping[str, Any]) -> str:
 
 def _object_name(kind: str, name: str, namespace: str | None) -> str:
     return f"{kind} {namespace + '/' if namespace else ''}{name}"
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """What a command run in a pod returned."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
 
 
 class _TimedClient(DynamicClient):  # the kubernetes client is untyped (Any)
@@ -226,6 +245,11 @@ class Cluster:
                 body = {}
         message = body.get("message") or getattr(exc, "reason", "") or str(exc)
         where = f"{verb} {what} on {self.context}"
+        if status == 0:  # the websocket transport reports its failures this way
+            return ConnectError(
+                f"{where}: {message}; is the API server {self.server} reachable, and does it "
+                "allow exec/port-forward?"
+            )
         if status == 404:
             return NotFound(f"{where}: not found ({message})")
         if status == 409 and verb.startswith("apply"):
@@ -492,6 +516,54 @@ class Cluster:
         from labkit.cluster.forward import open_service  # noqa: PLC0415 - no cycle
 
         return open_service(self, namespace, service, port)
+
+    def exec(
+        self,
+        pod: str,
+        namespace: str,
+        command: builtins.list[str],
+        container: str | None = None,
+        timeout_s: float | None = None,
+    ) -> ExecResult:
+        """Run ``command`` in a pod's container (like ``kubectl exec``); its exit code and output.
+
+        A command that runs and fails is a result with its exit code, not an error; a pod
+        that does not exist is NotFound; one that does not finish in time is WaitTimeout.
+        """
+        where = f"pod {namespace}/{pod}" + (f" container {container}" if container else "")
+        self.require("Pod", pod, namespace, api_version="v1")
+        query: builtins.list[tuple[str, Any]] = [("command", command)]
+        query += [("stdout", "true"), ("stderr", "true"), ("stdin", "false"), ("tty", "false")]
+        if container:
+            query.append(("container", container))
+        headers: dict[str, str] = {}
+        self._api.update_params_for_auth(headers, [], ["BearerToken"], "", "", None)
+        url = f"{self._api.configuration.host}/api/v1/namespaces/{namespace}/pods/{pod}/exec"
+        limit = timeout_s or self.timeout_s
+        with self._translated("exec", f"{command[:1]} in {where}"):
+            if websocket_client.getdefaulttimeout() is None:
+                websocket_client.setdefaulttimeout(self.timeout_s)
+            session = ws_client.websocket_call(  # type: ignore[no-untyped-call]
+                self._api.configuration,
+                "GET",
+                url,
+                query_params=query,
+                headers={k.lower(): v for k, v in headers.items()},
+                _preload_content=False,
+            )
+            try:
+                session.run_forever(timeout=limit)
+                if session.is_open():
+                    raise WaitTimeout(
+                        f"exec {' '.join(command)!r} in {where} did not finish in {limit:.0f}s"
+                    )
+                return ExecResult(
+                    int(session.returncode),
+                    str(session.read_channel(ws_client.STDOUT_CHANNEL)),
+                    str(session.read_channel(ws_client.STDERR_CHANNEL)),
+                )
+            finally:
+                session.close()
 
     # -- waits -----------------------------------------------------------------------------
 

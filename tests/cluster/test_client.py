@@ -308,3 +308,31 @@ def test_a_wait_that_never_ends_names_state_events_and_logs(api: KubeApi, cluste
 def test_a_rollout_that_completes(cluster: Cluster) -> None:
     done = cluster.rollout("StatefulSet", "argocd-application-controller", "argocd", timeout_s=5)
     assert done["status"]["readyReplicas"] == 1
+
+
+# -- exec ---------------------------------------------------------------------------------
+
+
+def test_exec_returns_exit_code_and_output(api: KubeApi, cluster: Cluster) -> None:
+    seen: list[tuple[list[str], str]] = []
+
+    def redis_cli(argv: list[str], container: str) -> tuple[int, str, str]:
+        seen.append((argv, container))
+        if argv == ["redis-cli", "ping"]:
+            return 0, "PONG\n", ""
+        return 1, "", "ERR unknown command\n"
+
+    pod = "argocd-redis-7c9d8f6b5-q4z4m"
+    api.store.exec_handlers[("argocd", pod)] = redis_cli
+    result = cluster.exec(pod, "argocd", ["redis-cli", "ping"], container="redis")
+    assert (result.exit_code, result.stdout, result.stderr) == (0, "PONG\n", "")
+    assert seen == [(["redis-cli", "ping"], "redis")]
+    failed = cluster.exec(pod, "argocd", ["redis-cli", "nonsense"])
+    assert (failed.exit_code, failed.stderr) == (1, "ERR unknown command\n")
+    upgrade = [r for r in api.requests("GET") if r.path.endswith("/exec")][-1]
+    assert upgrade.query["command"] == "nonsense"  # each argv item is its own command=
+
+
+def test_exec_in_a_missing_pod_is_not_found(cluster: Cluster) -> None:
+    with pytest.raises(NotFound, match=r"Pod argocd/gone does not exist"):
+        cluster.exec("gone", "argocd", ["true"])

@@ -257,6 +257,10 @@ class _Handler(BaseHTTPRequestHandler):
                 lines = lines[-int(query["tailLines"]) :]
             self._send(200, "".join(lines).encode(), "text/plain")
             return
+        if sub == ["exec"]:
+            store.get(resource, namespace, name)
+            self._exec(namespace, name)
+            return
         if sub == ["portforward"]:
             store.get(resource, namespace, name)
             self._portforward(namespace, name, query)
@@ -326,11 +330,10 @@ class _Handler(BaseHTTPRequestHandler):
         data = self.rfile.read(size)
         return opcode, bytes(b ^ mask[i % 4] for i, b in enumerate(data))
 
-    def _portforward(self, namespace: str, pod: str, query: dict[str, str]) -> None:
+    def _upgrade(self) -> None:
         offered = [p.strip() for p in self.headers.get("Sec-WebSocket-Protocol", "").split(",")]
-        if "v4.channel.k8s.io" not in offered or "ports" not in query:
-            raise ApiFailure(400, "BadRequest", "port-forward needs v4.channel.k8s.io and ports")
-        port = int(query["ports"])
+        if "v4.channel.k8s.io" not in offered:
+            raise ApiFailure(400, "BadRequest", "the double speaks v4.channel.k8s.io only")
         digest = hashlib.sha1(
             self.headers["Sec-WebSocket-Key"].encode() + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
         ).digest()
@@ -343,6 +346,38 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
         self.close_connection = True
         self._send_lock = threading.Lock()
+
+    def _exec(self, namespace: str, pod: str) -> None:
+        query = parse_qs(urlsplit(self.path).query)
+        argv = query.get("command", [])
+        container = (query.get("container") or [""])[0]
+        self._upgrade()
+        handler = self.server.store.exec_handlers.get((namespace, pod))
+        if handler is None:
+            code, out, err = 126, "", f"OCI runtime exec failed: {argv[:1]} not found\n"
+        else:
+            code, out, err = handler(argv, container)
+        if out:
+            self._frame(b"\x01" + out.encode())
+        if err:
+            self._frame(b"\x02" + err.encode())
+        status: dict[str, Any] = {"metadata": {}, "status": "Success"}
+        if code:
+            status = {
+                "metadata": {},
+                "status": "Failure",
+                "message": f"command terminated with non-zero exit code: {code}",
+                "reason": "NonZeroExitCode",
+                "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
+            }
+        self._frame(b"\x03" + json.dumps(status).encode())
+        self._frame(b"", 0x8)
+
+    def _portforward(self, namespace: str, pod: str, query: dict[str, str]) -> None:
+        if "ports" not in query:
+            raise ApiFailure(400, "BadRequest", "port-forward needs ports")
+        port = int(query["ports"])
+        self._upgrade()
         number = struct.pack("<H", port)
         self._frame(b"\x00" + number)
         self._frame(b"\x01" + number)

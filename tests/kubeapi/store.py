@@ -239,6 +239,10 @@ class Store:
     objects: dict[Key, dict[str, Any]] = field(default_factory=dict)
     logs: dict[tuple[str, str, str], str] = field(default_factory=dict)
     hooks: list[Hook] = field(default_factory=list)
+    # (namespace, pod) -> what running a command there prints: (argv, container) -> (code, out, err)
+    exec_handlers: dict[tuple[str, str], Callable[[list[str], str], tuple[int, str, str]]] = field(
+        default_factory=dict
+    )
     lock: threading.RLock = field(default_factory=threading.RLock)
     _versions: Iterator[int] = field(default_factory=lambda: itertools.count(1000))
 
