@@ -49,6 +49,7 @@ from labkit.errors import (
     ClusterError,
     ConfigError,
     ConnectError,
+    LabkitError,
     NotFound,
     WaitTimeout,
 )
@@ -234,7 +235,7 @@ class Cluster:
                 "server address right?"
             ) from None
 
-    def _api_error(self, verb: str, what: str, exc: Any) -> ClusterError:
+    def _api_error(self, verb: str, what: str, exc: Any) -> LabkitError:
         status = getattr(exc, "status", 0) or 0
         body: dict[str, Any] = {}
         raw = getattr(exc, "body", None)
