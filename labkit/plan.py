@@ -10,22 +10,21 @@ from __future__ import annotations
 
 import html
 import os
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 from labkit.errors import CommandError, ConnectError, LabkitError, NotAllowed, StepError
 from labkit.facts import RemoteHost
+from labkit.hosts import attempt_each, open_hosts
 from labkit.params import Lab
 from labkit.results import record
 from labkit.secrets import redact
 from labkit.steps import Stage, Step, Target, stages_for
 from labkit.steps.base import Diff, DiffKind, Evidence
 
-__all__ = ["Entry", "Plan", "apply", "diff", "offer", "open_hosts"]
+__all__ = ["Entry", "Plan", "apply", "diff", "offer"]
 
 Progress = Callable[[str], None]
 
@@ -178,23 +177,6 @@ def _evidence_html(evidence: list[Evidence]) -> str:
     )
 
 
-@contextmanager
-def open_hosts(lab: Lab) -> Iterator[dict[str, RemoteHost]]:
-    """SSH hosts for every node of ``lab`` (closed on exit)."""
-    from labkit.hosts import Group  # noqa: PLC0415 - paramiko only when a plan talks to nodes
-
-    reach = lab
-    if lab.kind == "sandbox" and lab.sandbox is not None:
-        from labkit.sandbox.nodes import nodes_lab  # noqa: PLC0415 - sandbox only
-
-        reach = nodes_lab(lab, lab.path(lab.sandbox.state_dir))  # where each sshd listens
-    group = Group.from_lab(reach)
-    try:
-        yield {host.name: host for host in group}
-    finally:
-        group.close()
-
-
 def _targets(lab: Lab, hosts: Mapping[str, RemoteHost]) -> dict[str, Target]:
     shared: dict[str, Any] = {}
     return {
@@ -204,15 +186,11 @@ def _targets(lab: Lab, hosts: Mapping[str, RemoteHost]) -> dict[str, Target]:
 
 def _each_node(nodes: tuple[str, ...], work: Callable[[str], None]) -> None:
     """Run ``work`` for every node in parallel; one error names every node that failed."""
-    failures: dict[str, LabkitError] = {}
-    with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
-        futures = {name: pool.submit(work, name) for name in nodes}
-    for name, future in futures.items():
-        error = future.exception()
-        if isinstance(error, LabkitError):
-            failures[name] = error
-        elif error is not None:
-            raise error
+    failures = {
+        name: outcome
+        for name, outcome in attempt_each(nodes, work).items()
+        if isinstance(outcome, LabkitError)
+    }
     if not failures:
         return
     detail = "; ".join(f"{name}: {error}" for name, error in failures.items())

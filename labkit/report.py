@@ -140,7 +140,7 @@ def tracker(
     ``history`` is (date, checks) of earlier runs of the same lab, oldest first; the
     completion date is the last date where every check of that step passed.
     """
-    from labkit.checks.roadmap import STEPS, items_for  # noqa: PLC0415
+    from labkit.roadmap import STEPS, items_for  # noqa: PLC0415
 
     rows = []
     for step, title in STEPS.items():
