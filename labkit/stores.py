@@ -13,7 +13,7 @@ refuse an address outside its allow-list.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -218,13 +218,24 @@ def lab_redis(
     return redis_client(endpoint, password, timeout_s=timeout_s)
 
 
-def lab_redis_master(lab: Lab, *, timeout_s: float = REDIS_TIMEOUT_S) -> RedisClient:
-    """A client to the lab's Redis master: the one its Sentinels name, else ``redis.host:port``."""
-    sentinels = lab_sentinels(lab)
-    for sentinel in sentinels:
+def lab_redis_master(
+    lab: Lab,
+    *,
+    sentinels: Sequence[Endpoint] | None = None,
+    reach: Callable[[Endpoint], Endpoint] | None = None,
+    timeout_s: float = REDIS_TIMEOUT_S,
+) -> RedisClient:
+    """A client to the lab's Redis master: the one its Sentinels name, else ``redis.host:port``.
+
+    ``sentinels`` replaces where params say the Sentinels listen, and ``reach`` maps the
+    master they name to where this machine reaches it (both for endpoints another layer
+    opened, such as port-forwards into a cluster).
+    """
+    asked = list(sentinels) if sentinels is not None else lab_sentinels(lab)
+    for sentinel in asked:
         lab.require_allowed(sentinel.host)
-    if sentinels:
-        master = sentinel_master(sentinels, lab.redis.master_name, timeout_s=timeout_s)
+    if asked:
+        master = sentinel_master(asked, lab.redis.master_name, timeout_s=timeout_s)
     else:
         master = Endpoint(lab.redis.host, lab.redis.port)
-    return lab_redis(lab, master, timeout_s=timeout_s)
+    return lab_redis(lab, reach(master) if reach else master, timeout_s=timeout_s)
