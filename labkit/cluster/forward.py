@@ -16,7 +16,7 @@ import select
 import socket
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import websocket as websocket_client
 from kubernetes.client.exceptions import ApiException
@@ -26,10 +26,28 @@ from labkit.cluster.waits import pod_ready
 from labkit.errors import ClusterError, ConnectError, NotFound
 from labkit.secrets import redact
 
-if TYPE_CHECKING:
-    from labkit.cluster.client import Cluster
-
 __all__ = ["open_service", "service_endpoint"]
+
+
+class Cluster(Protocol):
+    """What forwarding needs of labkit.cluster.client.Cluster."""
+
+    timeout_s: float
+
+    @property
+    def api_client(self) -> Any:
+        """The kubernetes ApiClient."""
+
+    def require(
+        self, kind: str, name: str, namespace: str | None = None, api_version: str | None = None
+    ) -> dict[str, Any]:
+        """The object, or NotFound."""
+
+    def list(
+        self, kind: str, namespace: str | None = None, labels: Any = None
+    ) -> list[dict[str, Any]]:
+        """Objects of a kind."""
+
 
 _CHUNK = 65536
 _log = logging.getLogger("labkit.cluster")

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from labkit.checks.base import Context, Outcome, implements
-from labkit.cluster import Cluster, cluster_for, failing_containers, pod_ready, rollout_status
+from labkit.checks.base import Context, Outcome, cluster_for, implements
+from labkit.cluster import Cluster, failing_containers, pod_ready, rollout_status
 from labkit.cluster.waits import condition_status
 from labkit.errors import LabkitError, WaitTimeout
 
