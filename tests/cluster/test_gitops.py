@@ -222,6 +222,8 @@ def test_on_the_sandbox_phase_1_5_plans_nothing_and_says_why(
 
     lab = load_lab(LOCAL)
     planned = planner.diff(lab, phase="1.5")
+    assert planned.phase == "1.5"
+    assert "phase 1.5" in repr(planned) + planned._repr_html_()
     assert planned.pending == 0
     assert planned.cannot() == {
         "cluster": [
