@@ -184,6 +184,13 @@ BREAKAGES = [
         id="application-repo-drift",
     ),
     pytest.param(
+        "manifests/argocd/apps/redis.yaml",
+        _set("spec.source.targetRevision", "feature-branch"),
+        "spec.source.targetRevision",
+        "argocd.revision",
+        id="application-revision-drift",
+    ),
+    pytest.param(
         "manifests/shlink/kustomization.yaml",
         _set("resources.2", "config-map.yaml"),
         "resources.2",

@@ -466,6 +466,7 @@ class Cluster:
         data = found.get("data") or {}
         if key not in data:
             raise NotFound(f"{where} has no key {key!r} (keys: {sorted(data)})")
+        register(str(data[key]))  # its base64 form is as secret as the value
         try:
             text = base64.b64decode(data[key], validate=True).decode("utf-8").strip()
         except (ValueError, UnicodeDecodeError):

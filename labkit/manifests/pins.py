@@ -88,6 +88,9 @@ def _pin_applications(pins: _Pins, lab: Lab, root: Path) -> None:
             path = source.get("path")
             if isinstance(path, str) and path.startswith(f"{root.name}/") and lab.argocd.repo_url:
                 pins.equal(app, f"{field}.repoURL", repo, lab.argocd.repo_url, "argocd.repo_url")
+                pins.equal(
+                    app, f"{field}.targetRevision", revision, lab.argocd.revision, "argocd.revision"
+                )
             if "postgres-operator" in repo.lower():
                 pins.equal(
                     app, f"{field}.targetRevision", revision, lab.versions.pgo, "versions.pgo"

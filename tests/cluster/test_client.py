@@ -336,3 +336,32 @@ def test_exec_returns_exit_code_and_output(api: KubeApi, cluster: Cluster) -> No
 def test_exec_in_a_missing_pod_is_not_found(cluster: Cluster) -> None:
     with pytest.raises(NotFound, match=r"Pod argocd/gone does not exist"):
         cluster.exec("gone", "argocd", ["true"])
+
+
+# -- secret references ---------------------------------------------------------------------
+
+
+def test_a_kubernetes_secret_reference_resolves_through_the_cluster(
+    api: KubeApi, lab: Lab, cluster: Cluster
+) -> None:
+    from labkit.cluster import resolve_secret
+    from labkit.secrets import SecretRef
+
+    api.store.put(fixtures.namespace("postgres"))
+    api.store.put(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "shlink-db-pguser-shlink", "namespace": "postgres"},
+            "type": "Opaque",
+            "data": {"password": "c2hsaW5rLXBhc3N3b3JkLTk5"},  # shlink-password-99
+        }
+    )
+    ref = SecretRef(kubernetes="postgres/shlink-db-pguser-shlink/password")
+    password = resolve_secret(lab, ref, cluster)
+    assert password.reveal() == "shlink-password-99"
+    assert redact("pw=shlink-password-99 b64=c2hsaW5rLXBhc3N3b3JkLTk5") == f"pw={MASK} b64={MASK}"
+    assert resolve_secret(lab, ref).reveal() == "shlink-password-99"  # opens its own cluster
+    assert resolve_secret(lab, lab.postgres.password).reveal() == "pg-password-for-tests"
+    with pytest.raises(NotFound, match=r"Secret postgres/absent does not exist"):
+        resolve_secret(lab, SecretRef(kubernetes="postgres/absent/password"), cluster)
