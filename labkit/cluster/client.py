@@ -91,7 +91,9 @@ class ExecResult:
 class _TimedClient(DynamicClient):  # the kubernetes client is untyped (Any)
     """The dynamic client with a timeout on every request, discovery's included."""
 
-    timeout_s: float = 15.0
+    def __init__(self, client: Any, cache_file: str, timeout_s: float) -> None:
+        self.timeout_s = timeout_s  # set first: the base class discovers while it initialises
+        super().__init__(client, cache_file=cache_file)  # type: ignore[no-untyped-call]
 
     def request(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
         params.setdefault("_request_timeout", self.timeout_s)
@@ -197,10 +199,9 @@ class Cluster:
     def dynamic(self) -> Any:
         """The dynamic client (discovery happens on first use)."""
         if self._dynamic is None:
-            _TimedClient.timeout_s = self.timeout_s
             with self._translated("discover", "the API's resources"):
-                self._dynamic = _TimedClient(  # type: ignore[no-untyped-call]
-                    self._api, cache_file=str(Path(self._cache_dir) / "discovery.json")
+                self._dynamic = _TimedClient(
+                    self._api, str(Path(self._cache_dir) / "discovery.json"), self.timeout_s
                 )
         return self._dynamic
 
