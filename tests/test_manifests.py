@@ -184,6 +184,20 @@ BREAKAGES = [
         id="application-repo-drift",
     ),
     pytest.param(
+        "manifests/argocd/apps/redis.yaml",
+        _set("spec.source.targetRevision", "feature-branch"),
+        "spec.source.targetRevision",
+        "argocd.revision is 'main'",
+        id="application-revision-drift",
+    ),
+    pytest.param(
+        "manifests/argocd/root-app.yaml",
+        _set("spec.source.targetRevision", "HEAD"),
+        "spec.source.targetRevision",
+        "argocd.revision is 'main'",
+        id="root-application-revision-drift",
+    ),
+    pytest.param(
         "manifests/shlink/kustomization.yaml",
         _set("resources.2", "config-map.yaml"),
         "resources.2",
@@ -311,6 +325,17 @@ def test_each_breakage_is_named(
     assert matching, "\n".join(map(str, problems)) or "no problems at all"
     if matching[0].file != "manifests/":  # a missing document names no file of its own
         assert matching[0].file == file
+
+
+def test_gitops_repository_comes_from_params(tmp_path: Path) -> None:
+    """Without argocd.repo_url nothing says where ArgoCD syncs from; another revision is named."""
+    layer = tmp_path / "lab.yaml"
+    layer.write_text(f"extends: {HOMELAB}\nargocd:\n  repo_url: ''\n  revision: v1\n")
+    problems = manifests.validate(load_lab(layer))
+    assert any(p.field == "argocd.repo_url" and "not set" in p.message for p in problems)
+    revisions = {p.file for p in problems if p.field == "spec.source.targetRevision"}
+    assert "manifests/argocd/root-app.yaml" in revisions
+    assert "manifests/argocd/apps/shlink.yaml" in revisions
 
 
 def test_orphan_file_and_yaml_error_are_reported(homelab: Lab, tree: Path) -> None:

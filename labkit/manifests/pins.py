@@ -81,13 +81,11 @@ def _pin_applications(pins: _Pins, lab: Lab, root: Path) -> None:
         "gateway": (lab.versions.istio, "versions.istio"),
         "external-secrets": (lab.versions.eso, "versions.eso"),
     }
+    _pin_gitops_repository(pins, lab, root)
     for app in pins.find(lambda d: d.kind == "Application"):
         for field, source in sources(app):
             repo = str(source.get("repoURL", ""))
             revision = source.get("targetRevision")
-            path = source.get("path")
-            if isinstance(path, str) and path.startswith(f"{root.name}/") and lab.argocd.repo_url:
-                pins.equal(app, f"{field}.repoURL", repo, lab.argocd.repo_url, "argocd.repo_url")
             if "postgres-operator" in repo.lower():
                 pins.equal(
                     app, f"{field}.targetRevision", revision, lab.versions.pgo, "versions.pgo"
@@ -119,6 +117,45 @@ def _pin_applications(pins: _Pins, lab: Lab, root: Path) -> None:
                     lab.observability.namespace,
                     "observability.namespace",
                 )
+
+
+def _pin_gitops_repository(pins: _Pins, lab: Lab, root: Path) -> None:
+    """Every Application deploying a folder of this repository names params' repo and revision."""
+    settings = lab.argocd
+    own = [
+        (app, field, source)
+        for app in pins.find(lambda d: d.kind == "Application")
+        for field, source in sources(app)
+        if str(source.get("path", "")).startswith(f"{root.name}/")
+    ]
+    if own and not settings.repo_url:
+        named = sorted({str(source.get("repoURL", "")) for _, _, source in own})
+        pins.problems.append(
+            Problem(
+                str(lab.files[-1]) if lab.files else "params",
+                "(params)",
+                "argocd.repo_url",
+                f"not set, so nothing says which repository ArgoCD syncs {len(own)} "
+                f"Application source(s) from (they name {', '.join(named)}); set it to the "
+                "repository that holds these manifests",
+            )
+        )
+    for app, field, source in own:
+        if settings.repo_url:
+            pins.equal(
+                app,
+                f"{field}.repoURL",
+                source.get("repoURL"),
+                settings.repo_url,
+                "argocd.repo_url",
+            )
+        pins.equal(
+            app,
+            f"{field}.targetRevision",
+            source.get("targetRevision"),
+            settings.revision,
+            "argocd.revision",
+        )
 
 
 def _pin_postgres(pins: _Pins, lab: Lab) -> None:
