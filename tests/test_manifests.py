@@ -17,6 +17,7 @@ from labkit.params import Lab, load_lab
 
 REPO = Path(__file__).resolve().parent.parent
 HOMELAB = REPO / "params" / "homelab.yaml"
+DEFECTS = REPO / "tests" / "data" / "manifests-defects"
 
 
 @pytest.fixture(scope="module")
@@ -198,6 +199,13 @@ BREAKAGES = [
         id="root-application-revision-drift",
     ),
     pytest.param(
+        "manifests/istio/authorizationpolicy.yaml",
+        _set("spec.rules.0.from.0.source.principals.0", "cluster.local/ns/shlink/sa/shlinkk"),
+        "spec.rules.0.from.0.source.principals.0",
+        "no ServiceAccount 'shlinkk' in namespace shlink",
+        id="principal-names-no-service-account",
+    ),
+    pytest.param(
         "manifests/shlink/kustomization.yaml",
         _set("resources.2", "config-map.yaml"),
         "resources.2",
@@ -336,6 +344,74 @@ def test_gitops_repository_comes_from_params(tmp_path: Path) -> None:
     revisions = {p.file for p in problems if p.field == "spec.source.targetRevision"}
     assert "manifests/argocd/root-app.yaml" in revisions
     assert "manifests/argocd/apps/shlink.yaml" in revisions
+
+
+def _defective(tmp_path: Path, name: str) -> Path:
+    """A copy of manifests/ with a defect's files laid over it (and its remove.txt deleted)."""
+    root = tmp_path / "manifests"
+    shutil.copytree(REPO / "manifests", root)
+    fixture = DEFECTS / name
+    for path in sorted((fixture / "manifests").rglob("*")):
+        if path.is_file():
+            target = root / path.relative_to(fixture / "manifests")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+    removed = fixture / "remove.txt"
+    for line in removed.read_text().split() if removed.exists() else []:
+        (root.parent / line).unlink()
+    return root
+
+
+# The defects a review found in manifests/ (issue 12): each fixture under
+# tests/data/manifests-defects/ holds the defective version of the files the fix changed.
+DEFECT_CASES = [
+    # (fixture, file, object, field, words saying what was seen and what to do)
+    pytest.param(
+        "pgo-principals",
+        "manifests/istio/authorizationpolicy.yaml",
+        "AuthorizationPolicy postgres/shlink-db-allow",
+        "spec.rules",
+        "pgBackRest repo host (backups pulled from the instances) runs as shlink-db-repohost, "
+        "so this ALLOW policy would deny it; add cluster.local/ns/postgres/sa/shlink-db-repohost",
+        id="pgo-repohost-not-admitted",
+    ),
+    pytest.param(
+        "pgo-principals",
+        "manifests/istio/authorizationpolicy.yaml",
+        "AuthorizationPolicy postgres/shlink-db-allow",
+        "spec.rules.1.from.0.source.principals.1",
+        "talks to its peers as 'shlink-db-pgbackrest'",
+        id="pgo-principal-unused",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def shipped_problems(homelab: Lab) -> list[manifests.Problem]:
+    return manifests.validate(homelab)
+
+
+@pytest.mark.parametrize(("fixture", "file", "name", "field", "words"), DEFECT_CASES)
+def test_each_defect_is_rejected_and_the_fix_passes(
+    homelab: Lab,
+    shipped_problems: list[manifests.Problem],
+    tmp_path: Path,
+    fixture: str,
+    file: str,
+    name: str,
+    field: str,
+    words: str,
+) -> None:
+    def named(problems: list[manifests.Problem]) -> list[manifests.Problem]:
+        return [
+            p
+            for p in problems
+            if p.file == file and name in p.document and p.field == field and words in p.message
+        ]
+
+    problems = manifests.validate(homelab, _defective(tmp_path, fixture))
+    assert named(problems), "\n".join(map(str, problems)) or "no problems at all"
+    assert named(shipped_problems) == []
 
 
 def test_orphan_file_and_yaml_error_are_reported(homelab: Lab, tree: Path) -> None:

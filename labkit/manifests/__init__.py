@@ -26,6 +26,7 @@ from labkit.manifests.documents import (
     load_documents,
 )
 from labkit.manifests.pins import check_pins
+from labkit.manifests.principals import check_principals
 from labkit.manifests.schemas import kubernetes_minor, schema, structure
 from labkit.manifests.tree import duplicates, tree
 from labkit.params import Lab
@@ -60,4 +61,5 @@ def validate(lab: Lab, root: Path | None = None) -> list[Problem]:
     problems += tree(documents, root)
     problems += duplicates(documents, kustomizations)
     problems += check_pins(documents, lab, root)
+    problems += check_principals(documents, kustomizations)
     return problems
