@@ -206,6 +206,13 @@ BREAKAGES = [
         id="principal-names-no-service-account",
     ),
     pytest.param(
+        "manifests/argocd/apps/monitoring.yaml",
+        _set(["metadata", "annotations", "argocd.argoproj.io/sync-wave"], "3"),
+        "metadata.annotations.argocd.argoproj.io/sync-wave",
+        "but kube-prometheus-stack (wave 3) installs the monitoring.coreos.com CRDs",
+        id="crd-user-not-after-its-installer",
+    ),
+    pytest.param(
         "manifests/shlink/kustomization.yaml",
         _set("resources.2", "config-map.yaml"),
         "resources.2",
@@ -383,6 +390,31 @@ DEFECT_CASES = [
         "talks to its peers as 'shlink-db-pgbackrest'",
         id="pgo-principal-unused",
     ),
+    pytest.param(
+        "argocd-ordering",
+        "manifests/argocd/root-app.yaml",
+        "Application argocd/root",
+        "(bootstrap)",
+        "nothing installs argocd-cm's resource.customizations.health.argoproj.io_Application",
+        id="waves-without-application-health",
+    ),
+    pytest.param(
+        "argocd-ordering",
+        "manifests/argocd/apps/postgres-cluster.yaml",
+        "Application argocd/postgres-cluster",
+        "spec.syncPolicy.syncOptions",
+        "postgres-operator.crunchydata.com whose CRDs another Application installs, without "
+        "SkipDryRunOnMissingResource=true",
+        id="crd-from-another-app-without-skip-dry-run",
+    ),
+    pytest.param(
+        "argocd-ordering",
+        "manifests/argocd/apps/postgres-cluster.yaml",
+        "Application argocd/postgres-cluster",
+        "spec.syncPolicy.retry",
+        "add retry (limit and backoff)",
+        id="crd-from-another-app-without-retry",
+    ),
 ]
 
 
@@ -412,6 +444,28 @@ def test_each_defect_is_rejected_and_the_fix_passes(
     problems = manifests.validate(homelab, _defective(tmp_path, fixture))
     assert named(problems), "\n".join(map(str, problems)) or "no problems at all"
     assert named(shipped_problems) == []
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        _set(["data", "resource.customizations.health.argoproj.io_Application"], "return {}"),
+        _set("metadata.namespace", "argo"),
+    ],
+    ids=["reads-no-health", "other-namespace"],
+)
+def test_application_health_check_must_be_the_real_one(
+    homelab: Lab, tree: Path, change: Callable[[list[dict[str, Any]]], None]
+) -> None:
+    _edit(tree, "manifests/argocd/argocd-cm.yaml", change)
+    problems = manifests.validate(homelab, tree)
+    assert any(p.field == "(bootstrap)" and "nothing installs" in p.message for p in problems)
+
+
+def test_bootstrap_files_exist_in_order() -> None:
+    files = manifests.bootstrap_files()
+    assert [f.name for f in files] == ["argocd-cm.yaml", "root-app.yaml"]
+    assert all(f.is_file() for f in files)
 
 
 def test_orphan_file_and_yaml_error_are_reported(homelab: Lab, tree: Path) -> None:
