@@ -213,6 +213,13 @@ BREAKAGES = [
         id="crd-user-not-after-its-installer",
     ),
     pytest.param(
+        "manifests/argocd/apps/redis.yaml",
+        _set(["metadata", "annotations", "argocd.argoproj.io/sync-wave"], "1"),
+        "metadata.annotations.argocd.argoproj.io/sync-wave",
+        "its StatefulSet redis runs in namespace redis, labelled for injection",
+        id="injected-workload-in-istiod-wave",
+    ),
+    pytest.param(
         "manifests/shlink/kustomization.yaml",
         _set("resources.2", "config-map.yaml"),
         "resources.2",
@@ -414,6 +421,16 @@ DEFECT_CASES = [
         "spec.syncPolicy.retry",
         "add retry (limit and backoff)",
         id="crd-from-another-app-without-retry",
+    ),
+    pytest.param(
+        "gateway-wave",
+        "manifests/argocd/apps/istio-ingressgateway.yaml",
+        "Application argocd/istio-ingressgateway",
+        "metadata.annotations.argocd.argoproj.io/sync-wave",
+        "wave 1, but Istio's gateway chart injects its pods (sidecar.istio.io/inject) and istiod, "
+        "which serves the injection webhook, is in wave 1: its pods would start without a "
+        "sidecar; move it to a wave after 1",
+        id="gateway-in-istiod-wave",
     ),
 ]
 

@@ -77,5 +77,5 @@ def validate(lab: Lab, root: Path | None = None) -> list[Problem]:
     problems += duplicates(documents, kustomizations)
     problems += check_pins(documents, lab, root)
     problems += check_principals(documents, kustomizations)
-    problems += check_ordering(documents, applications(documents, root), lab, root)
+    problems += check_ordering(documents, applications(documents, root), kustomizations, lab, root)
     return problems

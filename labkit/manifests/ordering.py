@@ -58,10 +58,78 @@ def is_custom_resource(document: Document) -> bool:
 
 
 def check_ordering(
-    documents: list[Document], apps: list[App], lab: Lab, root: Path
+    documents: list[Document],
+    apps: list[App],
+    kustomizations: dict[Path, str],
+    lab: Lab,
+    root: Path,
 ) -> list[Problem]:
-    """Waves without the health customization, and CRs synced before their CRDs can exist."""
-    return _health_customization(documents, apps, lab, root) + _crds_from_other_apps(apps)
+    """Waves without the health check, CRs before their CRDs, injected pods before istiod."""
+    return (
+        _health_customization(documents, apps, lab, root)
+        + _crds_from_other_apps(apps)
+        + _injection_after_istiod(documents, apps, kustomizations)
+    )
+
+
+def _injection_after_istiod(
+    documents: list[Document], apps: list[App], kustomizations: dict[Path, str]
+) -> list[Problem]:
+    """Apps whose pods get a sidecar are in a wave after the one installing istiod.
+
+    istiod serves the injection webhook; a pod created before it answers starts without its
+    proxy and is not fixed until it is recreated. The gateway chart's container image is
+    ``auto``, which only injection replaces: without it the gateway never even starts.
+    """
+    injected = {
+        d.name
+        for d in documents
+        if d.kind == "Namespace"
+        and (
+            (d.get("metadata.labels") or {}).get("istio-injection") == "enabled"
+            or "istio.io/rev" in (d.get("metadata.labels") or {})
+        )
+    }
+    istiods = [app for app in apps if "istiod" in app.charts]
+    problems: list[Problem] = []
+    for app in apps:
+        why = _needs_injection(app, injected, kustomizations)
+        if not why:
+            continue
+        if not istiods:
+            problems.append(
+                problem(app.document, "spec.source", f"{why}, but no Application installs istiod")
+            )
+        for istiod in istiods:
+            if app.wave <= istiod.wave:
+                problems.append(
+                    problem(
+                        app.document,
+                        "metadata.annotations.argocd.argoproj.io/sync-wave",
+                        f"wave {app.wave}, but {why} and {istiod.name}, which serves the "
+                        f"injection webhook, is in wave {istiod.wave}: its pods would start "
+                        f"without a sidecar; move it to a wave after {istiod.wave}",
+                    )
+                )
+    return problems
+
+
+_WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "PostgresCluster"}
+
+
+def _needs_injection(app: App, injected: set[str], kustomizations: dict[Path, str]) -> str:
+    """Why ``app``'s pods get an Istio sidecar ('' when they do not)."""
+    if "gateway" in app.charts and any("istio" in r for r in app.repositories):
+        annotations = app.values("gateway").get("podAnnotations") or {}
+        if annotations.get("sidecar.istio.io/inject") != "false":
+            return "Istio's gateway chart injects its pods (sidecar.istio.io/inject)"
+    for member in app.members:
+        where = kustomizations.get(member.path.parent, "") or member.namespace or app.destination
+        if member.kind in _WORKLOADS and where in injected:
+            return (
+                f"its {member.kind} {member.name} runs in namespace {where}, labelled for injection"
+            )
+    return ""
 
 
 def _health_customization(
