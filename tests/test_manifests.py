@@ -220,6 +220,27 @@ BREAKAGES = [
         id="injected-workload-in-istiod-wave",
     ),
     pytest.param(
+        "manifests/istio/virtualservice.yaml",
+        _set("spec.http.1.retries", None),
+        "spec.http.1.retries",
+        "sets no retries, so Istio's default applies",
+        id="write-route-with-istio-default-retries",
+    ),
+    pytest.param(
+        "manifests/istio/virtualservice.yaml",
+        _set("spec.http.1.retries.retryOn", "connect-failure,5xx"),
+        "spec.http.1.retries.retryOn",
+        "retries on 5xx",
+        id="write-route-retried-on-5xx",
+    ),
+    pytest.param(
+        "manifests/istio/virtualservice.yaml",
+        _set("spec.http.0.match.1.method", {"regex": "P(OS|U)T"}),
+        "spec.http.0.retries.retryOn",
+        "route shlink-reads matches POST and retries on gateway-error, reset",
+        id="read-route-whose-regex-matches-post",
+    ),
+    pytest.param(
         "manifests/shlink/kustomization.yaml",
         _set("resources.2", "config-map.yaml"),
         "resources.2",
@@ -431,6 +452,16 @@ DEFECT_CASES = [
         "which serves the injection webhook, is in wave 1: its pods would start without a "
         "sidecar; move it to a wave after 1",
         id="gateway-in-istiod-wave",
+    ),
+    pytest.param(
+        "write-retries",
+        "manifests/istio/virtualservice.yaml",
+        "VirtualService shlink/shlink",
+        "spec.http.0.retries.retryOn",
+        "route shlink matches POST/PATCH and retries on unavailable, cancelled, reset, 503, "
+        "which fire after the upstream may have carried the request out (a create would make "
+        "two short URLs); keep only connect-failure,refused-stream,reset-before-request",
+        id="post-retried-on-503",
     ),
 ]
 
