@@ -241,6 +241,25 @@ BREAKAGES = [
         id="read-route-whose-regex-matches-post",
     ),
     pytest.param(
+        "manifests/redis/configmap.yaml",
+        _set(
+            ["data", "sentinel.conf"],
+            "sentinel myid 0123456789abcdef0123456789abcdef01234567\n"
+            "sentinel monitor mymaster MASTER_HOST MASTER_PORT 2\n"
+            "sentinel down-after-milliseconds mymaster 5000\n",
+        ),
+        "data.sentinel.conf",
+        "is one literal ID for every pod of StatefulSet redis",
+        id="sentinel-id-shared-by-every-pod",
+    ),
+    pytest.param(
+        "manifests/redis/statefulset.yaml",
+        _set("spec.template.spec.initContainers.0.env.0.value", "5"),
+        "spec.template.spec.initContainers.0.env REDIS_PODS",
+        "'5' but spec.replicas is 3",
+        id="sentinel-init-asks-the-wrong-pods",
+    ),
+    pytest.param(
         "manifests/shlink/kustomization.yaml",
         _set("resources.2", "config-map.yaml"),
         "resources.2",
@@ -462,6 +481,26 @@ DEFECT_CASES = [
         "which fire after the upstream may have carried the request out (a create would make "
         "two short URLs); keep only connect-failure,refused-stream,reset-before-request",
         id="post-retried-on-503",
+    ),
+    pytest.param(
+        "sentinel-identity",
+        "manifests/redis/configmap.yaml",
+        "ConfigMap redis/redis-config",
+        "data.sentinel.conf",
+        "no 'sentinel myid', and /etc/redis/sentinel.conf (StatefulSet redis) is written afresh "
+        "at every pod start: each start is a new Sentinel to its peers",
+        id="sentinel-without-stable-id",
+    ),
+    pytest.param(
+        "sentinel-identity",
+        "manifests/redis/statefulset.yaml",
+        "StatefulSet redis/redis",
+        "spec.template.spec.containers.1.command",
+        "Sentinel's config /etc/redis/sentinel.conf is on volume runtime-config, which dies with "
+        "the pod: the master Sentinel last agreed on is lost, so a cold restart, with no "
+        "Sentinel left to ask, picks a fixed pod as master; keep the file on a "
+        "volumeClaimTemplate (data)",
+        id="sentinel-config-dies-with-the-pod",
     ),
 ]
 

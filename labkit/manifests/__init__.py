@@ -30,6 +30,7 @@ from labkit.manifests.ordering import BOOTSTRAP, check_ordering
 from labkit.manifests.pins import check_pins
 from labkit.manifests.principals import check_principals
 from labkit.manifests.schemas import kubernetes_minor, schema, structure
+from labkit.manifests.sentinel import check_sentinels
 from labkit.manifests.traffic import check_traffic
 from labkit.manifests.tree import duplicates, tree
 from labkit.params import Lab
@@ -79,5 +80,6 @@ def validate(lab: Lab, root: Path | None = None) -> list[Problem]:
     problems += check_pins(documents, lab, root)
     problems += check_principals(documents, kustomizations)
     problems += check_traffic(documents)
+    problems += check_sentinels(documents, kustomizations)
     problems += check_ordering(documents, applications(documents, root), kustomizations, lab, root)
     return problems
