@@ -502,6 +502,17 @@ DEFECT_CASES = [
         "volumeClaimTemplate (data)",
         id="sentinel-config-dies-with-the-pod",
     ),
+    pytest.param(
+        "namespace-owner",
+        "manifests/external-secrets/grafana-admin.yaml",
+        "Namespace monitoring",
+        "metadata.name",
+        "Namespace monitoring belongs to Application secret-stores, which runs no workload in "
+        "it (used by kube-prometheus-stack, monitoring): pruning or deleting secret-stores "
+        "would delete monitoring and everything in it; move it to kube-prometheus-stack, or "
+        "annotate it argocd.argoproj.io/sync-options: Prune=false",
+        id="namespace-in-an-app-that-runs-nothing-there",
+    ),
 ]
 
 
@@ -553,6 +564,17 @@ def test_bootstrap_files_exist_in_order() -> None:
     files = manifests.bootstrap_files()
     assert [f.name for f in files] == ["argocd-cm.yaml", "root-app.yaml"]
     assert all(f.is_file() for f in files)
+
+
+def test_a_namespace_never_pruned_may_live_anywhere(homelab: Lab, tmp_path: Path) -> None:
+    root = _defective(tmp_path, "namespace-owner")
+    _edit(
+        root,
+        "manifests/external-secrets/grafana-admin.yaml",
+        _set(["metadata", "annotations"], {"argocd.argoproj.io/sync-options": "Prune=false"}),
+    )
+    problems = manifests.validate(homelab, root)
+    assert not [p for p in problems if "Namespace monitoring belongs" in p.message]
 
 
 def test_orphan_file_and_yaml_error_are_reported(homelab: Lab, tree: Path) -> None:

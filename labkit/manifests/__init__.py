@@ -26,6 +26,7 @@ from labkit.manifests.documents import (
     kustomization_namespaces,
     load_documents,
 )
+from labkit.manifests.namespaces import check_namespaces
 from labkit.manifests.ordering import BOOTSTRAP, check_ordering
 from labkit.manifests.pins import check_pins
 from labkit.manifests.principals import check_principals
@@ -81,5 +82,7 @@ def validate(lab: Lab, root: Path | None = None) -> list[Problem]:
     problems += check_principals(documents, kustomizations)
     problems += check_traffic(documents)
     problems += check_sentinels(documents, kustomizations)
-    problems += check_ordering(documents, applications(documents, root), kustomizations, lab, root)
+    apps = applications(documents, root)
+    problems += check_ordering(documents, apps, kustomizations, lab, root)
+    problems += check_namespaces(apps, kustomizations)
     return problems
