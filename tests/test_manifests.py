@@ -513,6 +513,17 @@ DEFECT_CASES = [
         "annotate it argocd.argoproj.io/sync-options: Prune=false",
         id="namespace-in-an-app-that-runs-nothing-there",
     ),
+    pytest.param(
+        "rate-limit-caps-load",
+        "manifests/istio/ratelimit.yaml",
+        "EnvoyFilter istio-system/ingress-local-ratelimit",
+        "spec.configPatches.0.patch.value.typed_config.value.token_bucket",
+        "admits 100 requests/s per gateway pod x 1 pod(s) (Application istio-ingressgateway: "
+        "autoscaling.minReplicas 1) = 100/s, below the load steps' 10000/s (params "
+        "targets.rate_steps): phase 6 through the gateway would measure 429s, not Shlink; "
+        "raise params istio.rate_limit.requests (per_seconds 1) to at least 10000",
+        id="gateway-rate-limit-caps-the-load-tests",
+    ),
 ]
 
 
@@ -575,6 +586,17 @@ def test_a_namespace_never_pruned_may_live_anywhere(homelab: Lab, tmp_path: Path
     )
     problems = manifests.validate(homelab, root)
     assert not [p for p in problems if "Namespace monitoring belongs" in p.message]
+
+
+def test_rate_limit_is_checked_against_the_load_steps_in_params(tmp_path: Path) -> None:
+    """The shipped gateway admits 2 x 6000/s; a lab that steps to 20000/s needs 10000 per pod."""
+    layer = tmp_path / "lab.yaml"
+    layer.write_text(f"extends: {HOMELAB}\ntargets:\n  rate_steps: [1000, 20000]\n")
+    problems = manifests.validate(load_lab(layer))
+    assert [p.message.split(":")[0] for p in problems if "load steps" in p.message] == [
+        "admits 6000 requests/s per gateway pod x 2 pod(s) (Application istio-ingressgateway"
+    ]
+    assert any("to at least 10000" in p.message for p in problems)
 
 
 def test_orphan_file_and_yaml_error_are_reported(homelab: Lab, tree: Path) -> None:

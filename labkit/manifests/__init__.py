@@ -32,7 +32,7 @@ from labkit.manifests.pins import check_pins
 from labkit.manifests.principals import check_principals
 from labkit.manifests.schemas import kubernetes_minor, schema, structure
 from labkit.manifests.sentinel import check_sentinels
-from labkit.manifests.traffic import check_traffic
+from labkit.manifests.traffic import check_rate_limit, check_traffic
 from labkit.manifests.tree import duplicates, tree
 from labkit.params import Lab
 
@@ -85,4 +85,5 @@ def validate(lab: Lab, root: Path | None = None) -> list[Problem]:
     apps = applications(documents, root)
     problems += check_ordering(documents, apps, kustomizations, lab, root)
     problems += check_namespaces(apps, kustomizations)
+    problems += check_rate_limit(documents, apps, lab)
     return problems

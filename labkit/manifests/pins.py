@@ -7,7 +7,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from labkit.manifests.documents import Document, Problem, field_value, problem, sources
+from labkit.manifests.documents import (
+    Document,
+    Problem,
+    field_value,
+    problem,
+    seconds,
+    sources,
+)
 from labkit.params import Lab
 
 __all__ = ["check_pins"]
@@ -434,15 +441,6 @@ def _pin_secrets(pins: _Pins, lab: Lab) -> None:
             )
 
 
-def _seconds(value: Any) -> float | None:
-    """An Envoy/Istio duration ('5s', '500ms', '1m', '1.5s') in seconds, or None."""
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)", str(value).strip())
-    if not match:
-        return None
-    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[match.group(2)]
-    return float(match.group(1)) * scale
-
-
 def _pin_istio(pins: _Pins, lab: Lab) -> None:
     settings = lab.istio
     services = pins.find(lambda d: d.kind == "VirtualService")
@@ -461,7 +459,7 @@ def _pin_istio(pins: _Pins, lab: Lab) -> None:
             pins.equal(
                 service,
                 f"{route}.timeout",
-                _seconds(service.get(f"{route}.timeout")),
+                seconds(service.get(f"{route}.timeout")),
                 settings.timeout_s,
                 "istio.timeout_s",
             )
@@ -475,7 +473,7 @@ def _pin_istio(pins: _Pins, lab: Lab) -> None:
             pins.equal(
                 service,
                 f"{route}.retries.perTryTimeout",
-                _seconds(service.get(f"{route}.retries.perTryTimeout")),
+                seconds(service.get(f"{route}.retries.perTryTimeout")),
                 settings.retry_per_try_timeout_s,
                 "istio.retry_per_try_timeout_s",
             )
@@ -514,7 +512,7 @@ def _pin_istio(pins: _Pins, lab: Lab) -> None:
         pins.equal(
             filter_,
             f"{bucket}.fill_interval",
-            _seconds(filter_.get(f"{bucket}.fill_interval")),
+            seconds(filter_.get(f"{bucket}.fill_interval")),
             float(rate.per_seconds),
             "istio.rate_limit.per_seconds",
         )

@@ -1,4 +1,5 @@
-"""Traffic policy that keeps its promises: retries that never repeat a create.
+"""Traffic policy that keeps its promises: retries that never repeat a create, and a gateway
+rate limit that lets the roadmap's load tests through.
 
 Envoy retries on ``5xx``, ``gateway-error``, ``reset``, ``retriable-*``, gRPC statuses or a
 status code after the upstream may have acted on the request (a per-try timeout counts as a
@@ -13,9 +14,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from labkit.manifests.documents import Document, Problem, problem
+from labkit.manifests.apps import App
+from labkit.manifests.documents import Document, Problem, field_value, problem, seconds
+from labkit.params import Lab
 
-__all__ = ["check_traffic"]
+__all__ = ["check_rate_limit", "check_traffic"]
 
 _SAFE_FOR_WRITES = ("connect-failure", "refused-stream", "reset-before-request")
 _ISTIO_DEFAULT_RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,503"
@@ -93,3 +96,61 @@ def _string_matches(condition: dict[str, Any], value: str) -> bool:
         except re.error:
             return True  # cannot tell: assume the worst
     return True
+
+
+def check_rate_limit(documents: list[Document], apps: list[App], lab: Lab) -> list[Problem]:
+    """The gateway's local rate limit admits the load the roadmap's phase 6 sends through it.
+
+    Envoy's local rate limit is a token bucket per gateway pod, so the gateway admits the
+    bucket's rate times its pod count; a lower ceiling than params' top load step turns the
+    load tests into a measurement of 429s.
+    """
+    steps = lab.targets.rate_steps
+    if not steps:
+        return []
+    pods, source = _gateway_pods(apps)
+    problems: list[Problem] = []
+    for limit in (d for d in documents if d.kind == "EnvoyFilter"):
+        for index, patch in enumerate(limit.get("spec.configPatches") or []):
+            value = field_value(patch, "patch.value")
+            if "local_ratelimit" not in str(field_value(value, "name")):
+                continue
+            config = f"spec.configPatches.{index}.patch.value.typed_config.value"
+            bucket = limit.get(f"{config}.token_bucket") or {}
+            interval = seconds(bucket.get("fill_interval")) or 0.0
+            enforced = limit.get(f"{config}.filter_enforced.default_value.numerator")
+            if not bucket or interval <= 0 or enforced == 0:
+                continue  # no bucket, or counted but never enforced: nothing is capped
+            per_pod = float(bucket.get("tokens_per_fill") or 0) / interval
+            admitted = per_pod * pods
+            if admitted >= max(steps):
+                continue
+            needed = -(-max(steps) // pods)
+            problems.append(
+                problem(
+                    limit,
+                    f"{config}.token_bucket",
+                    f"admits {per_pod:g} requests/s per gateway pod x {pods} pod(s) ({source}) "
+                    f"= {admitted:g}/s, below the load steps' {max(steps)}/s (params "
+                    "targets.rate_steps): phase 6 through the gateway would measure 429s, not "
+                    f"Shlink; raise params istio.rate_limit.requests (per_seconds "
+                    f"{lab.istio.rate_limit.per_seconds}) to at least "
+                    f"{needed * lab.istio.rate_limit.per_seconds} and the bucket with it, or run "
+                    "more gateway pods",
+                )
+            )
+    return problems
+
+
+def _gateway_pods(apps: list[App]) -> tuple[int, str]:
+    """How many ingress gateway pods run at least, and where that comes from."""
+    for app in apps:
+        if "gateway" in app.charts and any("istio" in r for r in app.repositories):
+            values = app.values("gateway")
+            autoscaling = values.get("autoscaling") or {}
+            if autoscaling.get("enabled", True):  # the chart's default: an HPA from 1 pod
+                count = int(autoscaling.get("minReplicas", 1))
+                return count, f"Application {app.name}: autoscaling.minReplicas {count}"
+            count = int(values.get("replicaCount", 1))
+            return count, f"Application {app.name}: replicaCount {count}"
+    return 1, "no gateway Application found: 1 assumed"
