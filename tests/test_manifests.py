@@ -656,6 +656,18 @@ def test_command_exit_codes(tree: Path, capsys: pytest.CaptureFixture[str]) -> N
     )
 
 
+def test_command_names_a_defect_file_object_and_remedy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = _defective(tmp_path, "pgo-principals")
+    assert main(["manifests", "validate", "--params", str(HOMELAB), "--root", str(root)]) == 2
+    assert (
+        "manifests/istio/authorizationpolicy.yaml [document 1, AuthorizationPolicy "
+        "postgres/shlink-db-allow] spec.rules: no rule admits "
+        "cluster.local/ns/postgres/sa/shlink-db-repohost"
+    ) in capsys.readouterr().err
+
+
 def test_missing_root_is_a_config_error(homelab: Lab, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no manifests folder"):
         manifests.validate(homelab, tmp_path / "nowhere")
