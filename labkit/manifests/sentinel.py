@@ -2,9 +2,9 @@
 
 Sentinel rewrites its config file with its ID, its peers and the current master at every
 change. Written afresh at each pod start from a template without ``sentinel myid``, the
-Sentinel gets a new ID every time (its peers keep the old one as a ghost wherever the
-announced address changes, and on Redis before 7.0 even when it does not, raising the
-majority a failover needs); kept on a volume that dies with the pod, the last master is lost,
+Sentinel gets a new ID every time (its peers keep the old one as a ghost whenever the
+announced address changes, and before redis PR #9240 (2021) even when it does not, raising
+the majority a failover needs); kept on a volume that dies with the pod, the last master is lost,
 so a cold restart, with no Sentinel left to ask, falls back to a fixed pod as master.
 """
 
@@ -105,9 +105,9 @@ def _check(
                     "data.sentinel.conf",
                     f"no 'sentinel myid', and {path} (StatefulSet {statefulset.name}) is "
                     "written afresh at every pod start: each start is a new Sentinel to its "
-                    "peers, which keep the old one as a ghost when the address changes and "
-                    "need a larger majority to fail over; add 'sentinel myid <ID>' with the ID "
-                    "derived from the pod name by the init script",
+                    "peers, which keep the old one as a ghost when its address changes and "
+                    "then need a larger majority to fail over; add 'sentinel myid <ID>' with "
+                    "the ID derived from the pod name by the init script",
                 )
             )
         replicas = statefulset.get("spec.replicas")
