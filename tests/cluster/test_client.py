@@ -225,7 +225,10 @@ def test_a_conflict_names_the_field_and_its_other_manager(api: KubeApi, cluster:
 
 def test_apply_into_a_missing_namespace_is_not_found(cluster: Cluster) -> None:
     manifest = {**CONFIGMAP, "metadata": {"name": "x", "namespace": "nowhere"}}
-    with pytest.raises(NotFound, match=r"apply ConfigMap nowhere/x on double: not found"):
+    with pytest.raises(
+        NotFound,
+        match=r"apply ConfigMap nowhere/x on double: not found.*create the namespace first",
+    ):
         cluster.apply(manifest)
 
 
