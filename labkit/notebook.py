@@ -33,6 +33,7 @@ __all__ = [
     "Confirmation",
     "Skipped",
     "applications",
+    "argocd_access",
     "check",
     "compatibility",
     "confirm",
@@ -178,6 +179,22 @@ class Skipped:
         import html  # noqa: PLC0415
 
         return f"<p><b>skip</b>: {html.escape(self.reason)}</p>"
+
+
+def argocd_access(lab: Lab) -> Any:
+    """The ArgoCD UI's address and login (the password masked), or a Skipped on the sandbox."""
+    if lab.kind == "sandbox":
+        from labkit.cluster.plan import SANDBOX_REASON  # noqa: PLC0415
+
+        return Skipped(SANDBOX_REASON)
+    import pandas as pd  # noqa: PLC0415
+
+    from labkit import gitops  # noqa: PLC0415 - the kubernetes client only for cluster labs
+    from labkit.cluster import Cluster  # noqa: PLC0415
+
+    with Cluster.open(lab) as cluster:
+        shown = gitops.access(cluster, lab)
+    return pd.DataFrame([{"what": key, "value": value} for key, value in shown.items()])
 
 
 def applications(lab: Lab, wait: bool = False) -> Any:
