@@ -269,3 +269,18 @@ def test_access_shows_the_ui_and_a_masked_password(api: KubeApi, lab: Lab) -> No
     assert dict(zip(again["what"], again["value"], strict=True))["password"] == "(changed)"
     sandbox = notebook.argocd_access(load_lab(LOCAL))
     assert repr(sandbox).startswith("skip: the sandbox has no Kubernetes API")
+
+
+def test_before_phase_1_or_before_argocd_the_cells_say_why(bare: KubeApi, tmp_path: Path) -> None:
+    from labkit import notebook
+
+    lab = bare.lab(tmp_path, argocd={"install_manifest": str(INSTALL)})
+    assert repr(notebook.applications(lab)).startswith("skip: ArgoCD is not installed yet")
+    assert repr(notebook.argocd_access(lab)).startswith("skip: ArgoCD is not installed yet")
+    Path(lab.k3s.kubeconfig).unlink()  # phase 1 has not fetched it yet
+    before = len(bare.requests())
+    planned = planner.diff(lab, phase="1.5")
+    (row,) = planned.rows()
+    assert row["status"] == "cannot" and "apply phase 1 first" in row["detail"]
+    assert repr(notebook.applications(lab, wait=True)).startswith("skip: no kubeconfig at")
+    assert len(bare.requests()) == before  # nothing was sent without a kubeconfig
