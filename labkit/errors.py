@@ -9,6 +9,7 @@ __all__ = [
     "ConnectError",
     "LabkitError",
     "NotAllowed",
+    "SandboxDown",
     "StepError",
     "WaitTimeout",
 ]
@@ -31,6 +32,10 @@ class ConfigError(LabkitError):
 
 class ConnectError(LabkitError):
     """A host, port or API could not be reached, or refused us."""
+
+
+class SandboxDown(ConnectError):
+    """A sandbox address was about to be contacted while the sandbox's bridge does not carry it."""
 
 
 class CommandError(LabkitError):

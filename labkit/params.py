@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from labkit.errors import ConfigError, NotAllowed
+from labkit.routes import require_sandbox_route
 from labkit.secrets import Secret, SecretRef, resolve
 
 __all__ = [
@@ -388,12 +389,21 @@ class Lab(_Model):
         return value if value.is_absolute() else (self.base_dir / value).resolve()
 
     def require_allowed(self, address: str) -> None:
-        """Raise NotAllowed unless ``address`` is in this lab's allow-list."""
+        """Raise NotAllowed unless ``address`` is in this lab's allow-list.
+
+        A sandbox address (in the sandbox's node subnet) must also be carried by the
+        sandbox's bridge right now, or SandboxDown: with the sandbox down, this machine
+        would route it out through its default gateway. Call this before every connection.
+        """
         if not address_allowed(address, self.allow_list):
             raise NotAllowed(
                 f"{address} is not in lab {self.name}'s allow_list {self.allow_list}; "
                 "labkit contacts only addresses the params allow (add it there if it is yours)"
             )
+        if self.sandbox is not None:
+            files = " ".join(f"--params {path}" for path in self.files)
+            default = [path.name for path in self.files] in ([], ["local.yaml"])
+            require_sandbox_route(self.sandbox, address, "" if default else files)
 
 
 def address_allowed(address: str, allow_list: list[str]) -> bool:

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from labkit.errors import ConfigError, LabkitError
+from labkit.errors import ConfigError, LabkitError, SandboxDown
 from labkit.hosts import known_hosts_name
 from labkit.params import Lab, Node
 from labkit.sandbox import processes
@@ -333,7 +333,12 @@ def _current_user() -> str:
     return pwd.getpwuid(os.geteuid()).pw_name
 
 
-def _banner(address: str, port: int, timeout_s: float) -> bool:
+def _banner(lab: Lab, address: str, port: int, timeout_s: float) -> bool:
+    """True when an SSH server greets on ``address``; False (nothing sent) off the bridge."""
+    try:
+        lab.require_allowed(address)
+    except SandboxDown:
+        return False  # the bridge does not carry it (yet): never let it leave by another route
     with socket.create_connection((address, port), timeout=timeout_s) as connection:
         connection.settimeout(timeout_s)
         return connection.recv(64).startswith(b"SSH-")
@@ -412,7 +417,7 @@ def start_nodes(
     for node, managed, address, port in started:
         processes.poll_until(
             f"node {node.name} (sshd on {address}:{port})",
-            lambda address=address, port=port: _banner(address, port, 1.0),  # type: ignore[misc]
+            lambda address=address, port=port: _banner(lab, address, port, 1.0),  # type: ignore[misc]
             settings.startup_timeout_s,
             managed,
         )
@@ -489,7 +494,7 @@ def nodes_status(lab: Lab, state_dir: Path) -> list[dict[str, Any]]:
         healthy = False
         if pid is not None:
             try:
-                healthy = _banner(address, port, 1.0)
+                healthy = _banner(lab, address, port, 1.0)
             except OSError:
                 healthy = False
         if record is None:
