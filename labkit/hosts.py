@@ -87,7 +87,8 @@ class GroupError(CommandError):
         self.host = ", ".join(failures)
         self.argv = argv
         first = next(iter(failures.values()))
-        self.exit_code = first.exit_code if isinstance(first, CommandError) else -1
+        # The first failure's remote status, when it was a command that ran (None: it never did).
+        self.remote_status = first.remote_status if isinstance(first, CommandError) else None
         self.stderr = "\n".join(
             failure.stderr for failure in failures.values() if isinstance(failure, CommandError)
         )
