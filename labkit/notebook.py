@@ -7,16 +7,14 @@ results.json and the report.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from labkit.checks import Results, run_checks
+from labkit.environment import PARAMS_OVERRIDE, headless, params_override
 from labkit.params import Lab, load_lab
 from labkit.report import show
 from labkit.results import record
-
-PARAMS_OVERRIDE = "LABKIT_PARAMS_OVERRIDE"
 
 __all__ = [
     "PARAMS_OVERRIDE",
@@ -30,11 +28,6 @@ __all__ = [
 ]
 
 
-def headless() -> bool:
-    """True when running under ``labkit run`` (never wait for a click then)."""
-    return bool(os.environ.get("LABKIT_RUN_DIR"))
-
-
 def open_lab(params_file: str | Path | list[str]) -> Lab:
     """Load and validate the lab (one file, or layers in order); set plotly up for offline HTML."""
     import plotly.io as pio  # noqa: PLC0415 - only notebooks need plotly configured
@@ -44,7 +37,7 @@ def open_lab(params_file: str | Path | list[str]) -> Lab:
     files = params_file if isinstance(params_file, list) else [params_file]
     # The test suite points the committed notebooks (run by nbval, which cannot inject
     # parameters) at a private sandbox; `labkit run` clears this for its kernels.
-    override = os.environ.get(PARAMS_OVERRIDE, "")
+    override = params_override()
     return load_lab(*([override] if override else files))
 
 

@@ -9,7 +9,6 @@ everything again and raises StepError if anything is left to change.
 from __future__ import annotations
 
 import html
-import os
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from labkit.environment import headless
 from labkit.errors import CommandError, ConnectError, LabkitError, NotAllowed, StepError
 from labkit.facts import RemoteHost
 from labkit.params import Lab
@@ -339,7 +339,7 @@ def offer(lab: Lab, planned: Plan, apply_now: bool, phase: int | None = 1) -> Pl
     """
     if apply_now:
         return apply(lab, phase=phase)
-    if os.environ.get("LABKIT_RUN_DIR") or planned.pending == 0:
+    if headless() or planned.pending == 0:
         print(f"plan only: {planned.pending} change(s) pending; set apply = True to make them")
         return planned
     try:

@@ -3,8 +3,7 @@
 Order of ``up``: secrets (generated once, mode 600, into the files the params
 name), the SSH nodes, PostgreSQL primary + standby, Redis + Sentinels, then
 the Shlink-compatible service. Nodes and the service come from their own
-modules (``labkit.sandbox.nodes``, ``labkit.sandbox.shortener``); when one of
-them is not installed the supervisor says so in ``status`` and goes on.
+modules (``labkit.sandbox.nodes``, ``labkit.sandbox.shortener``).
 
 One lock file per state directory serialises ``up`` and ``down`` from
 several processes (a notebook and a test run, say).
@@ -14,20 +13,19 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import importlib
 import os
 import secrets
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
 
 from labkit.errors import ConfigError, LabkitError
 from labkit.params import Lab
-from labkit.sandbox import postgres, processes, redis
+from labkit.sandbox import nodes, postgres, processes, redis
+from labkit.sandbox.shortener.config import service_command
 from labkit.secrets import Secret, SecretRef, resolve
 
 __all__ = ["SHORTENER", "Sandbox", "ensure_up", "state_dir_of"]
@@ -44,26 +42,6 @@ def state_dir_of(lab: Lab) -> Path:
             "use params/local.yaml for the sandbox"
         )
     return lab.path(lab.sandbox.state_dir)
-
-
-def _optional(*names: str) -> ModuleType | None:
-    """The first of ``names`` that imports, or None (another part may not exist yet)."""
-    for name in names:
-        try:
-            return importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not name.startswith(exc.name):
-                raise  # the module exists but something it imports is missing: say so
-    return None
-
-
-def _shortener_command() -> Callable[[Lab, Path], tuple[list[str], dict[str, str]]] | None:
-    for name in ("labkit.sandbox.shortener", "labkit.sandbox.shortener.config"):
-        module = _optional(name)
-        command = getattr(module, "service_command", None) if module else None
-        if command is not None:
-            return command  # type: ignore[no-any-return]
-    return None
 
 
 def _ensure_secret_file(lab: Lab, ref: SecretRef, what: str) -> Secret:
@@ -114,10 +92,6 @@ class Sandbox:
 
     # -- components ------------------------------------------------------------------------
 
-    @staticmethod
-    def _nodes() -> ModuleType | None:
-        return _optional("labkit.sandbox.nodes")
-
     def _managed(self, name: str) -> processes.Managed:
         return processes.Managed(
             name, self.state_dir / "run" / f"{name}.pid", self.state_dir / "logs" / f"{name}.log"
@@ -127,13 +101,9 @@ class Sandbox:
         return self._managed(SHORTENER)
 
     def _start_shortener(self, progress: Callable[[str], None]) -> None:
-        command = _shortener_command()
-        if command is None:
-            progress("shortener: labkit.sandbox.shortener is not available yet; skipped")
-            return
         if self._shortener().pid is None:
             progress(f"shortener: starting on {self.lab.shlink.base_url}")
-            argv, env = command(self.lab, self.state_dir)
+            argv, env = service_command(self.lab, self.state_dir)
             processes.start(SHORTENER, argv, self.state_dir, env=env)
         timeout_s = self.lab.sandbox.startup_timeout_s if self.lab.sandbox else 60.0
         processes.poll_until(
@@ -154,8 +124,6 @@ class Sandbox:
         return response.status_code == 200
 
     def _shortener_status(self) -> list[dict[str, Any]]:
-        if _shortener_command() is None:
-            return []
         process = self._shortener()
         entry = processes.describe(process, "shortener", self.lab.shlink.base_url, "shlink")
         if entry["pid"] is not None:
@@ -171,11 +139,7 @@ class Sandbox:
         with self._locked():
             password = _ensure_secret_file(self.lab, self.lab.postgres.password, "postgres")
             _ensure_secret_file(self.lab, self.lab.shlink.api_key, "shlink api key")
-            nodes = self._nodes()
-            if nodes is not None:
-                nodes.start_nodes(self.lab, self.state_dir, progress)
-            else:
-                progress("nodes: labkit.sandbox.nodes is not available yet; skipped")
+            nodes.start_nodes(self.lab, self.state_dir, progress)
             postgres.start_postgres(self.lab, self.state_dir, password, progress)
             redis.start_redis(self.lab, self.state_dir, progress)
             self._start_shortener(progress)
@@ -190,10 +154,8 @@ class Sandbox:
                 (SHORTENER, lambda: processes.stop(self._shortener())),
                 ("redis", lambda: redis.stop_redis(self.lab, self.state_dir)),
                 ("postgres", lambda: postgres.stop_postgres(self.state_dir)),
+                ("nodes", lambda: nodes.stop_nodes(self.lab, self.state_dir)),
             ]
-            nodes = self._nodes()
-            if nodes is not None:
-                steps.append(("nodes", lambda: nodes.stop_nodes(self.lab, self.state_dir)))
             for name, step in steps:
                 # Keep stopping the rest when one part fails: leave as little running as we can.
                 try:
@@ -207,29 +169,19 @@ class Sandbox:
 
     def status(self) -> dict[str, Any]:
         """JSON-ready: every component with pid, address, role, health (crashed ones included)."""
-        components: list[dict[str, Any]] = []
-        nodes = self._nodes()
-        if nodes is not None:
-            for node in nodes.nodes_status(self.lab, self.state_dir):
-                components.append({"kind": "node", "role": "ssh node", **node})
+        components: list[dict[str, Any]] = [
+            {"kind": "node", "role": "ssh node", **node}
+            for node in nodes.nodes_status(self.lab, self.state_dir)
+        ]
         components += postgres.postgres_status(self.lab, self.state_dir)
         components += redis.redis_status(self.lab, self.state_dir)
         components += self._shortener_status()
-        missing = [
-            name
-            for name, present in (
-                ("nodes", nodes is not None),
-                (SHORTENER, bool(_shortener_command())),
-            )
-            if not present
-        ]
         return {
             "lab": self.lab.name,
             "state_dir": str(self.state_dir),
             "running": any(entry.get("pid") for entry in components),
             "healthy": bool(components) and all(entry.get("healthy") for entry in components),
             "components": components,
-            "not_available": missing,
         }
 
     @property
