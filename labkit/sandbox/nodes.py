@@ -410,7 +410,9 @@ def start_nodes(
             "veth": veth_name(lab, node) if isolate else None,
         }
         (directory / "node.json").write_text(json.dumps(record, indent=2) + "\n")
-        managed = processes.start(f"node-{node.name}", argv, state_dir)
+        # A loopback node shares this machine's ports; an isolated one has its namespace's own.
+        listens = [] if isolate else [(address, port)]
+        managed = processes.start(f"node-{node.name}", argv, state_dir, listens=listens)
         progress(f"node {node.name}: sshd starting on {address}:{port} (pid {managed.pid})")
         started.append((node, managed, address, port))
     _write_known_hosts(lab, state_dir)

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -104,7 +105,7 @@ class Sandbox:
         if self._shortener().pid is None:
             progress(f"shortener: starting on {self.lab.shlink.base_url}")
             argv, env = service_command(self.lab, self.state_dir)
-            processes.start(SHORTENER, argv, self.state_dir, env=env)
+            processes.start(SHORTENER, argv, self.state_dir, env=env, listens=[self._listen()])
         timeout_s = self.lab.sandbox.startup_timeout_s if self.lab.sandbox else 60.0
         processes.poll_until(
             f"shortener on {self.lab.shlink.base_url}",
@@ -113,6 +114,11 @@ class Sandbox:
             self._shortener(),
             interval_s=0.2,
         )
+
+    def _listen(self) -> tuple[str, int]:
+        """Where the service listens: the host and port of ``shlink.base_url``."""
+        url = urlsplit(self.lab.shlink.base_url)
+        return url.hostname or "127.0.0.1", url.port or (443 if url.scheme == "https" else 80)
 
     def _shortener_healthy(self) -> bool:
         try:
@@ -125,7 +131,9 @@ class Sandbox:
 
     def _shortener_status(self) -> list[dict[str, Any]]:
         process = self._shortener()
-        entry = processes.describe(process, "shortener", self.lab.shlink.base_url, "shlink")
+        entry = processes.describe(
+            process, "shortener", self.lab.shlink.base_url, "shlink", self._listen()
+        )
         if entry["pid"] is not None:
             entry["healthy"] = self._shortener_healthy()
             entry["detail"] = "GET /rest/health 200" if entry["healthy"] else "health not 200"
