@@ -207,22 +207,48 @@ class Sandbox:
 
 
 _BROUGHT_UP = ".brought-up-by-a-run"  # marker: a run, not the user, started this sandbox
+_RELEASED = "released"  # the marker's run ended and left the sandbox to the runs still in it
+
+
+def _holder(pid: int) -> str:
+    """How a lease or the marker names a process: its pid and start time (pids are reused)."""
+    return f"{pid} {processes.start_time(pid)}"
+
+
+def _holder_alive(path: Path) -> bool | None:
+    """Whether the process ``path`` names still runs; None when the file is gone."""
+    try:
+        pid_text, _, start_text = path.read_text().partition(" ")
+    except FileNotFoundError:
+        return None
+    pid = int(pid_text) if pid_text.isdigit() else 0
+    return bool(pid) and processes.alive(pid) and _holder(pid) == f"{pid} {start_text.strip()}"
 
 
 def _live_leases(folder: Path) -> list[str]:
     """Leases whose holder is still running (stale ones, left by a crash, are removed)."""
     live = []
     for lease in folder.glob("*.lease"):
-        try:
-            pid_text, _, start_text = lease.read_text().partition(" ")
-        except FileNotFoundError:
-            continue  # its run finished and removed it meanwhile
-        pid = int(pid_text) if pid_text.isdigit() else 0
-        if pid and processes.alive(pid) and str(processes.start_time(pid)) == start_text.strip():
+        holder = _holder_alive(lease)
+        if holder:
             live.append(lease.stem)
-        else:
+        elif holder is False:
             lease.unlink(missing_ok=True)
     return live
+
+
+def _brought_up_by_a_run(marker: Path) -> bool:
+    """True when a run that is still going brought the sandbox up, or released it to others.
+
+    A marker whose run is gone without releasing it was left by a killed run: whoever
+    uses the sandbox now (the user, by hand) did not ask a run to take it down.
+    """
+    try:
+        if marker.read_text().strip() == _RELEASED:
+            return True
+    except FileNotFoundError:
+        return False
+    return bool(_holder_alive(marker))
 
 
 @contextlib.contextmanager
@@ -231,24 +257,34 @@ def ensure_up(lab: Lab, progress: Callable[[str], None] = print) -> Iterator[San
 
     Each holder takes a lease under ``<state>/leases``. The sandbox is taken down when
     the last holder leaves and a run (not the user) had brought it up, so overlapping
-    runs never pull it away from each other.
+    runs never pull it away from each other. The marker saying so names the run that
+    brought it up (pid and start time); a run that ends while others still hold leases
+    releases it to them, and a marker whose run was killed is ignored and removed.
     """
     sandbox = Sandbox(lab)
     folder = sandbox.state_dir / "leases"
     folder.mkdir(parents=True, exist_ok=True)
     marker = folder / _BROUGHT_UP
+    me = _holder(os.getpid())
     lease = folder / f"{os.getpid()}-{secrets.token_hex(4)}.lease"
-    lease.write_text(f"{os.getpid()} {processes.start_time(os.getpid())}\n")
+    lease.write_text(me + "\n")
     try:
         if not sandbox.running:
-            marker.touch()
+            marker.write_text(me + "\n")
+        elif not _brought_up_by_a_run(marker):
+            marker.unlink(missing_ok=True)  # left by a killed run: not a run's to take down
         sandbox.up(progress)  # inside the try: a failed start-up is taken down again too
         yield sandbox
     finally:
         lease.unlink(missing_ok=True)
         others = _live_leases(folder)
-        if marker.exists() and not others:
+        if others:
+            with contextlib.suppress(FileNotFoundError):
+                if marker.read_text().strip() == me:  # ours: the last run out takes it down
+                    marker.write_text(_RELEASED + "\n")
+            progress(f"sandbox {lab.name}: left up, still used by {len(others)} other run(s)")
+        elif _brought_up_by_a_run(marker):
             sandbox.down()
             marker.unlink(missing_ok=True)
-        elif others:
-            progress(f"sandbox {lab.name}: left up, still used by {len(others)} other run(s)")
+        else:
+            marker.unlink(missing_ok=True)
