@@ -8,6 +8,9 @@ namespace with an overlayfs over /etc, /usr (so /bin, /sbin, /lib on merged-usr
 systems), /var, /root, /opt, /home, /srv, /tmp and /run whose upper layers live
 under ``<state>/nodes/<name>/layers``. Writes there change nothing on the host.
 
+The bridge is fenced (``labkit.sandbox.firewall``): when this machine forwards
+IPv4, nothing is routed from the bridge to its other networks or back.
+
 What is still shared with the host (kernel-wide, not namespaced): loaded kernel
 modules, swap, non-``net.*`` sysctls, the clock, and files outside the
 overlaid directories (e.g. /work, /mnt, /boot). Provisioning steps that touch
@@ -39,7 +42,7 @@ from typing import Any
 from labkit.errors import ConfigError, LabkitError, SandboxDown
 from labkit.hosts import known_hosts_name
 from labkit.params import Lab, Node
-from labkit.sandbox import processes
+from labkit.sandbox import firewall, processes
 
 __all__ = [
     "OVERLAID",
@@ -369,6 +372,7 @@ def start_nodes(
         _keygen(key, f"labkit-{lab.name}")
     if isolate:
         _ensure_bridge(lab)
+        firewall.ensure_fence(settings.bridge)  # before any node can send through the bridge
     started: list[tuple[Node, processes.Managed, str, int]] = []
     for index, node in enumerate(lab.nodes):
         directory = _node_dir(state_dir, node)
@@ -461,6 +465,11 @@ def stop_nodes(lab: Lab, state_dir: Path, *, remove_layers: bool = False) -> Non
             problems.append(f"{node.name}: {exc}")
     if root and settings.bridge in _links():
         _command(["ip", "link", "del", settings.bridge])
+    if root:
+        try:
+            firewall.remove_fence(settings.bridge)
+        except LabkitError as exc:
+            problems.append(str(exc))
     if problems:
         raise LabkitError("sandbox nodes not fully stopped: " + "; ".join(problems))
 
