@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from labkit.cli import main
 from labkit.errors import ConnectError, SandboxDown
@@ -95,6 +96,22 @@ def bridge() -> Iterator[Callable[[str], None]]:
         ip("link", "del", host_side, check=False)
         ip("netns", "del", namespace, check=False)
         ip("link", "del", name, check=False)
+
+
+def down_params(directory: Path) -> Path:
+    """A private sandbox that is not up, its nodes at addresses in its own subnet.
+
+    Without root a private sandbox's nodes live on loopback; the guard is about the
+    subnet, so the nodes are put there whoever runs the tests.
+    """
+    path = write_sandbox_params(directory, "routes-down")
+    data = yaml.safe_load(path.read_text())
+    prefix = data["sandbox"]["gateway"].rsplit(".", 1)[0]
+    for index, node in enumerate(data["nodes"], start=11):
+        node["address"] = f"{prefix}.{index}"
+        node.pop("ssh_port", None)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
 
 
 @pytest.fixture
@@ -184,31 +201,32 @@ def test_a_private_sandbox_is_reached_only_while_its_nodes_are_up(
 def test_plan_with_the_sandbox_down_stops_before_any_connection(
     tmp_path: Path, connects: list[Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    params = write_sandbox_params(tmp_path, "routes-down")
-    started = time.monotonic()
+    params = down_params(tmp_path)
+    started, computed = time.monotonic(), time.process_time()
     code = main(["plan", "--params", str(params), "--phase", "1"])
-    took = time.monotonic() - started
+    took, worked = time.monotonic() - started, time.process_time() - computed
     err = capsys.readouterr().err
     assert code == 2, err
     assert SANDBOX_DOWN in err and "Traceback" not in err
     assert connects == []
-    assert took < 2.0
+    # Under 2 s of work, and no wait for anything: the shared test machine may be busy,
+    # so the wall-clock bound has room, but a connect or SSH timeout (5 s) would not fit.
+    assert worked < 2.0 and took < 4.5, (worked, took)
 
 
 def test_check_and_bench_with_the_sandbox_down_connect_nowhere(
     tmp_path: Path, connects: list[Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    params = write_sandbox_params(tmp_path, "routes-down")
+    params = down_params(tmp_path)
     lab = load_lab(params)
     address = lab.nodes[0].address
     with pytest.raises(ConnectError, match="the sandbox is not running"):
         Host(lab.nodes[0], lab.ssh, lab)
-    if not address.startswith("127."):  # without root the nodes live on loopback instead
-        code = main(
-            ["bench", f"http://{address}:8080/", "--params", str(params), "--rate", "1",
-             "--duration", "1"]
-        )  # fmt: skip
-        assert code == 2 and SANDBOX_DOWN in capsys.readouterr().err
+    code = main(
+        ["bench", f"http://{address}:8080/", "--params", str(params), "--rate", "1",
+         "--duration", "1"]
+    )  # fmt: skip
+    assert code == 2 and SANDBOX_DOWN in capsys.readouterr().err
     assert connects == []
 
 
@@ -242,13 +260,14 @@ def run_cli_with_spy(*argv: str) -> tuple[subprocess.CompletedProcess[str], floa
 
 
 def test_the_command_line_exits_2_at_once_and_connects_nowhere(tmp_path: Path) -> None:
-    params = write_sandbox_params(tmp_path, "routes-down")
+    params = down_params(tmp_path)
     done, took = run_cli_with_spy("plan", "--params", str(params), "--phase", "1")
     assert done.returncode == 2, done.stderr
     assert SANDBOX_DOWN in done.stderr and "Traceback" not in done.stderr
     assert "connect attempts: []" in done.stderr
-    # Interpreter start and imports included; on a busy shared machine allow some slack.
-    assert took < 5.0, f"took {took:.1f}s"
+    # Interpreter start and imports included, on a shared machine that may be busy: this
+    # bound only catches a hang; the in-process test above bounds labkit's own time.
+    assert took < 20.0, f"took {took:.1f}s"
 
 
 @pytest.mark.skipif(
