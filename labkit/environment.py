@@ -4,7 +4,7 @@ The runner sets these for each notebook it executes (``for_notebook``); labkit
 code inside the kernel reads them through the functions below, never through
 ``os.environ`` directly, so there is one list of names and one meaning for each.
 Outside a run (JupyterLab, the test suite) none is set: ``headless()`` is False
-and ``run_dir()`` is None.
+(unless ``LABKIT_HEADLESS=1``) and ``run_dir()`` is None.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 __all__ = [
+    "HEADLESS",
     "NOTEBOOK",
     "NOTEBOOK_CELLS",
     "PARAMS_OVERRIDE",
@@ -32,6 +33,7 @@ NOTEBOOK = "LABKIT_NOTEBOOK"  # the notebook being executed (its stem)
 NOTEBOOK_CELLS = "LABKIT_NOTEBOOK_CELLS"  # how many cells it has, for progress lines
 PARAMS_OVERRIDE = "LABKIT_PARAMS_OVERRIDE"  # tests only: params for notebooks run by nbval
 SECRET_SPOOL = "LABKIT_SECRET_SPOOL"  # where a kernel spools the secrets it learns
+HEADLESS = "LABKIT_HEADLESS"  # "1": never wait for a click (papermill run by hand)
 
 
 def for_notebook(run_folder: Path, notebook: Path, cells: int, spool: Path) -> dict[str, str]:
@@ -52,8 +54,12 @@ def run_dir() -> Path | None:
 
 
 def headless() -> bool:
-    """True when running under ``labkit run`` (never wait for a click then)."""
-    return run_dir() is not None
+    """True under ``labkit run`` (it sets ``LABKIT_RUN_DIR``) or with ``LABKIT_HEADLESS=1``.
+
+    Nothing then waits for a click. Papermill run by hand is told apart the same way
+    (``LABKIT_HEADLESS=1 papermill ...``): a kernel cannot see whether a person watches it.
+    """
+    return run_dir() is not None or os.environ.get(HEADLESS) == "1"
 
 
 def notebook_name(default: str = "interactive") -> str:

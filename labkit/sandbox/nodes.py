@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.errors import ConfigError, LabkitError, SandboxDown
-from labkit.hosts import known_hosts_name
+from labkit.known_hosts import known_hosts_name
 from labkit.params import Lab, Node
 from labkit.sandbox import firewall, processes
 
