@@ -270,6 +270,12 @@ class Shlink(_Model):
 class Istio(_Model):
     """Istio settings (phase 4)."""
 
+    namespace: Namespace = "istio-system"  # istiod, the ingress gateway, mesh-wide policies
+    gateway_service: Namespace = "istio-ingressgateway"  # the gateway's Service (port 80)
+    # The gateway's external address (its NodePort or LoadBalancer), e.g.
+    # http://192.168.2.242:31080; must be in the allow-list. "": through a port-forward to
+    # one gateway pod (the API's port-forward, as `kubectl port-forward` does).
+    gateway_url: str = ""
     profile: Literal["default", "demo", "minimal", "ambient"] = "default"
     mtls: Literal["STRICT", "PERMISSIVE"] = "STRICT"
     rate_limit: RateLimit = RateLimit()
