@@ -97,7 +97,7 @@ def apply_objects(
     for item in objects:
         for change in item.diff(cluster).changes:
             progress(redact(f"{cluster.context}: {change.summary}"))
-            command = f"server-side apply {item.name} (fieldManager=labkit)"
+            command = change.command()
             started = time.perf_counter()
             try:
                 item.apply(cluster)

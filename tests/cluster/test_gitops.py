@@ -222,6 +222,8 @@ def test_on_the_sandbox_phase_1_5_plans_nothing_and_says_why(
 
     lab = load_lab(LOCAL)
     planned = planner.diff(lab, phase="1.5")
+    assert planned.phase == "1.5"
+    assert "phase 1.5" in repr(planned) + planned._repr_html_()
     assert planned.pending == 0
     assert planned.cannot() == {
         "cluster": [
@@ -232,6 +234,9 @@ def test_on_the_sandbox_phase_1_5_plans_nothing_and_says_why(
         ]
     }
     assert planner.apply(lab, phase="1.5", progress=lambda _: None).pending == 0
+    confirmed = notebook.confirm(lab, planned, True)  # notebook 01's cell, apply = True
+    assert confirmed.result is None and confirmed.error is None  # nothing to apply here
+    assert "the sandbox has no Kubernetes API" in confirmed.text()
     shown = notebook.applications(lab, wait=True)
     assert repr(shown).startswith("skip: the sandbox has no Kubernetes API")
     assert main(["plan", "--params", str(LOCAL), "--phase", "1.5"]) == 0
