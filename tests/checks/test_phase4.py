@@ -158,3 +158,21 @@ def test_on_the_sandbox_every_mesh_item_skips_with_the_reason() -> None:
 )
 def test_istio_durations_read_as_seconds(text: str | None, value: float | None) -> None:
     assert phase4.seconds(text) == value
+
+
+def _no_tools(store: Any, verb: str, data: dict[str, Any]) -> None:
+    """Probe pods whose image lacks wget and nc: a missing reply must not pass as a denial."""
+    if verb == "create" and data.get("kind") == "Pod":
+        key = (data["metadata"]["namespace"], data["metadata"]["name"])
+        store.exec_handlers[key] = lambda argv, container: (127, "", f"sh: {argv[0]}: not found\n")
+
+
+@pytest.mark.parametrize("item", ["4.3.2", "4.3.3"])
+def test_a_probe_that_cannot_run_its_tools_fails_rather_than_passing(
+    double: Mesh, item: str
+) -> None:
+    double.api.store.hooks.append(_no_tools)  # after MeshKubelet: replaces its exec handler
+    status, observed, _ = double.run([item])[(item, "")]
+    assert status is Status.FAIL, observed
+    assert "not found" in observed
+    assert double.probes_left() == []

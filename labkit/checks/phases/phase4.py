@@ -65,6 +65,7 @@ _RATE_SECONDS = 3.0
 _RETRY_REQUESTS = 40
 _RETRY_ABORT_PERCENT = 50.0
 _RETRY_MAX_FAILED = 0.25  # without retries about half fail; with 3 retries about 6%
+_REFUSED = ("reset", "refused", "error getting response", "closed")  # busybox wget's words
 _CONFIG_WAIT_S = 30.0  # istiod pushes a VirtualService to the gateway in about a second
 
 
@@ -180,7 +181,8 @@ def request(
         sent["Host"] = host
     started = time.monotonic()
     try:
-        with httpx.Client(timeout=timeout_s, follow_redirects=False) as client:
+        # trust_env=False: an http_proxy from the environment must never carry lab traffic off.
+        with httpx.Client(timeout=timeout_s, follow_redirects=False, trust_env=False) as client:
             response = client.get(gateway.url + path, headers=sent)
     except httpx.HTTPError as exc:
         raise ConnectError(
@@ -802,8 +804,9 @@ def plaintext_refused(context: Context) -> Outcome:
         done = cluster.exec(pod, namespace, ["wget", "-q", "-O", "-", "-T", "5", url], "probe")
     said = (done.stdout + done.stderr).strip()[:300]
     dns = "bad address" in said
+    refused = any(word in said for word in _REFUSED)
     return Outcome.judge(
-        done.exit_code != 0 and not dns and bool(said),
+        done.exit_code != 0 and refused and not dns,
         "the plaintext GET from a pod outside the mesh is refused (connection reset)",
         f"wget {url} from pod {namespace}/{pod} (no sidecar): exit {done.exit_code}: "
         f"{said or 'no output'}"
@@ -819,11 +822,27 @@ def authorization_denies(context: Context) -> Outcome:
     namespace = lab.shlink.namespace
     host = _sentinel(lab)
     policies = _names(cluster.list("AuthorizationPolicy", lab.redis.namespace))
+    control = f"http://shlink.{namespace}.svc.cluster.local:8080{_HEALTH}"
     with probe_pod(context, namespace, mesh=True, what="authz") as pod:
+        # The control: the same pod reaches Shlink, so its network and tools work.
+        reached = cluster.exec(
+            pod, namespace, ["wget", "-q", "-O", "-", "-T", "5", control], "probe"
+        )
         done = cluster.exec(pod, namespace, redis_ping(host), "probe")
     reply = done.stdout.strip()
+    works = reached.exit_code == 0 and '"pass"' in reached.stdout
+    if not works:
+        said = (reached.stdout + reached.stderr).strip()[:200]
+        return Outcome.judge(
+            False,
+            "the probe pod reaches Shlink (control), then gets no Redis reply",
+            f"control GET {control} from {namespace}/{pod}: exit {reached.exit_code}: "
+            f"{said or 'no output'}; without it a missing reply proves nothing",
+        )
     return Outcome.judge(
-        not reply.startswith(("+", "-")),
+        not reply.startswith(("+", "-"))
+        and "bad address" not in done.stderr
+        and done.exit_code not in {126, 127},
         f"Redis refuses principal cluster.local/ns/{namespace}/sa/default (connection closed, "
         "no Redis reply)",
         f"PING {host}:26379 from meshed pod {namespace}/{pod}: exit {done.exit_code}, "
