@@ -521,6 +521,8 @@ def rate_limit_enforced(context: Context) -> Outcome:
     )
     if result.generator_limited and limited == 0:
         observed += f"; the load generator could not keep {rate:.0f}/s ({result.generator_reason})"
+        if not lab.istio.gateway_url:
+            observed += "; a port-forward carries little: set istio.gateway_url (NodePort/LB)"
     return Outcome.judge(
         limited > 0 and passed <= allowed * 1.1,
         f"429s above {limit:.0f}/s per gateway pod (params istio.rate_limit), and no more let "
