@@ -254,7 +254,10 @@ class Cluster:
                 "allow exec/port-forward?"
             )
         if status == 404:
-            return NotFound(f"{where}: not found ({message})")
+            hint = ""
+            if verb.startswith("apply") and message.startswith("namespaces "):
+                hint = "; create the namespace first (put it earlier in the same manifests)"
+            return NotFound(f"{where}: not found ({message}){hint}")
         if status == 409 and verb.startswith("apply"):
             causes = (body.get("details") or {}).get("causes") or []
             conflicts = [
