@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 __all__ = [
+    "ApplyConflict",
     "CheckFailed",
+    "ClusterError",
     "CommandError",
     "ConfigError",
     "ConnectError",
     "LabkitError",
     "NotAllowed",
+    "NotFound",
     "SandboxDown",
     "StepError",
     "WaitTimeout",
@@ -83,3 +86,22 @@ class WaitTimeout(LabkitError):
 
 class NotAllowed(LabkitError):
     """An address is not in the lab's allow-list, or an action needs a confirmation it lacks."""
+
+
+class ClusterError(LabkitError):
+    """The Kubernetes API refused or failed a request: names the verb, the object, what to try."""
+
+
+class NotFound(ClusterError):
+    """The object (or its kind) does not exist in the cluster."""
+
+
+class ApplyConflict(ClusterError):
+    """Server-side apply would take fields another field manager owns; ``conflicts`` lists them.
+
+    Each entry is (field, manager), e.g. ('.spec.replicas', 'kubectl-edit').
+    """
+
+    def __init__(self, message: str, conflicts: list[tuple[str, str]]) -> None:
+        self.conflicts = conflicts
+        super().__init__(message)

@@ -28,6 +28,8 @@ __all__ = [
     "HEADLESS",
     "PARAMS_OVERRIDE",
     "Confirmation",
+    "Skipped",
+    "applications",
     "check",
     "compatibility",
     "confirm",
@@ -149,6 +151,40 @@ def compatibility(lab: Lab) -> Any:
             for verdict in evaluate(lab.versions)
         ]
     )
+
+
+class Skipped:
+    """What a notebook cell shows when its step cannot run on this lab, and why."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"skip: {self.reason}"
+
+    def _repr_html_(self) -> str:
+        import html  # noqa: PLC0415
+
+        return f"<p><b>skip</b>: {html.escape(self.reason)}</p>"
+
+
+def applications(lab: Lab, wait: bool = False) -> Any:
+    """ArgoCD's Applications as a table (sync, health, revision, message, failing resources).
+
+    With ``wait``, first wait (progress printed, deadline ``cluster.wait_timeout_s``) until
+    every Application is Synced and Healthy. On the sandbox: a Skipped saying why.
+    """
+    if lab.kind == "sandbox":
+        from labkit.cluster.plan import SANDBOX_REASON  # noqa: PLC0415
+
+        return Skipped(SANDBOX_REASON)
+    from labkit import gitops  # noqa: PLC0415 - the kubernetes client only for cluster labs
+    from labkit.cluster import Cluster  # noqa: PLC0415
+
+    with Cluster.open(lab) as cluster:
+        if wait:
+            return gitops.wait_synced(cluster, lab, progress=print)
+        return gitops.applications(cluster, lab)
 
 
 def dependent_checks(phase: str | None) -> list[str]:

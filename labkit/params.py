@@ -30,6 +30,7 @@ from labkit.secrets import Secret, SecretRef, resolve
 
 __all__ = [
     "Argocd",
+    "ClusterAccess",
     "K3s",
     "Lab",
     "Node",
@@ -160,15 +161,28 @@ class K3s(_Model):
     packages: list[str] = ["curl", "ca-certificates"]  # node prep (1.2), apt, when missing
 
 
+class ClusterAccess(_Model):
+    """How labkit reaches the Kubernetes API (phases 1.3-5): kubeconfig, context, timeouts."""
+
+    kubeconfig: Path | None = None  # None: the file phase 1 saved (k3s.kubeconfig)
+    context: str | None = None  # None: the kubeconfig's current-context
+    request_timeout_s: Annotated[float, Field(gt=0, le=600)] = 15.0
+    wait_timeout_s: Annotated[float, Field(gt=0, le=7200)] = 600.0
+
+
 class Argocd(_Model):
-    """ArgoCD settings (phase 1.5)."""
+    """ArgoCD settings (phase 1.5): the pinned install manifest, its NodePort, the GitOps repo."""
 
     namespace: Namespace = "argocd"
     # The one place naming the GitOps repository and the revision ArgoCD syncs from: every
     # Application that deploys a folder of manifests/ must say the same (manifests validate).
     repo_url: str = ""
     revision: Annotated[str, Field(min_length=1)] = "main"
-    node_port: Port | None = None
+    node_port: Annotated[int, Field(ge=30000, le=32767)] | None = None
+    # A local copy of install.yaml for air-gapped labs; None: the pinned release's URL.
+    install_manifest: Path | None = None
+    repo_username: str = ""
+    repo_password: SecretRef | None = None  # a token for a private repository
 
 
 class Postgres(_Model):
@@ -255,6 +269,12 @@ class Shlink(_Model):
 class Istio(_Model):
     """Istio settings (phase 4)."""
 
+    namespace: Namespace = "istio-system"  # istiod, the ingress gateway, mesh-wide policies
+    gateway_service: Namespace = "istio-ingressgateway"  # the gateway's Service (port 80)
+    # The gateway's external address (its NodePort or LoadBalancer), e.g.
+    # http://192.168.2.242:31080; must be in the allow-list. "": through a port-forward to
+    # one gateway pod (the API's port-forward, as `kubectl port-forward` does).
+    gateway_url: str = ""
     profile: Literal["default", "demo", "minimal", "ambient"] = "default"
     mtls: Literal["STRICT", "PERMISSIVE"] = "STRICT"
     rate_limit: RateLimit = RateLimit()
@@ -313,6 +333,7 @@ class Lab(_Model):
     ssh: Ssh
     versions: Versions
     k3s: K3s
+    cluster: ClusterAccess = ClusterAccess()
     argocd: Argocd = Argocd()
     postgres: Postgres
     redis: Redis = Redis()

@@ -14,6 +14,8 @@ from labkit.secrets import redact
 
 __all__ = [
     "STATUS_ICONS",
+    "application_table_html",
+    "application_table_text",
     "build_report",
     "changes_phrase",
     "check_table_html",
@@ -96,6 +98,39 @@ def check_table_text(rows: Iterable[Mapping[str, Any]], width: int = 90) -> str:
         subject = f"{row['subject']}: " if row.get("subject") else ""
         lines.append(f"{row['id']:<7} {STATUS_ICONS.get(status, '')} {status:<15} {row['title']}")
         lines.append(f"{'':<7} {'':<17} -> {(subject + observed)[:width]}")
+    return "\n".join(lines)
+
+
+_APP_COLUMNS = ("name", "sync", "health", "revision", "message", "failing")
+
+
+def _app_good(row: Mapping[str, Any]) -> bool:
+    return row.get("sync") == "Synced" and row.get("health") == "Healthy"
+
+
+def application_table_html(rows: Iterable[Mapping[str, Any]]) -> str:
+    """An HTML table of ArgoCD Applications: sync, health, revision, last message, failing."""
+    body = "".join(
+        f'<tr style="background:{_COLOURS["pass" if _app_good(row) else "fail"]}">'
+        + "".join(f"<td>{_cell(row.get(column, ''))}</td>" for column in _APP_COLUMNS)
+        + "</tr>"
+        for row in redact([dict(row) for row in rows])
+    )
+    head = "".join(f"<th>{column}</th>" for column in _APP_COLUMNS)
+    return f'{_CSS}<table class="labkit-table"><tr>{head}</tr>{body}</table>'
+
+
+def application_table_text(rows: Iterable[Mapping[str, Any]], width: int = 60) -> str:
+    """A plain-text table of ArgoCD Applications (redacted)."""
+    lines = [f"{'application':<22} {'sync':<10} {'health':<12} {'revision':<9} message"]
+    for row in redact([dict(row) for row in rows]):
+        message = re.sub(r"\s+", " ", str(row.get("message", "")))[:width]
+        lines.append(
+            f"{row.get('name', ''):<22} {row.get('sync', ''):<10} {row.get('health', ''):<12} "
+            f"{str(row.get('revision', ''))[:8]:<9} {message}"
+        )
+        if row.get("failing"):
+            lines.append(f"{'':<22} failing: {row['failing']}")
     return "\n".join(lines)
 
 
