@@ -288,6 +288,25 @@ class Targets(_Model):
         return value
 
 
+class Drills(_Model):
+    """Failure drills (phase 7.3): the steady load they run under and when the fault comes."""
+
+    rate_rps: Annotated[float, Field(gt=0)] = 500.0  # the mixed scenario's rate
+    duration_s: Annotated[float, Field(gt=0)] = 12.0  # measured, after the warm-up
+    warmup_s: Annotated[float, Field(ge=0)] = 1.0
+    fault_at_s: Annotated[float, Field(ge=0)] = 3.0  # into the measured part
+    cut_s: Annotated[float, Field(gt=0)] = 3.0  # node-cut: how long the link stays down
+
+    @model_validator(mode="after")
+    def _fault_inside(self) -> Drills:
+        if self.fault_at_s >= self.duration_s:
+            raise ValueError(
+                f"fault_at_s {self.fault_at_s} is not before the end of the load "
+                f"(duration_s {self.duration_s}); the drill would measure no recovery"
+            )
+        return self
+
+
 class SandboxSettings(_Model):
     """Where and how the sandbox runs its miniature lab on this machine."""
 
@@ -316,6 +335,7 @@ class Lab(_Model):
     istio: Istio = Istio()
     observability: Observability = Observability()
     targets: Targets = Targets()
+    drills: Drills = Drills()
     allow_list: Annotated[list[AllowEntry], Field(min_length=1)]
     sandbox: SandboxSettings | None = None
     source: list[Path] = []  # every file this lab was read from, in layer order

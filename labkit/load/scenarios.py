@@ -33,7 +33,7 @@ from labkit.load.workload import Creates, Mixed, Redirects, Workload
 from labkit.params import Lab
 from labkit.sandbox.shortener.cache import CACHE_PREFIX
 
-__all__ = ["SCENARIOS", "ScenarioOutcome", "StepOutcome", "run_scenario"]
+__all__ = ["SCENARIOS", "ScenarioOutcome", "StepOutcome", "build_workload", "run_scenario"]
 
 SCENARIOS = {
     "create": "URL creation through the REST API (write-heavy)",
@@ -225,6 +225,14 @@ def _workload(
     if scenario == "redirect-hit":
         return Redirects(host, hot), ()
     return Mixed(Redirects(host, hot), Creates(host, run_tag, _api_key(lab))), ()
+
+
+def build_workload(
+    lab: Lab, scenario: str, target: Target, progress: Callable[[str], None] = print
+) -> Workload:
+    """The workload of ``scenario`` against ``target`` (seeding and warming done); drills use
+    the mixed one."""
+    return _workload(lab, scenario, target, _COLD_CODES, progress)[0]
 
 
 def run_scenario(
