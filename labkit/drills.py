@@ -42,7 +42,7 @@ from labkit.load.trace import Trace
 from labkit.params import Lab
 from labkit.results import record
 
-__all__ = ["SCENARIOS", "DrillOutcome", "measure", "plan", "run_drill"]
+__all__ = ["SCENARIOS", "DrillOutcome", "measure", "plan", "run", "run_drill", "table"]
 
 SCENARIOS = {
     "redis-master": "SIGKILL the Redis master; the Sentinels promote a replica",
@@ -377,6 +377,8 @@ class _PostgresPrimary(_Fault):
 
 
 def _children(pid: int) -> set[int]:
+    """The worker processes of ``pid`` (uvicorn's, spawned by multiprocessing; its resource
+    tracker, another child, is no worker)."""
     found = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -385,7 +387,13 @@ def _children(pid: int) -> set[int]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        if int(stat.rsplit(")", 1)[-1].split()[1]) == pid:
+        if int(stat.rsplit(")", 1)[-1].split()[1]) != pid:
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in command:
             found.add(int(entry.name))
     return found
 
@@ -570,6 +578,34 @@ def _read_back(lab: Lab, codes: list[str]) -> tuple[list[str], str]:
     return lost, ""
 
 
+def _settle(lab: Lab, wanted: int = 20, timeout_s: float = _SETTLE_S) -> str:
+    """Probe the service's health until ``wanted`` answers in a row are 200.
+
+    After a switchover each worker's pool still holds connections to the old server;
+    each fails once (a 503) and is replaced, so a run of successes means they are gone.
+    """
+    import httpx  # noqa: PLC0415
+
+    deadline = time.monotonic() + timeout_s
+    streak = probes = 0
+    with httpx.Client(base_url=lab.shlink.base_url, timeout=2.0, trust_env=False) as client:
+        while streak < wanted:
+            if time.monotonic() >= deadline:
+                raise LabkitError(
+                    f"drill: {lab.shlink.base_url}/rest/health not 200 {wanted} times in a row "
+                    f"within {timeout_s:.0f}s after the restore ({probes} probes)"
+                )
+            probes += 1
+            try:
+                ok = client.get("/rest/health").status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            streak = streak + 1 if ok else 0
+            if not ok:
+                time.sleep(0.05)
+    return f"service healthy {wanted} probes in a row ({probes} probes)"
+
+
 def _phase2(lab: Lab) -> dict[str, Any]:
     from labkit.checks import run_checks  # noqa: PLC0415
 
@@ -701,6 +737,7 @@ def _drill(lab: Lab, outcome: DrillOutcome, progress: Callable[[str], None]) -> 
     lost, problem = _read_back(lab, codes)
     progress("restoring the lab's topology")
     actions = fault.restore()
+    actions.append(_settle(lab))
     lost_after, problem_after = _read_back(lab, codes)
     outcome.writes = {
         "acknowledged": len(codes),
@@ -780,3 +817,53 @@ def _load_with_fault(
     if not results:
         raise LabkitError(f"drill {outcome.scenario}: the load did not finish in time")
     return results[0]
+
+
+# -- notebooks: one call per cell --------------------------------------------------------------
+
+
+def run(
+    lab: Lab,
+    scenarios: list[str] | None = None,
+    apply: bool = False,
+    confirm: str = "",
+) -> list[DrillOutcome]:
+    """Each drill in turn, its summary printed and its timeline charted (for the report too)."""
+    from labkit.report import drill_timeline_figure, show_figure  # noqa: PLC0415
+
+    outcomes = []
+    for scenario in scenarios or list(SCENARIOS):
+        outcome = run_drill(
+            lab, scenario, apply=apply, confirm=confirm, progress=lambda message: None
+        )
+        outcomes.append(outcome)
+        print(outcome.summary(), "\n")
+        if outcome.status == "done":
+            show_figure(drill_timeline_figure(outcome.to_dict()), f"drill-{scenario}")
+    return outcomes
+
+
+def table(outcomes: list[DrillOutcome]) -> Any:
+    """One row per drill: error window, recovery, writes lost, failover, restored (DataFrame)."""
+    import pandas as pd  # noqa: PLC0415
+
+    rows = []
+    for outcome in outcomes:
+        measured, writes = outcome.measured, outcome.writes
+        rows.append(
+            {
+                "drill": outcome.scenario,
+                "status": outcome.status
+                if outcome.status != "done"
+                else ("held" if outcome.ok else "FAILED"),
+                "failed requests": measured.get("failed"),
+                "error window s": measured.get("error_window_s"),
+                "first success s": measured.get("first_success_s"),
+                "P99 back under target s": measured.get("p99_recovered_s"),
+                "writes acknowledged": writes.get("acknowledged"),
+                "writes lost": writes.get("lost"),
+                "failover": outcome.failover.get("summary", outcome.reason),
+                "restored": outcome.restored.get("ok"),
+            }
+        )
+    return pd.DataFrame(rows)
