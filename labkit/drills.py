@@ -53,7 +53,8 @@ SCENARIOS = {
 _NS = 1_000_000_000
 _BUCKET_S = 0.5
 _WRITE = "create"
-_SETTLE_S = 30.0  # how long a failover may take before the drill says it did not happen
+_SETTLE_S = 30.0
+_READ_ATTEMPTS = 3  # how long a failover may take before the drill says it did not happen
 
 
 @dataclass
@@ -171,7 +172,9 @@ def measure(trace: Trace, fault_ns: int, target_ms: float) -> dict[str, Any]:
         result["error_window_s"] = round((last - first) / _NS, 3)
         result["first_failure_s"] = round((first - fault_ns) / _NS, 3)
         result["last_failure_s"] = round((last - fault_ns) / _NS, 3)
-    sent_after = np.flatnonzero((trace.intended_ns >= fault_ns) & ~failed)
+    # The first success sent once requests had begun to fail (or after the fault, if none did).
+    start = int(trace.intended_ns[failures].min()) if len(failures) else fault_ns
+    sent_after = np.flatnonzero((trace.intended_ns >= max(start, fault_ns)) & ~failed)
     result["first_success_s"] = (
         round((int(trace.done_ns[sent_after].min()) - fault_ns) / _NS, 3)
         if len(sent_after)
@@ -567,22 +570,29 @@ def _read_back(lab: Lab, codes: list[str]) -> tuple[list[str], str]:
     try:
         with ShlinkClient.from_lab(lab) as client:
             for code in codes:
-                try:
-                    client.get(code)
-                except ShlinkError as exc:
-                    if exc.status != 404:
-                        raise
-                    lost.append(code)
+                for attempt in range(_READ_ATTEMPTS):
+                    try:
+                        client.get(code)
+                    except ShlinkError as exc:
+                        if exc.status == 404:
+                            lost.append(code)
+                        elif exc.status < 500 or attempt == _READ_ATTEMPTS - 1:
+                            raise
+                        else:  # a pool connection to the old server failing once: ask again
+                            time.sleep(0.2)
+                            continue
+                    break
     except LabkitError as exc:
         return lost, str(exc)
     return lost, ""
 
 
-def _settle(lab: Lab, wanted: int = 20, timeout_s: float = _SETTLE_S) -> str:
+def _settle(lab: Lab, wanted: int = 40, timeout_s: float = _SETTLE_S) -> str:
     """Probe the service's health until ``wanted`` answers in a row are 200.
 
-    After a switchover each worker's pool still holds connections to the old server;
+    After a failover each worker's pool still holds connections to the old server;
     each fails once (a 503) and is replaced, so a run of successes means they are gone.
+    Every probe opens a new connection, so the probes reach every worker.
     """
     import httpx  # noqa: PLC0415
 
@@ -597,7 +607,8 @@ def _settle(lab: Lab, wanted: int = 20, timeout_s: float = _SETTLE_S) -> str:
                 )
             probes += 1
             try:
-                ok = client.get("/rest/health").status_code == 200
+                response = client.get("/rest/health", headers={"Connection": "close"})
+                ok = response.status_code == 200
             except httpx.HTTPError:
                 ok = False
             streak = streak + 1 if ok else 0
@@ -732,6 +743,7 @@ def _drill(lab: Lab, outcome: DrillOutcome, progress: Callable[[str], None]) -> 
         key: load[key]
         for key in ("achieved_rps", "requests", "errors", "generator_limited", "generator_reason")
     }
+    settled = _settle(lab)
     codes = [code for _, code in trace.acknowledged.get(_WRITE, [])]
     progress(f"reading back {len(codes)} acknowledged creates")
     lost, problem = _read_back(lab, codes)
@@ -746,6 +758,7 @@ def _drill(lab: Lab, outcome: DrillOutcome, progress: Callable[[str], None]) -> 
         "lost_after_restore": len(lost_after),
         "lost_after_restore_codes": lost_after,
         "problem": problem or problem_after,
+        "read_after": settled,
     }
     progress("phase 2 checks")
     checks = _phase2(lab)

@@ -269,6 +269,27 @@ class Observability(_Model):
     jaeger_url: str = ""
 
 
+class Ladder(_Model):
+    """A climbing rate ladder: ``start_rps``, times ``factor`` each step, until the targets
+    break or the generator is the limit, bounded by ``max_rps``, ``max_steps`` and
+    ``max_total_s`` (one scenario's steps, warm-ups included)."""
+
+    start_rps: Annotated[float, Field(gt=0)] = 100.0
+    factor: Annotated[float, Field(gt=1)] = 2.0
+    max_rps: Annotated[float, Field(gt=0)] = 10_000.0
+    max_steps: Annotated[int, Field(ge=1, le=20)] = 6
+    max_total_s: Annotated[float, Field(gt=0)] = 180.0
+
+    def rates(self) -> list[float]:
+        """Every rate the ladder may climb to, in order (it stops earlier when targets break)."""
+        rates: list[float] = []
+        rate = self.start_rps
+        while rate <= self.max_rps and len(rates) < self.max_steps:
+            rates.append(round(rate, 1))
+            rate *= self.factor
+        return rates
+
+
 class Targets(_Model):
     """The ADR's performance targets (phase 6)."""
 
@@ -277,6 +298,8 @@ class Targets(_Model):
     redis_latency_us: tuple[float, float] = (200.0, 500.0)
     postgres_write_p99_ms: tuple[float, float] = (5.0, 10.0)
     rate_steps: list[Annotated[int, Field(ge=1)]] = [1000, 5000, 10000]
+    # When set, the scenarios climb this ladder (until targets break) instead of rate_steps.
+    ladder: Ladder | None = None
     warmup_s: Annotated[float, Field(ge=0)] = 5.0
     step_duration_s: Annotated[float, Field(gt=0)] = 30.0
 

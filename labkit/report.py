@@ -232,6 +232,17 @@ def _load_table_html(load: list[Mapping[str, Any]]) -> str:
     return f'<table class="labkit-table">{head}{"".join(body)}</table>'
 
 
+def _adr_html(run_dir: Path) -> str:
+    path = run_dir / "adr.md"
+    if not path.exists():
+        return ""
+    text = path.read_text(encoding="utf-8")
+    return (
+        '<h2>ADR from measured data</h2><p>Written to <a href="adr.md">adr.md</a>:</p>'
+        f'<pre style="white-space:pre-wrap">{_cell(text)}</pre>'
+    )
+
+
 def build_report(run_dir: Path) -> Path:
     """Write ``report.html`` for a run folder: one page, viewable offline, charts included."""
     import plotly.io as pio  # noqa: PLC0415
@@ -275,6 +286,7 @@ def build_report(run_dir: Path) -> Path:
 <h2>Checks</h2>{check_table_html(checks)}
 <h2>Load</h2>{_load_table_html(results.get("load", []))}
 <h2>Drills</h2>{drills_table_html(results.get("drills", []))}
+{_adr_html(run_dir)}
 <h2>Charts</h2>{"".join(charts) or "<p>No charts in this run.</p>"}
 <h2>Versions</h2><pre>{_cell(json.dumps(run.get("versions", {}), indent=1))}</pre>
 </body></html>

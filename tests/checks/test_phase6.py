@@ -78,7 +78,7 @@ def _entry(
             for target in (
                 "redirect P99 (cache hit)",
                 "cache-hit ratio",
-                "Redis latency P99 (client probe)",
+                "Redis latency P99 (server, INFO latencystats)",
                 "PostgreSQL write P99 (probe)",
             )
         ],

@@ -24,7 +24,7 @@ _HOW = "run notebook 06 or `labkit bench --params FILE --scenario {scenario}`"
 _ADR_TARGETS = (
     "redirect P99 (cache hit)",
     "cache-hit ratio",
-    "Redis latency P99 (client probe)",
+    "Redis latency P99 (server, INFO latencystats)",
     "PostgreSQL write P99 (probe)",
 )
 _KEPT_RATE = 0.95  # achieved / target at or above which a step "sustained" its rate
