@@ -196,6 +196,21 @@ def test_a_step_without_a_hit_ratio_fails_6_2_3(sandbox_params_lab: Lab, tmp_pat
     assert "200/s: not measured" in result.observed
 
 
+def test_with_a_climbing_ladder_6_1_4_judges_the_rates_it_reached(
+    sandbox_params_lab: Lab, tmp_path: Path
+) -> None:
+    lab = _lab(sandbox_params_lab, tmp_path)
+    assert lab.targets.ladder is not None  # params/local.yaml climbs
+    save(lab, "redirect-hit", [_entry("redirect-hit", 100, 100), _entry("redirect-hit", 200, 150)])
+    save(lab, "create", [_entry("create", 100, 99)])
+    results = list(run_checks(lab, ids=["6.1.4"]))
+    assert [(r.subject, r.status) for r in results] == [
+        ("100/s", Status.PASS),
+        ("200/s", Status.FAIL),
+    ]
+    assert "climbing ladder" in results[0].expected
+
+
 def test_a_rate_kept_only_with_errors_is_not_sustained_6_1_4(
     sandbox_params_lab: Lab, tmp_path: Path
 ) -> None:

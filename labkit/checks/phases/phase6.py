@@ -112,6 +112,10 @@ def sustained_load(context: Context) -> list[Outcome]:
     ladder = list(context.lab.targets.rate_steps)
     # Say so when this lab's ladder is not the roadmap's: a pass then proves only its own rates.
     whose = "" if ladder == _ROADMAP_LADDER else " (this lab's ladder, not the roadmap's 1K/5K/10K)"
+    if context.lab.targets.ladder is not None and steps:
+        # A climbing ladder stops at each scenario's knee: judge the rates it reached.
+        ladder = sorted({round(float(entry["target_rps"])) for entry in steps})
+        whose = " (the climbing ladder's steps up to each scenario's knee, not 1K/5K/10K)"
     for rate in ladder:
         at_rate = [entry for entry in steps if round(entry["target_rps"]) == rate]
         kept = [
