@@ -53,8 +53,9 @@ SCENARIOS = {
 _NS = 1_000_000_000
 _BUCKET_S = 0.5
 _WRITE = "create"
-_SETTLE_S = 30.0
-_READ_ATTEMPTS = 3  # how long a failover may take before the drill says it did not happen
+_SETTLE_S = 30.0  # how long a failover may take before the drill says it did not happen
+_READ_ATTEMPTS = 3  # a read-back answered 5xx is asked again (a pool connection to the old server)
+_SATURATED = 10  # P99 before the fault above this many times the target: the lab was queueing
 
 
 @dataclass
@@ -120,6 +121,15 @@ class DrillOutcome:
             f"{_seconds(m.get('first_success_s'))}; P99 back under {m.get('p99_target_ms')} ms "
             f"after {_seconds(m.get('p99_recovered_s'))} (P99 before the fault "
             f"{m.get('p99_before_ms')} ms)",
+            *(
+                [
+                    f"  NOTE: the lab was saturated before the fault (P99 {m.get('p99_before_ms')} "
+                    f"ms at {self.rate_rps:g} req/s): the figures after it mix the fault with "
+                    "the backlog; a lower drills.rate_rps separates them"
+                ]
+                if m.get("saturated_before_fault")
+                else []
+            ),
             f"  writes: {w.get('acknowledged', 0)} acknowledged, {w.get('lost', 0)} lost "
             f"{w.get('lost_codes') or ''}",
             f"  failover: {f.get('summary', 'none')}",
@@ -181,6 +191,8 @@ def measure(trace: Trace, fault_ns: int, target_ms: float) -> dict[str, Any]:
         else None
     )
     result["p99_recovered_s"] = _recovered(trace.per_second(_BUCKET_S), fault_ns, target_ms)
+    # A lab already queueing before the fault mixes its backlog into every figure after it.
+    result["saturated_before_fault"] = result["p99_before_ms"] > _SATURATED * target_ms
     return result
 
 

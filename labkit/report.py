@@ -586,6 +586,11 @@ def drills_table_html(drills: list[Mapping[str, Any]]) -> str:
             )
         else:
             status = f"{status}: {entry.get('reason', '')}"
+        if measured.get("saturated_before_fault"):
+            status += (
+                f" (the lab was saturated before the fault: P99 {measured.get('p99_before_ms')} "
+                "ms; the figures after it include that backlog)"
+            )
         body.append(
             f"<tr><td>{_cell(entry.get('scenario', ''))}</td><td>{_cell(status)}</td>"
             f"<td>{_cell(entry.get('fault', {}).get('action', ''))}</td>"
