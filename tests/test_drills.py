@@ -176,3 +176,12 @@ def test_a_drill_refuses_to_start_on_a_broken_sandbox(tmp_path: Path) -> None:
     lab = load_lab(write_sandbox_params(tmp_path, name="sandbox-never-up"))
     with pytest.raises(Exception, match="not healthy"):
         run_drill(lab, "redis-master", progress=lambda message: None)
+
+
+def test_a_lab_queueing_before_the_fault_is_said_to_be_saturated() -> None:
+    trace = _trace(_steady(0, 4))
+    assert measure(trace, 2 * _S, target_ms=10.0)["saturated_before_fault"] is False
+    trace.intended_ns = trace.done_ns - 400 * _MS  # every answer 400 ms late: a backlog
+    figures = measure(trace, 2 * _S, target_ms=10.0)
+    assert figures["saturated_before_fault"] is True
+    assert figures["p99_before_ms"] == pytest.approx(400, abs=1)
