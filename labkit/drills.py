@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import redis as redis_py
 
-from labkit.errors import ConfigError, LabkitError
+from labkit import stores
+from labkit.errors import ConfigError, ConnectError, LabkitError
 from labkit.load.engine import run_load
 from labkit.load.result import LoadResult
 from labkit.load.scenarios import build_workload
@@ -248,31 +248,26 @@ class _SentinelListener(threading.Thread):
 
     def __init__(self, lab: Lab, port: int) -> None:
         super().__init__(daemon=True, name="sentinel-listener")
-        self.client = redis_py.Redis(
-            host=lab.redis.host, port=port, socket_timeout=2.0, decode_responses=True
-        )
-        self.pubsub = self.client.pubsub()
-        self.pubsub.subscribe(*self.CHANNELS)
+        client = stores.lab_redis(lab, stores.Endpoint(lab.redis.host, port), sentinel=True)
+        self.subscription = stores.Subscription(client, self.CHANNELS)
         self.events: list[tuple[int, str, str]] = []
+        self.problem = ""
         self.stop = threading.Event()
 
     def run(self) -> None:
         while not self.stop.is_set():
             try:
-                message = self.pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
-            except (redis_py.RedisError, OSError):
+                message = self.subscription.next(timeout_s=0.2)
+            except ConnectError as exc:
+                self.problem = str(exc)
                 return
-            if message and message.get("type") == "message":
-                self.events.append(
-                    (time.monotonic_ns(), str(message["channel"]), str(message["data"]))
-                )
+            if message is not None:
+                self.events.append((time.monotonic_ns(), *message))
 
     def close(self) -> None:
         self.stop.set()
         self.join(timeout=2)
-        with contextlib.suppress(redis_py.RedisError, OSError):
-            self.pubsub.close()
-            self.client.close()
+        self.subscription.close()
 
 
 class _RedisMaster(_Fault):
@@ -325,6 +320,7 @@ class _RedisMaster(_Fault):
             f"+switch-master {figures['promoted_s']}s after the kill ({switch[2]})"
             if switch
             else f"no +switch-master within {_SETTLE_S:.0f}s"
+            + (f" (listener: {self.listener.problem})" if self.listener.problem else "")
         )
         return figures
 
