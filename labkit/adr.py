@@ -13,9 +13,12 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["DECISIONS", "Decision", "render", "write_adr"]
+if TYPE_CHECKING:
+    from labkit.params import Lab
+
+__all__ = ["DECISIONS", "Decision", "render", "show", "write_adr"]
 
 Results = Mapping[str, Any]
 
@@ -398,3 +401,34 @@ def write_adr(run_dir: Path) -> Path | None:
 
     target.write_text(redact(render(results, run)), encoding="utf-8")
     return target
+
+
+def show(lab: Lab) -> Any:
+    """The ADR from what this run has recorded so far (notebook 07), rendered as Markdown.
+
+    Under ``labkit run`` the notebooks before this one have recorded their checks, load
+    and drills; ``adr.md`` itself is written from results.json when the run ends.
+    """
+    from IPython.display import Markdown  # noqa: PLC0415
+
+    from labkit.results import collect, run_dir  # noqa: PLC0415
+    from labkit.secrets import redact  # noqa: PLC0415
+
+    folder = run_dir()
+    if folder is None:
+        print(
+            "not inside `labkit run`: no records to build the ADR from; every run folder with "
+            "load results gets adr.md (see outputs/<run-id>/adr.md)"
+        )
+        return None
+    records = collect(folder)
+    results = {
+        "run_id": folder.name,
+        "lab": lab.name,
+        "generated_at": "so far in this run",
+        **records.by_kind,
+    }
+    if not results.get("load"):
+        print("no load results recorded in this run yet (notebook 06 records them)")
+        return None
+    return Markdown(redact(render(results)))  # type: ignore[no-untyped-call]
