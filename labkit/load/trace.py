@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from labkit.load.client import STATUS_SPAN
 from labkit.load.recorder import ERROR_CATEGORIES, latency_histogram
 
 __all__ = ["Trace", "short_code_of"]
@@ -67,7 +68,7 @@ class Trace:
         for part in parts:
             rows: _Ints = part["rows"]
             if len(rows):
-                code, answer = np.divmod(rows[:, 0], 1000)
+                code, answer = np.divmod(rows[:, 0], STATUS_SPAN)
                 operation.append(code)
                 status.append(answer)
                 error.append(np.full(len(rows), -1, dtype=np.int64))
@@ -82,7 +83,7 @@ class Trace:
                 intended.append(table[:, 2] - t0_ns)
                 done.append(table[:, 3] - t0_ns)
             for key, sent, answer, body in part["bodies"]:
-                name = operations[key // 1000]
+                name = operations[key // STATUS_SPAN]
                 short_code = short_code_of(body) if 200 <= answer < 300 else ""
                 if short_code:
                     acknowledged.setdefault(name, []).append((int(sent - t0_ns), short_code))
