@@ -3,6 +3,7 @@ sandbox of this module's own (they break it on purpose, then restore it)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -170,6 +171,27 @@ def test_postgres_primary_drill_reports_its_loss_and_promotion_and_restores_the_
     state = Sandbox(drill_lab).state_dir
     assert postgres.in_recovery(drill_lab, state, "primary") is False
     assert postgres.in_recovery(drill_lab, state, "standby") is True
+
+
+def test_shortener_worker_drill_kills_one_worker_and_its_supervisor_replaces_it(
+    drill_lab: Lab,
+) -> None:
+    outcome = run_drill(drill_lab, "shortener-worker", progress=lambda message: None)
+    assert outcome.status == "done", outcome.reason
+    assert "1 of 2" in outcome.fault["action"]  # the workers, not uvicorn's resource tracker
+    assert outcome.failover["replaced_s"] is not None, outcome.failover
+    assert outcome.writes["lost"] == 0, outcome.writes
+    assert outcome.restored["ok"], outcome.restored
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="node-cut needs the sandbox's namespaces (root)")
+def test_node_cut_drill_takes_a_node_off_its_link_and_back(drill_lab: Lab) -> None:
+    outcome = run_drill(drill_lab, "node-cut", progress=lambda message: None)
+    assert outcome.status == "done", outcome.reason
+    failover = outcome.failover
+    assert failover["unreachable_confirmed"] is True, failover
+    assert failover["reachable_again_s"] >= drill_lab.drills.cut_s, failover
+    assert outcome.restored["ok"], outcome.restored
 
 
 def test_a_drill_refuses_to_start_on_a_broken_sandbox(tmp_path: Path) -> None:
