@@ -611,7 +611,8 @@ def _settle(lab: Lab, wanted: int = 40, timeout_s: float = _SETTLE_S) -> str:
             if time.monotonic() >= deadline:
                 raise LabkitError(
                     f"drill: {lab.shlink.base_url}/rest/health not 200 {wanted} times in a row "
-                    f"within {timeout_s:.0f}s after the restore ({probes} probes)"
+                    f"within {timeout_s:.0f}s ({probes} probes); see the shortener's log in the "
+                    "sandbox's logs/ folder"
                 )
             probes += 1
             try:
@@ -714,6 +715,11 @@ def run_drill(
         _drill(lab, outcome, progress)
     except _Skip as exc:
         outcome.status, outcome.reason = "skip", str(exc)
+    except LabkitError as exc:
+        # Recorded, then raised: the lab may be left broken, and a run must not go on as if not.
+        outcome.status, outcome.reason = "failed", str(exc)
+        record("drills", [outcome.to_dict()])
+        raise
     record("drills", [outcome.to_dict()])
     return outcome
 
