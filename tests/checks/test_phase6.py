@@ -211,6 +211,26 @@ def test_with_a_climbing_ladder_6_1_4_judges_the_rates_it_reached(
     assert "climbing ladder" in results[0].expected
 
 
+def test_with_a_climbing_ladder_6_1_4_leaves_out_each_scenario_s_knee(
+    sandbox_params_lab: Lab, tmp_path: Path
+) -> None:
+    lab = _lab(sandbox_params_lab, tmp_path)
+    knee = "the knee: at 400/s redirect P99 (cache hit) 40 ms (target < 10 ms)"
+    steps = [
+        _entry("redirect-hit", 100, 100),
+        _entry("redirect-hit", 200, 200),
+        _entry("redirect-hit", 400, 300),  # saturated: the lab's limit, its knee
+    ]
+    for step in steps:
+        step["stopped"] = knee
+    save(lab, "redirect-hit", steps)
+    results = list(run_checks(lab, ids=["6.1.4"]))
+    assert [(r.subject, r.status) for r in results] == [
+        ("100/s", Status.PASS),
+        ("200/s", Status.PASS),
+    ]
+
+
 def test_a_rate_kept_only_with_errors_is_not_sustained_6_1_4(
     sandbox_params_lab: Lab, tmp_path: Path
 ) -> None:
