@@ -91,8 +91,8 @@ def _drill(arguments: argparse.Namespace) -> int:
     if arguments.json:
         write_results(Path(arguments.json), lab=lab.name, checks=[], drills=[outcome.to_dict()])
         print(f"results written to {arguments.json}")
-    if outcome.status == "skip":
-        return 0
+    if outcome.status == "skip":  # refused (no apply or confirmation): a usage error
+        return 2 if outcome.reason.startswith("refused") else 0
     return 0 if outcome.ok else 1
 
 

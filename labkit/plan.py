@@ -41,6 +41,7 @@ __all__ = [
     "apply_plan",
     "diff",
     "is_cluster_phase",
+    "known_phases",
     "phase_of",
 ]
 
@@ -48,13 +49,35 @@ Progress = Callable[[str], None]
 Phase = str | int | None  # "1", "1.5"...; an int is read as its string; None: every phase
 
 
+def known_phases() -> list[str]:
+    """The phases and steps labkit can plan: SSH ones ("1", "1.2"...), then cluster ones."""
+    from labkit.cluster.plan import CLUSTER_PHASES  # noqa: PLC0415 - the kubernetes client
+    from labkit.steps import PHASES_WITH_STEPS, STEPS_WITH_STAGES  # noqa: PLC0415
+
+    found = [*PHASES_WITH_STEPS, *STEPS_WITH_STAGES, *CLUSTER_PHASES]
+    return sorted(dict.fromkeys(found), key=lambda key: [int(part) for part in key.split(".")])
+
+
 def phase_of(phase: Phase) -> str | None:
-    """``phase`` as the plan's key: ``"1"``, ``"1.5"``, or None for every phase with steps."""
+    """``phase`` as the plan's key: ``"1"``, ``"1.5"``, or None for every phase with steps.
+
+    A phase or step labkit has nothing to plan for (``9``, ``1.9``) is a ConfigError
+    naming the ones it has: an empty plan would read as "nothing to change".
+    """
     if phase is None:
         return None
     key = str(phase).strip()
+    valid = known_phases()
     if not re.fullmatch(r"\d+(\.\d+)?", key):
-        raise ConfigError(f"phase {phase!r}: expected a roadmap phase or step such as 1 or 1.5")
+        raise ConfigError(
+            f"phase {phase!r}: expected a roadmap phase or step such as 1 or 1.5 "
+            f"(labkit plans {', '.join(valid)})"
+        )
+    if key not in valid:
+        raise ConfigError(
+            f"phase {key}: labkit has no plan for it; it plans phases and steps "
+            f"{', '.join(valid)} (later phases are checked with `labkit check --phase N`)"
+        )
     return key
 
 

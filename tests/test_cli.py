@@ -52,6 +52,18 @@ def test_unknown_phase_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> N
     assert "invalid choice" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["plan", "apply"])
+@pytest.mark.parametrize("given", ["9", "1.9", "x"])
+def test_plan_of_a_phase_labkit_does_not_plan_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], command: str, given: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--params", "params/local.yaml", "--phase", given])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: labkit" in err and "1, 1.2, 1.3, 1.5" in err and "Traceback" not in err
+
+
 @pytest.fixture
 def run_calls(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[dict[str, Any]]:
     """Record what `labkit run` would run, instead of running the lab-book."""
@@ -161,19 +173,22 @@ def test_a_command_error_keeps_the_remote_status_apart() -> None:
 
 
 @pytest.mark.parametrize(
-    ("extra", "reason"),
+    ("extra", "reason", "code"),
     [
-        ([], "typed confirmation 'homelab'"),
-        (["--apply", "--confirm", "homelab"], "cluster layer"),
+        ([], "refused: a drill breaks lab homelab", 2),
+        (["--apply", "--confirm", "hmelab"], "typed confirmation 'homelab'", 2),
+        (["--apply", "--confirm", "homelab"], "no kubeconfig at", 0),
     ],
 )
-def test_a_drill_on_the_homelab_is_a_skip_written_to_json(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], reason: str
+def test_a_drill_on_the_homelab_is_refused_or_a_skip_written_to_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], reason: str, code: int
 ) -> None:
     target = tmp_path / "drill.json"
     params = str(REPOSITORY / "params" / "homelab.yaml")
-    argv = ["drill", "--params", params, "--scenario", "redis-master", "--json", str(target)]
-    assert main([*argv, *extra]) == 0
+    override = tmp_path / "no-cluster.yaml"  # never this machine's kubeconfig: no cluster here
+    override.write_text(f"k3s:\n  kubeconfig: {tmp_path / 'absent.yaml'}\n", encoding="utf-8")
+    argv = ["drill", "--params", params, "--params", str(override), "--scenario", "redis-master"]
+    assert main([*argv, "--json", str(target), *extra]) == code
     assert "SKIP" in capsys.readouterr().out
     (drill,) = json.loads(target.read_text())["drills"]
     assert drill["status"] == "skip" and reason in drill["reason"]

@@ -95,15 +95,18 @@ def test_slow_answers_after_the_fault_delay_the_p99_recovery() -> None:
 
 
 @pytest.mark.parametrize(("apply", "confirm"), [(False, ""), (True, "wrong"), (True, "homelab")])
-def test_a_drill_on_a_lab_other_than_the_sandbox_is_a_skip_that_says_why(
-    apply: bool, confirm: str
+def test_a_drill_on_a_lab_other_than_the_sandbox_is_refused_or_skips_saying_why(
+    apply: bool, confirm: str, tmp_path: Path
 ) -> None:
     lab = load_lab(REPOSITORY / "params" / "homelab.yaml")
+    k3s = lab.k3s.model_copy(update={"kubeconfig": tmp_path / "no-kubeconfig.yaml"})
+    lab = lab.model_copy(update={"k3s": k3s})
     outcome = run_drill(lab, "redis-master", apply=apply, confirm=confirm)
     assert outcome.status == "skip"
-    if confirm == "homelab":
-        assert "cluster layer" in outcome.reason
+    if confirm == "homelab":  # confirmed: the cluster drill runs, here with no cluster to reach
+        assert "no kubeconfig at" in outcome.reason
     else:
+        assert outcome.reason.startswith("refused")
         assert "typed confirmation 'homelab'" in outcome.reason
     assert not outcome.ok
 

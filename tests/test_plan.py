@@ -93,8 +93,19 @@ def test_a_step_that_does_not_converge_is_a_step_error(tmp_path: Path) -> None:
         plan.apply(lab_of(tmp_path), hosts, phase=1, progress=lambda _: None)
 
 
-def test_other_phases_have_no_steps(tmp_path: Path) -> None:
-    assert plan.diff(lab_of(tmp_path), nodes(), phase=2).entries == []
+@pytest.mark.parametrize("given", [9, "9", "1.9", "4", "0"])
+def test_a_phase_labkit_does_not_plan_is_refused_naming_the_valid_ones(
+    tmp_path: Path, given: int | str
+) -> None:
+    with pytest.raises(ConfigError, match=r"no plan for it; it plans phases and steps 1, 1\.2"):
+        plan.diff(lab_of(tmp_path), nodes(), phase=given)
+
+
+def test_a_step_plans_its_own_stages_only(tmp_path: Path) -> None:
+    result = plan.diff(lab_of(tmp_path), nodes(), phase="1.2")
+    assert result.entries and {e.stage for e in result.entries} == {"1.2 node preparation"}
+    k3s = plan.diff(lab_of(tmp_path), nodes(), phase="1.3")
+    assert k3s.entries and all(e.stage.startswith("1.3 ") for e in k3s.entries)
 
 
 def test_planted_token_never_in_plan_output(tmp_path: Path) -> None:
@@ -219,7 +230,7 @@ def test_the_plan_shows_what_a_changing_step_cannot_do(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(  # "1.5" plans the cluster: tests/cluster/test_gitops.py
-    ("given", "key"), [(1, "1"), ("1", "1"), ("1.2", "1.2"), (" 2 ", "2"), (None, None)]
+    ("given", "key"), [(1, "1"), ("1", "1"), ("1.2", "1.2"), (" 1.3 ", "1.3"), (None, None)]
 )
 def test_a_plan_knows_its_phase(tmp_path: Path, given: int | str | None, key: str | None) -> None:
     result = plan.diff(lab_of(tmp_path), nodes(), phase=given)

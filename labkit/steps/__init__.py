@@ -19,6 +19,7 @@ from labkit.steps.node import (
 )
 
 __all__ = [
+    "STEPS_WITH_STAGES",
     "Change",
     "Diff",
     "DiffKind",
@@ -41,7 +42,8 @@ __all__ = [
     "write_file",
 ]
 
-PHASES_WITH_STEPS = ("1",)  # phases (or steps, "1.5") whose plan has SSH steps
+PHASES_WITH_STEPS = ("1",)  # phases whose plan has SSH steps
+STEPS_WITH_STAGES = ("1.2", "1.3")  # roadmap steps of those phases: their stages alone
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,8 @@ class Stage:
 
 def stages_for(lab: Lab, phase: str | int | None = None) -> list[Stage]:
     """The ordered stages of ``phase`` ("1"; None: every phase that has steps)."""
-    if phase is not None and str(phase) not in PHASES_WITH_STEPS:
+    key = None if phase is None else str(phase)
+    if key is not None and key not in PHASES_WITH_STEPS + STEPS_WITH_STAGES:
         return []  # later phases change the cluster through ArgoCD, not over SSH
     first = lab.k3s.cluster_init_node
     others = tuple(name for name in lab.node_names if name != first)
@@ -79,4 +82,6 @@ def stages_for(lab: Lab, phase: str | int | None = None) -> list[Stage]:
     if others:
         stages.append(Stage("1.3 joining servers", others, k3s))
     stages.append(Stage("1.3 kubeconfig from the first server", (first,), (Kubeconfig(),)))
+    if key in STEPS_WITH_STAGES:  # one roadmap step: the stages titled with it
+        return [stage for stage in stages if stage.title.startswith(f"{key} ")]
     return stages

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +21,17 @@ def _write(path: str | None, document: dict[str, Any]) -> None:
 
 
 def _phase(value: str) -> str:
-    """``--phase``: a roadmap phase or step ("1", "1.5"), as the plan keys it."""
-    if not re.fullmatch(r"\d+(\.\d+)?", value.strip()):
-        raise argparse.ArgumentTypeError(
-            f"{value!r}: expected a phase such as 1 or a step such as 1.5"
-        )
-    return value.strip()
+    """``--phase``: a roadmap phase or step labkit plans ("1", "1.5"), as the plan keys it;
+    any other is a usage error (exit 2) naming the valid ones."""
+    from labkit.errors import ConfigError  # noqa: PLC0415
+    from labkit.plan import phase_of  # noqa: PLC0415 - keep `labkit --help` fast
+
+    try:
+        key = phase_of(value)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    assert key is not None  # a string is never None
+    return key
 
 
 def _plan(arguments: argparse.Namespace) -> int:
