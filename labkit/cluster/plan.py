@@ -11,10 +11,12 @@ raises if anything is left, exactly as for the SSH phases.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from labkit.cluster.client import Cluster, kubeconfig_path
 from labkit.cluster.steps import KubeObject
+from labkit.cluster.sync import ArgoApplication
 from labkit.errors import LabkitError, StepError
 from labkit.params import Lab
 from labkit.secrets import redact
@@ -23,6 +25,7 @@ from labkit.steps.base import Diff, Evidence
 __all__ = [
     "CLUSTER_PHASES",
     "SANDBOX_REASON",
+    "ClusterStep",
     "Row",
     "apply_objects",
     "diff_entries",
@@ -36,16 +39,44 @@ Row = tuple[str, str, str, Diff]  # stage, node (the cluster's context), step, i
 SANDBOX_REASON = "the sandbox has no Kubernetes API (phase 1.5 needs a K3s cluster)"
 
 
+class ClusterStep(Protocol):
+    """A step of a cluster phase: a KubeObject, or an ArgoCD Application to sync."""
+
+    @property
+    def name(self) -> str:
+        """The step's name in a plan."""
+        ...
+
+    def diff(self, cluster: Cluster) -> Diff:
+        """What applying it would change; reads only."""
+        ...
+
+    def apply(self, cluster: Cluster) -> Any:
+        """Make it so."""
+        ...
+
+
 def _gitops_objects(lab: Lab) -> list[KubeObject]:
     from labkit.gitops import bootstrap_objects  # noqa: PLC0415 - gitops imports the cluster
 
     return bootstrap_objects(lab)
 
 
-# Phase -> (title, the objects it applies). Phases 2 and 3 deploy through ArgoCD
-# (the root app of 1.5); add an entry here when labkit itself must apply something.
-CLUSTER_PHASES: dict[str, tuple[str, Callable[[Lab], list[KubeObject]]]] = {
+def _synced(phase: str) -> Callable[[Lab], Sequence[ClusterStep]]:
+    def build(lab: Lab) -> Sequence[ClusterStep]:
+        from labkit.cluster.sync import phase_objects as applications  # noqa: PLC0415
+
+        return applications(lab, phase)
+
+    return build
+
+
+# Phase -> (title, its steps). 1.5: the objects labkit applies itself; 2 and 3: the
+# ArgoCD Applications the root app of 1.5 created, synced as `argocd app sync` does.
+CLUSTER_PHASES: dict[str, tuple[str, Callable[[Lab], Sequence[ClusterStep]]]] = {
     "1.5": ("1.5 ArgoCD (GitOps foundation)", _gitops_objects),
+    "2": ("2 stateful services (ArgoCD Applications)", _synced("2")),
+    "3": ("3 Shlink (ArgoCD Application)", _synced("3")),
 }
 
 
@@ -54,8 +85,8 @@ def is_cluster_phase(phase: str | int | None) -> bool:
     return phase is not None and str(phase) in CLUSTER_PHASES
 
 
-def phase_objects(lab: Lab, phase: str) -> tuple[str, list[KubeObject]]:
-    """(stage title, objects in apply order) of a cluster phase."""
+def phase_objects(lab: Lab, phase: str) -> tuple[str, Sequence[ClusterStep]]:
+    """(stage title, steps in apply order) of a cluster phase."""
     title, build = CLUSTER_PHASES[str(phase)]
     return title, build(lab)
 
@@ -79,7 +110,8 @@ def diff_entries(lab: Lab, phase: str, cluster: Cluster | None = None) -> list[R
     title, _ = CLUSTER_PHASES[str(phase)]
     reason = unreachable_reason(lab)
     if reason and cluster is None:
-        return [(title, "cluster", "ArgoCD and the root app", Diff.cannot(reason))]
+        what = "ArgoCD and the root app" if str(phase) == "1.5" else "its ArgoCD Applications"
+        return [(title, "cluster", what, Diff.cannot(reason))]
     if cluster is None:
         with Cluster.open(lab) as opened:
             return diff_entries(lab, phase, opened)
@@ -113,7 +145,10 @@ def apply_objects(
             command = change.command()
             started = time.perf_counter()
             try:
-                item.apply(cluster)
+                if isinstance(item, ArgoApplication):  # a sync: its wait shows progress
+                    item.apply(cluster, progress)
+                else:
+                    item.apply(cluster)
             except LabkitError as exc:
                 evidence.append(
                     Evidence(

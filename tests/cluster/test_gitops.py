@@ -253,7 +253,7 @@ def test_an_unknown_phase_is_refused_by_the_command_line(
 ) -> None:
     with pytest.raises(SystemExit):
         main(["plan", "--params", str(LOCAL), "--phase", "one"])
-    assert "'one': expected a phase such as 1" in capsys.readouterr().err
+    assert "phase 'one': expected a roadmap phase or step such as 1" in capsys.readouterr().err
 
 
 def test_access_shows_the_ui_and_a_masked_password(api: KubeApi, lab: Lab) -> None:
