@@ -131,3 +131,14 @@ def test_labkit_plan_phase_3_prints_the_shlink_application(
     assert main(["plan", "--params", str(params), "--phase", "3"]) == 0
     out = capsys.readouterr().out
     assert "sync shlink: OutOfSync/Degraded" in out and "1 change(s)" in out
+
+
+def test_the_notebook_confirm_flow_applies_the_phase_2_plan_unchanged(
+    api: KubeApi, argo: ArgoSync, lab: Lab
+) -> None:
+    from labkit import notebook
+
+    planned = plan.diff(lab, phase="2")
+    confirmed = notebook.confirm(lab, planned, True)  # headless: applies at once
+    assert confirmed.error is None and confirmed.result is not None
+    assert confirmed.result.pending == 0 and argo.synced == ["redis"]
