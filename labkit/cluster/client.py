@@ -234,7 +234,7 @@ class Cluster:
                 "server address right?"
             ) from None
 
-    def _api_error(self, verb: str, what: str, exc: Any) -> ClusterError:
+    def _api_error(self, verb: str, what: str, exc: Any) -> ClusterError | ConnectError:
         status = getattr(exc, "status", 0) or 0
         body: dict[str, Any] = {}
         raw = getattr(exc, "body", None)

@@ -80,12 +80,12 @@ def diff_phase(lab: Lab, phase: str, cluster: Cluster | None = None) -> Plan:
     from labkit.plan import Plan  # noqa: PLC0415
 
     if lab.kind == "sandbox":
-        return Plan(lab.name, [_no_cluster(lab, phase)])
+        return Plan(lab.name, [_no_cluster(lab, phase)], str(phase))
     if cluster is None:
         with Cluster.open(lab) as opened:
             return diff_phase(lab, phase, opened)
     title, objects = phase_objects(lab, phase)
-    plan = Plan(lab.name, _entries(cluster, title, objects))
+    plan = Plan(lab.name, _entries(cluster, title, objects), str(phase))
     record(
         "plans",
         [{"node": n, "applied": False, **c} for n, cs in plan.changes().items() for c in cs],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,17 @@ def _write(path: str | None, document: dict[str, Any]) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(redact(document), indent=2) + "\n", encoding="utf-8")
         print(f"plan written to {target}")
+
+
+def _phase(value: str) -> str:
+    """``--phase``: a roadmap phase 0-7, or a step applied through the cluster ("1.5")."""
+    from labkit.cluster.plan import CLUSTER_PHASES  # noqa: PLC0415
+
+    key = value.strip()
+    if key in CLUSTER_PHASES or re.fullmatch(r"[0-7]", key):
+        return key
+    choices = ", ".join(["0-7", *CLUSTER_PHASES])
+    raise argparse.ArgumentTypeError(f"{value!r} is not a phase ({choices})")
 
 
 def _plan(arguments: argparse.Namespace) -> int:
@@ -43,18 +55,6 @@ def _apply(arguments: argparse.Namespace) -> int:
     return 0
 
 
-def _phase(text: str) -> int | str:
-    """An argparse type: a node phase 0-7 (an int), or a cluster phase such as ``1.5``."""
-    from labkit.cluster.plan import CLUSTER_PHASES  # noqa: PLC0415
-
-    if text in CLUSTER_PHASES:
-        return text
-    if text.isdigit() and 0 <= int(text) <= 7:
-        return int(text)
-    choices = ", ".join(["0-7", *CLUSTER_PHASES])
-    raise argparse.ArgumentTypeError(f"{text!r} is not a phase ({choices})")
-
-
 def register(subparsers: Any) -> None:
     """Add ``plan`` and ``apply`` to the labkit command line."""
     for name, handler, text in (
@@ -63,8 +63,6 @@ def register(subparsers: Any) -> None:
     ):
         command = subparsers.add_parser(name, help=text)
         command.add_argument("--params", action="append", required=True, metavar="FILE")
-        command.add_argument(
-            "--phase", type=_phase, metavar="N", help="0-7 over SSH, or 1.5 (ArgoCD, cluster)"
-        )
+        command.add_argument("--phase", type=_phase, metavar="N", help="1, or a step: 1.5 (ArgoCD)")
         command.add_argument("--json", metavar="FILE", help="write the plan per node as JSON")
         command.set_defaults(handler=handler)
