@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ __all__ = [
     "confirm",
     "coverage",
     "dependent_checks",
+    "deployed",
     "describe",
     "headless",
     "interactive",
@@ -180,23 +181,55 @@ class Skipped:
         return f"<p><b>skip</b>: {html.escape(self.reason)}</p>"
 
 
-def applications(lab: Lab, wait: bool = False) -> Any:
+def applications(
+    lab: Lab,
+    wait: bool = False,
+    names: Sequence[str] | None = None,
+    sandbox_reason: str | None = None,
+) -> Any:
     """ArgoCD's Applications as a table (sync, health, revision, message, failing resources).
 
-    With ``wait``, first wait (progress printed, deadline ``cluster.wait_timeout_s``) until
-    every Application is Synced and Healthy. On the sandbox: a Skipped saying why.
+    ``names`` limits it to the Applications of one phase. With ``wait``, first wait
+    (progress printed, deadline ``cluster.wait_timeout_s``) until they are all Synced and
+    Healthy. On the sandbox: a Skipped saying why (``sandbox_reason``, or phase 1.5's).
     """
     if lab.kind == "sandbox":
         from labkit.cluster.plan import SANDBOX_REASON  # noqa: PLC0415
 
-        return Skipped(SANDBOX_REASON)
+        return Skipped(sandbox_reason or SANDBOX_REASON)
     from labkit import gitops  # noqa: PLC0415 - the kubernetes client only for cluster labs
     from labkit.cluster import Cluster  # noqa: PLC0415
 
     with Cluster.open(lab) as cluster:
         if wait:
-            return gitops.wait_synced(cluster, lab, progress=print)
-        return gitops.applications(cluster, lab)
+            return gitops.wait_synced(cluster, lab, progress=print, names=names)
+        return gitops.applications(cluster, lab, names)
+
+
+def deployed(lab: Lab, phase: str, wait: bool = False) -> Any:
+    """The ArgoCD Applications that deploy roadmap ``phase`` ("2", "3"), waited for with ``wait``.
+
+    On the sandbox: skip, saying which of its own services stand in for them.
+    """
+    apps, stand_ins = PHASE_APPLICATIONS[phase]
+    reason = (
+        f"the sandbox has no Kubernetes API: ArgoCD deploys {', '.join(apps)} on a cluster lab; "
+        f"here {stand_ins} stand in, checked below"
+    )
+    return applications(lab, wait=wait, names=apps, sandbox_reason=reason)
+
+
+# Roadmap phase -> (the Applications of the GitOps repo that deploy it, the sandbox's stand-ins).
+PHASE_APPLICATIONS: dict[str, tuple[tuple[str, ...], str]] = {
+    "2": (
+        ("postgres-operator", "postgres-cluster", "redis"),
+        "the sandbox's PostgreSQL 18 (primary and standby) and Redis with three Sentinels",
+    ),
+    "3": (
+        ("external-secrets", "secret-stores", "shlink"),
+        "the sandbox's Shlink-compatible service and its secret files",
+    ),
+}
 
 
 def dependent_checks(phase: str | None) -> list[str]:

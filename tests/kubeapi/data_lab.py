@@ -424,6 +424,18 @@ def shlink(store: Store, api_key: str = API_KEY, db_password: str = PG_PASSWORD)
         document["metadata"]["creationTimestamp"] = TIME
         store.put(document)
     store.put(_application("shlink", [("apps", "Deployment", "shlink", "shlink")]))
+    store.put(
+        _application(
+            "external-secrets",
+            [("apps", "Deployment", "external-secrets", "external-secrets")],
+        )
+    )
+    store.put(
+        _application(
+            "secret-stores",
+            [("external-secrets.io", "ClusterSecretStore", "", "aws-secrets-manager")],
+        )
+    )
 
 
 def data_lab(store: Store, pg_password: str = PG_PASSWORD, api_key: str = API_KEY) -> None:

@@ -271,6 +271,8 @@ def _master_client(context: Context) -> tuple[RedisClient, str]:
             master, named = _master(context)
         except ConnectError as exc:
             return exc
+        except LabkitError as exc:  # the cluster (kubeconfig, API) could not be reached
+            return ConnectError(str(exc))
         where = str(master) if named == str(master) else f"{named} (via {master})"
         return _client(context.lab, master), where
 
@@ -295,35 +297,42 @@ def redis_running(context: Context) -> list[Outcome]:
     """The master answers with all replicas online; every Sentinel agrees on it, with quorum."""
     lab = context.lab
     expected = f"role master with {lab.redis.replicas} online replica(s)"
+    named = ""
     try:
         client, endpoint = _master_client(context)
+        named = endpoint.split(" (via ")[0]
         info = client.info("replication")
     except ConnectError as exc:
-        return [_redis_down(expected, "master", exc)]
-    replicas = [
-        value for key, value in info.items() if key.startswith("slave") and isinstance(value, dict)
-    ]
-    online = [f"{r.get('ip')}:{r.get('port')}" for r in replicas if r.get("state") == "online"]
-    outcomes = [
-        Outcome.judge(
-            info.get("role") == "master" and len(online) == lab.redis.replicas,
-            expected,
-            f"role {info.get('role')}, online replicas {online or 'none'}",
-            "INFO replication",
-            endpoint,
-        )
-    ]
-    if not lab.redis.sentinel_ports:
+        outcomes = [_redis_down(expected, named or "master", exc)]
+    else:
+        replicas = [
+            value
+            for key, value in info.items()
+            if key.startswith("slave") and isinstance(value, dict)
+        ]
+        online = [f"{r.get('ip')}:{r.get('port')}" for r in replicas if r.get("state") == "online"]
+        outcomes = [
+            Outcome.judge(
+                info.get("role") == "master" and len(online) == lab.redis.replicas,
+                expected,
+                f"role {info.get('role')}, online replicas {online or 'none'}",
+                "INFO replication",
+                endpoint,
+            )
+        ]
+    if not data.on_cluster(lab) and not lab.redis.sentinel_ports:
         outcomes.append(Outcome.skip("no redis.sentinel_ports in params to ask", "sentinels"))
         return outcomes
-    views = _sentinel_views(context)
-    named = endpoint.split(" (via ")[0]
-    agreed = set(views.values()) == {named} and len(views) == lab.redis.sentinels
+    try:
+        views = _sentinel_views(context)
+    except LabkitError as exc:
+        views = {"sentinels": f"error: {exc}"}
+    agreed = bool(named) and set(views.values()) == {named} and len(views) == lab.redis.sentinels
     outcomes.append(
         Outcome.judge(
             agreed,
-            f"all {lab.redis.sentinels} Sentinels (redis.sentinels) name {named} as master of "
-            f"{lab.redis.master_name}",
+            f"all {lab.redis.sentinels} Sentinels (redis.sentinels) name "
+            f"{named or 'the master'} as master of {lab.redis.master_name}",
             "; ".join(f"{where} -> {view}" for where, view in views.items()),
             f"SENTINEL GET-MASTER-ADDR-BY-NAME {lab.redis.master_name}",
             "sentinels",
@@ -337,7 +346,11 @@ def _quorum(context: Context) -> Outcome:
     """Every Sentinel, asked ``SENTINEL CKQUORUM``, can reach quorum and authorize a failover."""
     lab = context.lab
     answers: dict[str, str] = {}
-    for sentinel, where in data.sentinels(context).items():
+    try:
+        asked = data.sentinels(context)
+    except LabkitError as exc:
+        asked, answers["sentinels"] = {}, str(exc)
+    for sentinel, where in asked.items():
         try:
             with closing(_client(lab, sentinel, sentinel=True)) as client:
                 answers[where] = str(
