@@ -26,7 +26,7 @@ from labkit.cluster.documents import apply_order, load_documents
 from labkit.cluster.steps import KubeObject
 from labkit.errors import ConfigError, ConnectError, WaitTimeout
 from labkit.params import Lab
-from labkit.secrets import Secret, redact
+from labkit.secrets import Secret, redact, register
 
 __all__ = [
     "INSTALL_URL",
@@ -139,6 +139,7 @@ def repository_secret(lab: Lab) -> dict[str, Any]:
         password = lab.secret(settings.repo_password)
         data["username"] = _b64(settings.repo_username or "git")
         data["password"] = _b64(password.reveal())
+        register(data["password"])  # the manifest holds it base64-encoded: mask that form too
     return {
         "apiVersion": "v1",
         "kind": "Secret",

@@ -173,8 +173,10 @@ class Argocd(_Model):
     """ArgoCD settings (phase 1.5): the pinned install manifest, its NodePort, the GitOps repo."""
 
     namespace: Namespace = "argocd"
+    # The one place naming the GitOps repository and the revision ArgoCD syncs from: every
+    # Application that deploys a folder of manifests/ must say the same (manifests validate).
     repo_url: str = ""
-    revision: str = "main"  # the GitOps repo's branch, tag or commit every Application tracks
+    revision: Annotated[str, Field(min_length=1)] = "main"
     node_port: Annotated[int, Field(ge=30000, le=32767)] | None = None
     # A local copy of install.yaml for air-gapped labs; None: the pinned release's URL.
     install_manifest: Path | None = None

@@ -2,7 +2,7 @@
 
 How a check uses it (phases 1.3-3.x register checks in labkit/checks/phases/)::
 
-    from labkit.cluster import cluster_for
+    from labkit.checks.base import cluster_for
 
     @implements("2.1.3")
     def operator_running(context: Context) -> Outcome:
@@ -36,7 +36,6 @@ Cluster. See tests/kubeapi/__init__.py.
 """
 
 from labkit.cluster.client import FIELD_MANAGER, Cluster, ExecResult, describe, kubeconfig_path
-from labkit.cluster.context import cluster_for
 from labkit.cluster.documents import apply_order, load_documents, parse_documents
 from labkit.cluster.forward import open_pod, open_service
 from labkit.cluster.secrets import resolve_secret
@@ -56,7 +55,6 @@ __all__ = [
     "ExecResult",
     "KubeObject",
     "apply_order",
-    "cluster_for",
     "condition_status",
     "describe",
     "failing_containers",

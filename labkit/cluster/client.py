@@ -23,7 +23,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import urllib3
-import websocket as websocket_client
 import yaml
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
@@ -34,8 +33,8 @@ from kubernetes.dynamic.exceptions import (
     ResourceNotFoundError,
     ResourceNotUniqueError,
 )
-from kubernetes.stream import ws_client
 
+from labkit.cluster.streams import open_stream, run_command
 from labkit.cluster.waits import (
     Progress,
     Verdict,
@@ -49,8 +48,8 @@ from labkit.errors import (
     ClusterError,
     ConfigError,
     ConnectError,
+    LabkitError,
     NotFound,
-    WaitTimeout,
 )
 from labkit.params import Lab
 from labkit.secrets import Secret, register
@@ -90,7 +89,9 @@ class ExecResult:
 class _TimedClient(DynamicClient):  # the kubernetes client is untyped (Any)
     """The dynamic client with a timeout on every request, discovery's included."""
 
-    timeout_s: float = 15.0
+    def __init__(self, client: Any, cache_file: str, timeout_s: float) -> None:
+        self.timeout_s = timeout_s  # set first: the base class discovers while it initialises
+        super().__init__(client, cache_file=cache_file)  # type: ignore[no-untyped-call]
 
     def request(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
         params.setdefault("_request_timeout", self.timeout_s)
@@ -159,6 +160,9 @@ class Cluster:
         context, server, entry = _read_kubeconfig(path, lab.cluster.context)
         host = urlsplit(server).hostname or ""
         lab.require_allowed(host)  # raises before a single byte goes to the server
+        proxy = str(entry.get("proxy-url") or "")
+        if proxy:
+            lab.require_allowed(urlsplit(proxy).hostname or "")
         configuration = k8s_client.Configuration()
         k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
             config_file=str(path),
@@ -196,10 +200,9 @@ class Cluster:
     def dynamic(self) -> Any:
         """The dynamic client (discovery happens on first use)."""
         if self._dynamic is None:
-            _TimedClient.timeout_s = self.timeout_s
             with self._translated("discover", "the API's resources"):
-                self._dynamic = _TimedClient(  # type: ignore[no-untyped-call]
-                    self._api, cache_file=str(Path(self._cache_dir) / "discovery.json")
+                self._dynamic = _TimedClient(
+                    self._api, str(Path(self._cache_dir) / "discovery.json"), self.timeout_s
                 )
         return self._dynamic
 
@@ -234,7 +237,7 @@ class Cluster:
                 "server address right?"
             ) from None
 
-    def _api_error(self, verb: str, what: str, exc: Any) -> ClusterError | ConnectError:
+    def _api_error(self, verb: str, what: str, exc: Any) -> LabkitError:
         status = getattr(exc, "status", 0) or 0
         body: dict[str, Any] = {}
         raw = getattr(exc, "body", None)
@@ -465,6 +468,7 @@ class Cluster:
         data = found.get("data") or {}
         if key not in data:
             raise NotFound(f"{where} has no key {key!r} (keys: {sorted(data)})")
+        register(str(data[key]))  # its base64 form is as secret as the value
         try:
             text = base64.b64decode(data[key], validate=True).decode("utf-8").strip()
         except (ValueError, UnicodeDecodeError):
@@ -532,38 +536,19 @@ class Cluster:
         """
         where = f"pod {namespace}/{pod}" + (f" container {container}" if container else "")
         self.require("Pod", pod, namespace, api_version="v1")
-        query: builtins.list[tuple[str, Any]] = [("command", command)]
+        query = [("command", part) for part in command]
         query += [("stdout", "true"), ("stderr", "true"), ("stdin", "false"), ("tty", "false")]
         if container:
             query.append(("container", container))
-        headers: dict[str, str] = {}
-        self._api.update_params_for_auth(headers, [], ["BearerToken"], "", "", None)
-        url = f"{self._api.configuration.host}/api/v1/namespaces/{namespace}/pods/{pod}/exec"
-        limit = timeout_s or self.timeout_s
-        with self._translated("exec", f"{command[:1]} in {where}"):
-            if websocket_client.getdefaulttimeout() is None:
-                websocket_client.setdefaulttimeout(self.timeout_s)
-            session = ws_client.websocket_call(  # type: ignore[no-untyped-call]
-                self._api.configuration,
-                "GET",
-                url,
-                query_params=query,
-                headers={k.lower(): v for k, v in headers.items()},
-                _preload_content=False,
-            )
-            try:
-                session.run_forever(timeout=limit)
-                if session.is_open():
-                    raise WaitTimeout(
-                        f"exec {' '.join(command)!r} in {where} did not finish in {limit:.0f}s"
-                    )
-                return ExecResult(
-                    int(session.returncode),
-                    str(session.read_channel(ws_client.STDOUT_CHANNEL)),
-                    str(session.read_channel(ws_client.STDERR_CHANNEL)),
-                )
-            finally:
-                session.close()
+        what = f"exec {' '.join(command)!r} in {where} on {self.context}"
+        stream = open_stream(
+            self._api,
+            f"/api/v1/namespaces/{namespace}/pods/{pod}/exec",
+            query,
+            self.timeout_s,
+            what,
+        )
+        return ExecResult(*run_command(stream, timeout_s or self.timeout_s, what))
 
     # -- waits -----------------------------------------------------------------------------
 

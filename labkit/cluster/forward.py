@@ -16,20 +16,37 @@ import select
 import socket
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-import websocket as websocket_client
-from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import ws_client
 
+from labkit.cluster.streams import open_stream
 from labkit.cluster.waits import pod_ready
-from labkit.errors import ClusterError, ConnectError, NotFound
+from labkit.errors import ClusterError, ConnectError, LabkitError, NotFound
 from labkit.secrets import redact
 
-if TYPE_CHECKING:
-    from labkit.cluster.client import Cluster
-
 __all__ = ["open_pod", "open_service", "service_endpoint"]
+
+
+class Cluster(Protocol):
+    """What forwarding needs of labkit.cluster.client.Cluster."""
+
+    timeout_s: float
+
+    @property
+    def api_client(self) -> Any:
+        """The kubernetes ApiClient."""
+
+    def require(
+        self, kind: str, name: str, namespace: str | None = None, api_version: str | None = None
+    ) -> dict[str, Any]:
+        """The object, or NotFound."""
+
+    def list(
+        self, kind: str, namespace: str | None = None, labels: Any = None
+    ) -> list[dict[str, Any]]:
+        """Objects of a kind."""
+
 
 _CHUNK = 65536
 _log = logging.getLogger("labkit.cluster")
@@ -120,20 +137,12 @@ class _Forwarder:
         return str(host), int(port)
 
     def _open(self) -> Any:
-        configuration = self.cluster.api_client.configuration
-        headers: dict[str, str] = {}
-        self.cluster.api_client.update_params_for_auth(headers, [], ["BearerToken"], "", "", None)
-        url = (
-            f"{configuration.host}/api/v1/namespaces/{self.namespace}/pods/{self.pod}"
-            f"/portforward?ports={self.port}"
+        path = f"/api/v1/namespaces/{self.namespace}/pods/{self.pod}/portforward"
+        what = f"port-forward to pod {self.namespace}/{self.pod}:{self.port}"
+        stream = open_stream(
+            self.cluster.api_client, path, [("ports", str(self.port))], self.cluster.timeout_s, what
         )
-        lowered = {key.lower(): value for key, value in headers.items()}
-        if websocket_client.getdefaulttimeout() is None:
-            # The client's websocket has no timeout of its own; every socket it opens gets this.
-            websocket_client.setdefaulttimeout(self.cluster.timeout_s)
-        return ws_client.portforward_call(  # type: ignore[no-untyped-call]
-            configuration, "GET", url, headers=lowered
-        )
+        return ws_client.PortForward(stream, [self.port])  # type: ignore[no-untyped-call]
 
     def _accept(self) -> None:
         while not self.stop.is_set():
@@ -145,7 +154,7 @@ class _Forwarder:
                 return
             try:
                 forward = self._open()
-            except (ApiException, OSError, websocket_client.WebSocketException) as exc:
+            except LabkitError as exc:
                 _log.warning(
                     "port-forward to pod %s/%s:%s failed: %s",
                     self.namespace,

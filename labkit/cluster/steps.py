@@ -19,7 +19,7 @@ from labkit.cluster.client import FIELD_MANAGER, Cluster, describe
 from labkit.errors import ApplyConflict, NotFound
 from labkit.steps.base import Change, Diff
 
-__all__ = ["KubeObject", "field_changes", "managed_paths"]
+__all__ = ["ApplyChange", "KubeObject", "field_changes", "managed_paths"]
 
 FieldPath = tuple[str, ...]
 _MISSING = object()
@@ -96,6 +96,17 @@ def field_changes(
     return changes
 
 
+@dataclass(frozen=True)
+class ApplyChange(Change):
+    """A server-side apply of one object; evidence shows it as the request it is."""
+
+    force: bool = False
+
+    def command(self) -> str:
+        """``server-side apply (fieldManager=labkit, force)``: no argv runs on a node."""
+        return f"server-side apply (fieldManager={FIELD_MANAGER}{', force' if self.force else ''})"
+
+
 @dataclass(frozen=True, repr=False)
 class KubeObject:
     """A desired Kubernetes object (server-side applied); ``force`` takes over owned fields."""
@@ -138,7 +149,7 @@ class KubeObject:
         def apply() -> None:
             self.apply(cluster)
 
-        return Change(summary, before, after, local=apply)
+        return ApplyChange(summary, before, after, local=apply, force=self.force)
 
     def apply(self, cluster: Cluster) -> dict[str, Any]:
         """Server-side apply; a CRD is awaited until Established, then discovery refreshed."""

@@ -8,15 +8,36 @@ containers, so the message alone says where to look.
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from labkit.errors import LabkitError, WaitTimeout
 from labkit.secrets import redact
 
-if TYPE_CHECKING:
-    from labkit.cluster.client import Cluster
+
+class _Reader(Protocol):
+    """What evidence needs of a Cluster (labkit.cluster.client.Cluster has it)."""
+
+    def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        """The object, or None."""
+
+    def list(
+        self, kind: str, namespace: str | None = None, labels: str | None = None
+    ) -> builtins.list[dict[str, Any]]:
+        """Objects of a kind."""
+
+    def events(
+        self, namespace: str, name: str | None = None, kind: str | None = None
+    ) -> builtins.list[dict[str, Any]]:
+        """Events about an object."""
+
+    def logs(
+        self, pod: str, namespace: str, container: str | None = None, tail_lines: int = 50
+    ) -> str:
+        """A container's last log lines."""
+
 
 __all__ = [
     "Progress",
@@ -140,7 +161,7 @@ def rollout_status(data: dict[str, Any] | None) -> Verdict:
 
 
 def object_evidence(
-    cluster: Cluster, kind: str, name: str, namespace: str | None, selector: str | None = None
+    cluster: _Reader, kind: str, name: str, namespace: str | None, selector: str | None = None
 ) -> str:
     """Recent Events of the object (and its pods), and failing containers' last log lines."""
     lines: list[str] = []

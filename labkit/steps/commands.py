@@ -22,14 +22,12 @@ def _write(path: str | None, document: dict[str, Any]) -> None:
 
 
 def _phase(value: str) -> str:
-    """``--phase``: a roadmap phase 0-7, or a step applied through the cluster ("1.5")."""
-    from labkit.cluster.plan import CLUSTER_PHASES  # noqa: PLC0415
-
-    key = value.strip()
-    if key in CLUSTER_PHASES or re.fullmatch(r"[0-7]", key):
-        return key
-    choices = ", ".join(["0-7", *CLUSTER_PHASES])
-    raise argparse.ArgumentTypeError(f"{value!r} is not a phase ({choices})")
+    """``--phase``: a roadmap phase or step ("1", "1.5"), as the plan keys it."""
+    if not re.fullmatch(r"\d+(\.\d+)?", value.strip()):
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: expected a phase such as 1 or a step such as 1.5"
+        )
+    return value.strip()
 
 
 def _plan(arguments: argparse.Namespace) -> int:
@@ -63,6 +61,6 @@ def register(subparsers: Any) -> None:
     ):
         command = subparsers.add_parser(name, help=text)
         command.add_argument("--params", action="append", required=True, metavar="FILE")
-        command.add_argument("--phase", type=_phase, metavar="N", help="1, or a step: 1.5 (ArgoCD)")
+        command.add_argument("--phase", type=_phase, metavar="N", help="1 (or a step: 1.5)")
         command.add_argument("--json", metavar="FILE", help="write the plan per node as JSON")
         command.set_defaults(handler=handler)

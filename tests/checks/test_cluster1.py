@@ -67,6 +67,11 @@ def _node_without_etcd(lab: Lab) -> None:
     del node["metadata"]["labels"]["node-role.kubernetes.io/etcd"]
 
 
+def _not_an_etcd_member(lab: Lab) -> None:
+    node = lab.api.store.objects[("", "nodes", "", "k3s-node-01")]
+    del node["metadata"]["annotations"]["etcd.k3s.cattle.io/node-name"]
+
+
 def _held_by_finalizer(lab: Lab) -> None:
     def hold(store: Any, verb: str, data: dict[str, Any]) -> None:
         if verb == "create" and data["kind"] == "Pod":
@@ -120,6 +125,8 @@ BROKEN: list[tuple[str, Callable[[Lab], None], str, str]] = [
     ("1.3.3", lambda lab: fixtures.node_not_ready(lab.api.store, "k3s-node-02"), "k3s-node-02",
      "Ready=Unknown (Kubelet stopped posting node status.)"),
     ("1.3.3", _node_without_etcd, "k3s-node-03", "missing roles ['etcd']"),
+    ("1.3.3", _not_an_etcd_member, "k3s-node-01",
+     "missing roles ['etcd member (etcd.k3s.cattle.io/node-name)']"),
     ("1.3.4", _delete(("", "namespaces", "", "default")), "", "phase absent"),
     ("1.3.5", _delete(("", "namespaces", "", "default")), "", 'namespaces "default" not found'),
     ("1.3.6", _unset("run", False), "", "last seen: phase Pending"),

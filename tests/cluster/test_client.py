@@ -336,3 +336,86 @@ def test_exec_returns_exit_code_and_output(api: KubeApi, cluster: Cluster) -> No
 def test_exec_in_a_missing_pod_is_not_found(cluster: Cluster) -> None:
     with pytest.raises(NotFound, match=r"Pod argocd/gone does not exist"):
         cluster.exec("gone", "argocd", ["true"])
+
+
+# -- secret references ---------------------------------------------------------------------
+
+
+def test_a_kubernetes_secret_reference_resolves_through_the_cluster(
+    api: KubeApi, lab: Lab, cluster: Cluster
+) -> None:
+    from labkit.cluster import resolve_secret
+    from labkit.secrets import SecretRef
+
+    api.store.put(fixtures.namespace("postgres"))
+    api.store.put(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "shlink-db-pguser-shlink", "namespace": "postgres"},
+            "type": "Opaque",
+            "data": {"password": "c2hsaW5rLXBhc3N3b3JkLTk5"},  # shlink-password-99
+        }
+    )
+    ref = SecretRef(kubernetes="postgres/shlink-db-pguser-shlink/password")
+    password = resolve_secret(lab, ref, cluster)
+    assert password.reveal() == "shlink-password-99"
+    assert redact("pw=shlink-password-99 b64=c2hsaW5rLXBhc3N3b3JkLTk5") == f"pw={MASK} b64={MASK}"
+    assert resolve_secret(lab, ref).reveal() == "shlink-password-99"  # opens its own cluster
+    assert resolve_secret(lab, lab.postgres.password).reveal() == "pg-password-for-tests"
+    with pytest.raises(NotFound, match=r"Secret postgres/absent does not exist"):
+        resolve_secret(lab, SecretRef(kubernetes="postgres/absent/password"), cluster)
+
+
+# -- no proxy from the environment ----------------------------------------------------------
+
+
+def test_no_request_or_stream_goes_through_a_proxy_from_the_environment(
+    api: KubeApi, lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ``http_proxy`` in the environment would carry the bearer token off the lab."""
+    seen: list[str] = []
+    proxy = socket.socket()
+    proxy.bind(("127.0.0.1", 0))
+    proxy.listen(8)
+    proxy.settimeout(0.2)
+    stop = threading.Event()
+
+    def record() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = proxy.accept()
+            except TimeoutError:
+                continue
+            seen.append(connection.recv(200).decode(errors="replace"))
+            connection.close()
+
+    thread = threading.Thread(target=record, daemon=True)
+    thread.start()
+    address = f"http://127.0.0.1:{proxy.getsockname()[1]}"
+    for name in ("http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.setenv(name, address)
+        monkeypatch.setenv(name.upper(), address)
+    monkeypatch.setenv("no_proxy", "example.invalid")
+    monkeypatch.setenv("NO_PROXY", "example.invalid")
+    pod = "argocd-redis-7c9d8f6b5-q4z4m"
+    api.store.exec_handlers[("argocd", pod)] = lambda argv, container: (0, "ok\n", "")
+    try:
+        with Cluster.open(lab) as cluster:
+            assert len(cluster.list("Node")) == 3
+            assert cluster.exec(pod, "argocd", ["true"]).stdout == "ok\n"
+    finally:
+        stop.set()
+        thread.join()
+        proxy.close()
+    assert seen == []
+    assert api.requests("GET"), "the API server itself must have been reached"
+
+
+def test_a_proxy_named_in_the_kubeconfig_must_be_allowed(lab: Lab) -> None:
+    path = Path(lab.k3s.kubeconfig)
+    config = yaml.safe_load(path.read_text())
+    config["clusters"][0]["cluster"]["proxy-url"] = "http://198.51.100.7:3128"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(NotAllowed, match=r"198\.51\.100\.7 is not in lab double-lab"):
+        Cluster.open(lab)

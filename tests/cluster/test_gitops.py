@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from labkit import gitops
+from labkit import plan as planner
 from labkit.cli import main
 from labkit.cluster import Cluster
-from labkit.cluster.plan import apply_phase, diff_phase
 from labkit.errors import WaitTimeout
 from labkit.params import Lab
 from labkit.secrets import MASK, redact
@@ -82,7 +82,7 @@ def test_apply_then_plan_lists_nothing_and_a_second_apply_changes_nothing(
 
 def test_what_apply_made(bare: KubeApi, tmp_path: Path) -> None:
     lab = bare.lab(tmp_path, argocd={"install_manifest": str(INSTALL)})
-    apply_phase(lab, "1.5", progress=lambda _: None)
+    planner.apply(lab, phase="1.5", progress=lambda _: None)
     store = bare.store
     service = store.objects[("", "services", "argocd", "argocd-server")]
     assert service["spec"]["type"] == "NodePort"
@@ -99,11 +99,11 @@ def test_what_apply_made(bare: KubeApi, tmp_path: Path) -> None:
 
 def test_a_changed_revision_is_a_field_level_change(bare: KubeApi, tmp_path: Path) -> None:
     lab = bare.lab(tmp_path / "one", argocd={"install_manifest": str(INSTALL)})
-    apply_phase(lab, "1.5", progress=lambda _: None)
+    planner.apply(lab, phase="1.5", progress=lambda _: None)
     moved = bare.lab(
         tmp_path / "two", argocd={"install_manifest": str(INSTALL), "revision": "v2.0.0"}
     )
-    plan = diff_phase(moved, "1.5")
+    plan = planner.diff(moved, phase="1.5")
     assert plan.pending == 1
     (row,) = [r for r in plan.rows() if r["status"] == "change"]
     assert row["step"] == "Application argocd/root"
@@ -113,7 +113,7 @@ def test_a_changed_revision_is_a_field_level_change(bare: KubeApi, tmp_path: Pat
 
 def test_drift_by_another_manager_is_planned_and_taken_back(bare: KubeApi, tmp_path: Path) -> None:
     lab = bare.lab(tmp_path, argocd={"install_manifest": str(INSTALL)})
-    apply_phase(lab, "1.5", progress=lambda _: None)
+    planner.apply(lab, phase="1.5", progress=lambda _: None)
     resource = bare.store.resource_for("v1", "Service")
     service = bare.store.get(resource, "argocd", "argocd-server")
     edited = {
@@ -123,10 +123,10 @@ def test_drift_by_another_manager_is_planned_and_taken_back(bare: KubeApi, tmp_p
         "spec": {"type": "ClusterIP", "ports": service["spec"]["ports"]},
     }
     bare.store.apply(resource, "argocd", "argocd-server", edited, "kubectl-edit", True, False)
-    plan = diff_phase(lab, "1.5")
+    plan = planner.diff(lab, phase="1.5")
     assert plan.pending == 1
     assert "change Service argocd/argocd-server: .spec.type" in plan.text()
-    after = apply_phase(lab, "1.5", progress=lambda _: None)
+    after = planner.apply(lab, phase="1.5", progress=lambda _: None)
     assert after.pending == 0
     assert bare.store.get(resource, "argocd", "argocd-server")["spec"]["type"] == "NodePort"
 
@@ -135,12 +135,12 @@ def test_a_conflict_on_the_root_app_cannot_be_planned_silently(
     bare: KubeApi, tmp_path: Path
 ) -> None:
     lab = bare.lab(tmp_path, argocd={"install_manifest": str(INSTALL)})
-    apply_phase(lab, "1.5", progress=lambda _: None)
+    planner.apply(lab, phase="1.5", progress=lambda _: None)
     resource = bare.store.resource_for("argoproj.io/v1alpha1", "Application")
     root = gitops.root_application(lab)
     root["spec"]["source"]["targetRevision"] = "hotfix"
     bare.store.apply(resource, "argocd", "root", root, "argocd-cli", True, False)
-    plan = diff_phase(lab, "1.5")
+    plan = planner.diff(lab, phase="1.5")
     cannot = plan.cannot()["double"]
     assert cannot[0]["step"] == "Application argocd/root"
     assert '.spec.source.targetRevision is managed by "argocd-cli"' in cannot[0]["reason"]
@@ -179,7 +179,7 @@ def test_the_application_table(api: KubeApi, lab: Lab, cluster: Cluster) -> None
 
 def test_wait_synced_follows_apps_that_become_healthy(bare: KubeApi, tmp_path: Path) -> None:
     lab = bare.lab(tmp_path, argocd={"install_manifest": str(INSTALL)})
-    apply_phase(lab, "1.5", progress=lambda _: None)
+    planner.apply(lab, phase="1.5", progress=lambda _: None)
     synced = bare.store.get(
         bare.store.resource_for("argoproj.io/v1alpha1", "Application"), "argocd", "root"
     )["status"]
@@ -217,11 +217,13 @@ LOCAL = Path(__file__).resolve().parents[2] / "params" / "local.yaml"
 def test_on_the_sandbox_phase_1_5_plans_nothing_and_says_why(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from labkit import notebook, plan
+    from labkit import notebook
     from labkit.params import load_lab
 
     lab = load_lab(LOCAL)
-    planned = plan.diff(lab, phase="1.5")
+    planned = planner.diff(lab, phase="1.5")
+    assert planned.phase == "1.5"
+    assert "phase 1.5" in repr(planned) + planned._repr_html_()
     assert planned.pending == 0
     assert planned.cannot() == {
         "cluster": [
@@ -231,7 +233,10 @@ def test_on_the_sandbox_phase_1_5_plans_nothing_and_says_why(
             }
         ]
     }
-    assert plan.apply(lab, phase="1.5", progress=lambda _: None).pending == 0
+    assert planner.apply(lab, phase="1.5", progress=lambda _: None).pending == 0
+    confirmed = notebook.confirm(lab, planned, True)  # notebook 01's cell, apply = True
+    assert confirmed.result is None and confirmed.error is None  # nothing to apply here
+    assert "the sandbox has no Kubernetes API" in confirmed.text()
     shown = notebook.applications(lab, wait=True)
     assert repr(shown).startswith("skip: the sandbox has no Kubernetes API")
     assert main(["plan", "--params", str(LOCAL), "--phase", "1.5"]) == 0
@@ -242,5 +247,5 @@ def test_an_unknown_phase_is_refused_by_the_command_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     with pytest.raises(SystemExit):
-        main(["plan", "--params", str(LOCAL), "--phase", "1.7"])
-    assert "'1.7' is not a phase (0-7, 1.5)" in capsys.readouterr().err
+        main(["plan", "--params", str(LOCAL), "--phase", "one"])
+    assert "'one': expected a phase such as 1" in capsys.readouterr().err

@@ -12,13 +12,17 @@ How a test builds a cluster state::
             ...
 
 ``api.store`` holds the objects (``put`` a fixture with its status, ``update_status``
-as a controller would, ``logs[(ns, pod, container)]`` for ``pods/log``);
-``api.store.hooks`` are scripted controllers run after every write (a "kubelet"
-that marks a created pod Running, an ArgoCD that syncs an Application);
-``api.schedule(seconds, fn)`` changes state later (waits that succeed) and
-``api.wire.requests`` is what crossed the wire (content type, query, body).
-``api.wire.backends[(ns, service, port)] = (host, port)`` makes the service proxy
-relay to a loopback server the test started.
+as a controller would, ``logs[(ns, pod, container)]`` for ``pods/log``,
+``exec_handlers[(ns, pod)] = fn(argv, container) -> (exit code, stdout, stderr)``
+for ``pods/exec``); ``api.store.hooks`` are scripted controllers run after every
+write (``fixtures.Kubelet`` runs the pods checks create, ``fixtures.Controllers``
+makes applied workloads ready and syncs Applications); ``api.schedule(seconds, fn)``
+changes state later (waits that succeed) and ``api.requests()`` is what crossed the
+wire (method, path, query, content type, body).
+``api.wire.backends[(ns, service_or_pod, port)] = (host, port)`` makes the service
+and pod proxy, and port-forward, relay to a loopback server the test started
+(``tests/kubeapi/backends.py`` has nginx and argocd-server stand-ins; a real
+redis-server works too). ``fixtures.k3s_only`` is a lab before phase 1.5.
 
 Fixtures are shaped like a real cluster's objects (status included);
 tests/cluster/test_fixtures.py validates them against Kubernetes' schemas and the

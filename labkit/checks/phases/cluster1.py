@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from labkit.checks.base import Context, Outcome, implements
-from labkit.cluster import Cluster, cluster_for, failing_containers, pod_ready, rollout_status
+from labkit.checks.base import Context, Outcome, cluster_for, implements
+from labkit.cluster import Cluster, failing_containers, pod_ready, rollout_status
 from labkit.cluster.waits import condition_status
 from labkit.errors import LabkitError, WaitTimeout
 
@@ -28,6 +28,7 @@ PROBE_NAMESPACE = "default"
 NGINX_IMAGE = "nginx:1.27-alpine"
 BUSYBOX_IMAGE = "busybox:1.36"
 _PROBE_LABEL = "labkit.io/probe"
+_ETCD_MEMBER = "etcd.k3s.cattle.io/node-name"
 _PONG = "labkit-pong"
 _DNS_NAME = "kubernetes.default.svc.cluster.local"
 _ARGOCD_CORE = (
@@ -118,7 +119,7 @@ def _roles(node: dict[str, Any]) -> list[str]:
 
 @implements("1.3.3")
 def nodes_ready(context: Context) -> list[Outcome]:
-    """Every lab node is Ready; servers carry the control-plane and etcd roles (embedded etcd)."""
+    """Every lab node is Ready; servers have the control-plane and etcd roles and joined etcd."""
     cluster = cluster_for(context)
     found = {node["metadata"]["name"]: node for node in cluster.list("Node")}
     outcomes = []
@@ -148,7 +149,14 @@ def nodes_ready(context: Context) -> list[Outcome]:
             "",
         )
         missing = [role for role in roles_wanted if role not in roles]
+        # K3s writes this annotation on every server that joined the embedded etcd cluster.
+        annotations = node["metadata"].get("annotations") or {}
+        member = annotations.get(_ETCD_MEMBER, "")
+        if wanted.role == "server" and not member:
+            missing.append(f"etcd member ({_ETCD_MEMBER})")
         observed = f"Ready={ready or 'absent'} ({message}); roles {','.join(roles) or 'none'}"
+        if member:
+            observed += f"; etcd member {member}"
         if missing:
             observed += f"; missing roles {missing}"
         version = (node["status"].get("nodeInfo") or {}).get("kubeletVersion", "")

@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from labkit.checks.base import Context, Outcome, implements
-from labkit.cluster import cluster_for, failing_containers, pod_ready, rollout_status
+from labkit.checks.base import Context, Outcome, cluster_for, implements
+from labkit.cluster import failing_containers, pod_ready, rollout_status
 from labkit.cluster.reach import PGO_CLUSTER, PGO_ROLE
 from labkit.cluster.waits import condition_status
 from labkit.errors import LabkitError

@@ -14,9 +14,9 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from labkit.checks.base import Context, Outcome, implements
+from labkit.checks.base import Context, Outcome, cluster_for, implements
 from labkit.checks.phases.cluster2 import _pods_outcome
-from labkit.cluster import cluster_for, rollout_status
+from labkit.cluster import rollout_status
 from labkit.cluster.waits import condition_status
 from labkit.errors import LabkitError
 

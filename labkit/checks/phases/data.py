@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from labkit.checks.base import Context
-from labkit.cluster import cluster_for, resolve_secret
+from labkit.checks.base import Context, cluster_for
+from labkit.cluster import resolve_secret
 from labkit.cluster.reach import Reach
 from labkit.params import Lab
 from labkit.secrets import Secret, SecretRef

@@ -18,7 +18,7 @@ import uuid
 from contextlib import closing
 
 from labkit import stores
-from labkit.checks.base import Context, Outcome, implements
+from labkit.checks.base import Context, Outcome, cluster_for, implements
 from labkit.checks.phases import data
 from labkit.errors import ConfigError, ConnectError, LabkitError
 from labkit.params import Lab
@@ -181,8 +181,6 @@ _PGUSER_KEYS = ("host", "port", "user", "password", "dbname", "uri")
 
 def _kubernetes_credentials(context: Context, reference: str) -> Outcome:
     """PGO's user Secret exists with every key a client needs, and the password is not empty."""
-    from labkit.cluster import cluster_for  # noqa: PLC0415 - the kubernetes client on demand
-
     namespace, name, key = reference.split("/")
     where = f"Secret {namespace}/{name}"
     expected = f"{where} with keys {', '.join(_PGUSER_KEYS)} and a non-empty {key}"
