@@ -4,9 +4,11 @@ What labkit applies (``labkit plan/apply --phase 1.5``), in order: the ArgoCD
 namespace; every object of ArgoCD's install manifest (the release pinned by
 ``versions.argocd``, read from ``argocd.install_manifest`` on an air-gapped lab,
 else downloaded once into labkit's cache), with the ``argocd-server`` Service as
-a NodePort on ``argocd.node_port``; the repository connection secret; and the
-root Application (``argocd.root_app``) pointing at ``argocd.repo_url`` and
-``argocd.revision``, the one place the GitOps source is named. Afterwards
+a NodePort on ``argocd.node_port``; the repository connection secret; then the
+bootstrap manifests (``labkit.manifests.bootstrap_files``: argocd-cm's Application
+health check, under a field manager of its own, and the root Application, pointed
+at ``argocd.repo_url`` and ``argocd.revision``, the one place the GitOps source is
+named). Afterwards
 ``applications`` reads every Application's sync, health, revision and last
 message, and ``wait_synced`` waits (progress, deadline) until all are Synced
 and Healthy, naming each failing app's failing resources otherwise.
@@ -29,6 +31,7 @@ from labkit.params import Lab
 from labkit.secrets import Secret, redact, register
 
 __all__ = [
+    "BOOTSTRAP_MANAGER",
     "INSTALL_URL",
     "REPO_SECRET",
     "Applications",
@@ -45,7 +48,7 @@ __all__ = [
 INSTALL_URL = "https://raw.githubusercontent.com/argoproj/argo-cd/{version}/manifests/install.yaml"
 REPO_SECRET = "labkit-gitops-repo"
 ADMIN_SECRET = "argocd-initial-admin-secret"
-_REPOSITORY = Path(__file__).resolve().parent.parent
+BOOTSTRAP_MANAGER = "labkit-bootstrap"
 _DOWNLOAD_TIMEOUT_S = 60.0
 
 Progress = Callable[[str], None]
@@ -153,25 +156,30 @@ def repository_secret(lab: Lab) -> dict[str, Any]:
     }
 
 
+def _bootstrap_documents() -> list[dict[str, Any]]:
+    """The manifests labkit applies by hand after the install (manifests.bootstrap_files)."""
+    from labkit.manifests import bootstrap_files  # noqa: PLC0415 - schemas load lazily
+
+    return [document for path in bootstrap_files() for document in load_documents(path)]
+
+
 def root_application(lab: Lab) -> dict[str, Any]:
     """The root app-of-apps, its source set to the params' repository and revision."""
-    settings = lab.argocd
-    path = settings.root_app if settings.root_app.is_absolute() else _REPOSITORY / settings.root_app
-    documents = load_documents(path)
-    apps = [d for d in documents if d.get("kind") == "Application"]
+    apps = [d for d in _bootstrap_documents() if d.get("kind") == "Application"]
     if len(apps) != 1:
-        raise ConfigError(f"{path} should hold exactly one Application, found {len(apps)}")
+        raise ConfigError(f"the bootstrap manifests hold {len(apps)} Applications, not one root")
     app = copy.deepcopy(apps[0])
-    app.setdefault("metadata", {})["namespace"] = settings.namespace
+    app.setdefault("metadata", {})["namespace"] = lab.argocd.namespace
     source = app.setdefault("spec", {}).setdefault("source", {})
-    if settings.repo_url:
-        source["repoURL"] = settings.repo_url
-    source["targetRevision"] = settings.revision
+    if lab.argocd.repo_url:
+        source["repoURL"] = lab.argocd.repo_url
+    source["targetRevision"] = lab.argocd.revision
     return app
 
 
 def bootstrap_objects(lab: Lab) -> list[KubeObject]:
-    """Everything phase 1.5 applies, in order (namespace, CRDs, RBAC, config, workloads, apps)."""
+    """Everything phase 1.5 applies, in order: the namespace, ArgoCD's install (CRDs, RBAC,
+    config, workloads), the repository secret, argocd-cm's health check, the root app."""
     namespace = {
         "apiVersion": "v1",
         "kind": "Namespace",
@@ -181,7 +189,15 @@ def bootstrap_objects(lab: Lab) -> list[KubeObject]:
     # ArgoCD's own objects may be rewritten by ArgoCD's controllers (it manages some of its
     # config); force keeps labkit's pinned version authoritative, as `--force-conflicts` does.
     objects = [KubeObject(document, force=True) for document in installed]
-    return [*objects, KubeObject(root_application(lab))]
+    for document in _bootstrap_documents():
+        if document.get("kind") == "Application":
+            objects.append(KubeObject(root_application(lab)))
+            continue
+        document.setdefault("metadata", {})["namespace"] = lab.argocd.namespace
+        # Its own field manager: the install manifest's (empty) argocd-cm is applied as
+        # "labkit", and one manager applying both would drop these keys every other time.
+        objects.append(KubeObject(document, field_manager=BOOTSTRAP_MANAGER))
+    return objects
 
 
 def admin_password(cluster: Cluster, lab: Lab, timeout_s: float = 120.0) -> Secret:

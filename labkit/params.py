@@ -180,7 +180,6 @@ class Argocd(_Model):
     node_port: Annotated[int, Field(ge=30000, le=32767)] | None = None
     # A local copy of install.yaml for air-gapped labs; None: the pinned release's URL.
     install_manifest: Path | None = None
-    root_app: Path = Path("manifests/argocd/root-app.yaml")  # relative to the repository
     repo_username: str = ""
     repo_password: SecretRef | None = None  # a token for a private repository
 

@@ -254,7 +254,10 @@ class Cluster:
                 "allow exec/port-forward?"
             )
         if status == 404:
-            return NotFound(f"{where}: not found ({message})")
+            hint = ""
+            if verb.startswith("apply") and message.startswith("namespaces "):
+                hint = "; create the namespace first (put it earlier in the same manifests)"
+            return NotFound(f"{where}: not found ({message}){hint}")
         if status == 409 and verb.startswith("apply"):
             causes = (body.get("details") or {}).get("causes") or []
             conflicts = [
@@ -360,11 +363,13 @@ class Cluster:
         force: bool = False,
         dry_run: bool = False,
         namespace: str | None = None,
+        field_manager: str = FIELD_MANAGER,
     ) -> dict[str, Any]:
         """Server-side apply (field manager ``labkit``); returns the object the server holds.
 
         ``namespace`` fills in a namespaced object that names none. A field another
-        manager owns raises ApplyConflict naming it, unless ``force``.
+        manager owns raises ApplyConflict naming it, unless ``force``. Another
+        ``field_manager`` keeps a set of fields apart (a second owner of one object).
         """
         body = json.loads(json.dumps(dict(manifest)))  # a deep, JSON-clean copy
         kind = str(body.get("kind", ""))
@@ -379,7 +384,7 @@ class Cluster:
             metadata["namespace"] = namespace
         if not resource.namespaced:
             metadata.pop("namespace", None)
-        options: dict[str, Any] = {"field_manager": FIELD_MANAGER}
+        options: dict[str, Any] = {"field_manager": field_manager}
         if force:
             options["force_conflicts"] = "true"
         if dry_run:

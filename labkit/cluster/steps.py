@@ -79,12 +79,15 @@ def _shown(value: Any, secret: bool) -> str:
 
 
 def field_changes(
-    manifest: Mapping[str, Any], live: Mapping[str, Any], dry_run: Mapping[str, Any]
+    manifest: Mapping[str, Any],
+    live: Mapping[str, Any],
+    dry_run: Mapping[str, Any],
+    manager: str = FIELD_MANAGER,
 ) -> list[tuple[str, str, str]]:
-    """(field, before, after) for every labkit-managed field the apply would change."""
+    """(field, before, after) for every field ``manager`` sets or set that the apply changes."""
     secret = manifest.get("kind") == "Secret"
     wanted = [p for p in _leaves(dict(manifest)) if p[:1] not in {("apiVersion",), ("kind",)}]
-    paths = dict.fromkeys([*wanted, *managed_paths(live)])
+    paths = dict.fromkeys([*wanted, *managed_paths(live, manager)])
     changes = []
     for path in paths:
         if path[:1] == ("status",) or path in _SERVER_OWNED:
@@ -101,10 +104,12 @@ class ApplyChange(Change):
     """A server-side apply of one object; evidence shows it as the request it is."""
 
     force: bool = False
+    field_manager: str = FIELD_MANAGER
 
     def command(self) -> str:
         """``server-side apply (fieldManager=labkit, force)``: no argv runs on a node."""
-        return f"server-side apply (fieldManager={FIELD_MANAGER}{', force' if self.force else ''})"
+        forced = ", force" if self.force else ""
+        return f"server-side apply (fieldManager={self.field_manager}{forced})"
 
 
 @dataclass(frozen=True, repr=False)
@@ -113,6 +118,7 @@ class KubeObject:
 
     manifest: Mapping[str, Any] = field(hash=False)
     force: bool = False
+    field_manager: str = FIELD_MANAGER  # another one keeps a second set of fields apart
 
     @property
     def name(self) -> str:
@@ -134,10 +140,12 @@ class KubeObject:
             change = self._change(cluster, f"create {self.name}", "absent", f"{count} fields")
             return Diff.change(change)
         try:
-            would = cluster.apply(self.manifest, force=self.force, dry_run=True)
+            would = cluster.apply(
+                self.manifest, force=self.force, dry_run=True, field_manager=self.field_manager
+            )
         except ApplyConflict as exc:
             return Diff.cannot(f"{exc}")
-        changes = field_changes(self.manifest, live, would)
+        changes = field_changes(self.manifest, live, would, self.field_manager)
         if not changes:
             return Diff.none(f"{self.name} unchanged")
         before = "; ".join(f"{path}={old}" for path, old, _ in changes)
@@ -149,11 +157,13 @@ class KubeObject:
         def apply() -> None:
             self.apply(cluster)
 
-        return ApplyChange(summary, before, after, local=apply, force=self.force)
+        return ApplyChange(
+            summary, before, after, local=apply, force=self.force, field_manager=self.field_manager
+        )
 
     def apply(self, cluster: Cluster) -> dict[str, Any]:
         """Server-side apply; a CRD is awaited until Established, then discovery refreshed."""
-        applied = cluster.apply(self.manifest, force=self.force)
+        applied = cluster.apply(self.manifest, force=self.force, field_manager=self.field_manager)
         if self.manifest.get("kind") == "CustomResourceDefinition":
             cluster.wait_for(
                 "CustomResourceDefinition",

@@ -204,3 +204,24 @@ def test_on_the_sandbox_every_cluster_item_skips_with_the_reason() -> None:
     results = run_checks(lab, ids=CLUSTER_ITEMS)
     assert {r.status for r in results} == {Status.SKIP}
     assert {r.observed for r in results} == {"needs a Kubernetes API; the sandbox has none"}
+
+
+def test_labkit_check_phase_1_passes_every_cluster_item_of_a_healthy_lab(
+    double: Lab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from labkit.cli import main
+    from labkit.roadmap import items_for
+
+    params = double.api.params(double.directory)
+    out = double.directory / "results.json"
+    # The SSH items error at once: TEST-NET node addresses are outside the allow-list.
+    main(["check", "--params", str(params), "--phase", "1", "--json", str(out)])
+    checks = json.loads(out.read_text())["checks"]
+    cluster_items = {entry.id for entry in items_for(1) if entry.needs == "cluster"}
+    seen = {(c["id"], c["subject"]): c["status"] for c in checks if c["id"] in cluster_items}
+    assert cluster_items == set(CLUSTER_ITEMS)  # every phase-1 item that needs a cluster
+    assert {key[0] for key in seen} == cluster_items
+    assert set(seen.values()) == {"pass"}, seen
+    assert "1.3.3" in capsys.readouterr().out

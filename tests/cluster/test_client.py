@@ -225,7 +225,10 @@ def test_a_conflict_names_the_field_and_its_other_manager(api: KubeApi, cluster:
 
 def test_apply_into_a_missing_namespace_is_not_found(cluster: Cluster) -> None:
     manifest = {**CONFIGMAP, "metadata": {"name": "x", "namespace": "nowhere"}}
-    with pytest.raises(NotFound, match=r"apply ConfigMap nowhere/x on double: not found"):
+    with pytest.raises(
+        NotFound,
+        match=r"apply ConfigMap nowhere/x on double: not found.*create the namespace first",
+    ):
         cluster.apply(manifest)
 
 
@@ -419,3 +422,14 @@ def test_a_proxy_named_in_the_kubeconfig_must_be_allowed(lab: Lab) -> None:
     path.write_text(yaml.safe_dump(config))
     with pytest.raises(NotAllowed, match=r"198\.51\.100\.7 is not in lab double-lab"):
         Cluster.open(lab)
+
+
+def test_set_based_label_selectors(cluster: Cluster) -> None:
+    names = "app.kubernetes.io/name in (argocd-server,argocd-redis)"
+    found = cluster.list("Pod", "argocd", labels=names)
+    assert sorted(p["metadata"]["labels"]["app.kubernetes.io/name"] for p in found) == [
+        "argocd-redis",
+        "argocd-server",
+    ]
+    others = cluster.list("Pod", "argocd", labels=names.replace(" in ", " notin "))
+    assert len(others) == len(cluster.list("Pod", "argocd")) - 2

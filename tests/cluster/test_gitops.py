@@ -53,10 +53,12 @@ def test_plan_lists_argocd_objects_to_create_and_writes_nothing(
         "create Deployment argocd/argocd-server",
         "create StatefulSet argocd/argocd-application-controller",
         "create Secret argocd/labkit-gitops-repo",
+        "create ConfigMap argocd/argocd-cm",
+        "server-side apply (fieldManager=labkit-bootstrap)",
         "create Application argocd/root",
     ):
         assert wanted in out
-    assert "double-lab: 16 change(s)" in out
+    assert "double-lab: 17 change(s)" in out
     assert _writes(bare) == []
 
 
@@ -66,16 +68,16 @@ def test_apply_then_plan_lists_nothing_and_a_second_apply_changes_nothing(
     params = str(_params(bare, tmp_path))
     assert main(["apply", "--params", params, "--phase", "1.5"]) == 0
     out = capsys.readouterr().out
-    assert "applied 16 change(s); re-check: nothing left" in out
+    assert "applied 17 change(s); re-check: nothing left" in out
     writes = _writes(bare)
-    assert len(writes) == 16
+    assert len(writes) == 17
     assert all(w.startswith("PATCH ") for w in writes)  # server-side apply, nothing else
     assert main(["plan", "--params", params, "--phase", "1.5"]) == 0
     assert "double-lab: 0 change(s)" in capsys.readouterr().out
     versions = {k: v["metadata"]["resourceVersion"] for k, v in bare.store.objects.items()}
     assert main(["apply", "--params", params, "--phase", "1.5"]) == 0
     assert "applied 0 change(s)" in capsys.readouterr().out
-    assert len(_writes(bare)) == 16
+    assert len(_writes(bare)) == 17
     after = {k: v["metadata"]["resourceVersion"] for k, v in bare.store.objects.items()}
     assert after == versions
 
@@ -95,6 +97,10 @@ def test_what_apply_made(bare: KubeApi, tmp_path: Path) -> None:
     assert repo["metadata"]["labels"] == {"argocd.argoproj.io/secret-type": "repository"}
     managers = {e["manager"] for e in root["metadata"]["managedFields"]}
     assert managers == {"labkit"}
+    config = store.objects[("", "configmaps", "argocd", "argocd-cm")]
+    assert "resource.customizations.health.argoproj.io_Application" in config["data"]
+    owners = {e["manager"] for e in config["metadata"]["managedFields"]}
+    assert owners == {"labkit", gitops.BOOTSTRAP_MANAGER}  # the install's and the health check's
 
 
 def test_a_changed_revision_is_a_field_level_change(bare: KubeApi, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import base64
 import hashlib
 import http.client
 import json
+import re
 import socket
 import struct
 import threading
@@ -54,9 +55,33 @@ class Wire:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+_SET_TERM = re.compile(r"^\s*([\w./-]+)\s+(in|notin)\s+\(([^)]*)\)\s*$")
+
+
+def _terms(selector: str) -> list[str]:
+    """Split a selector on commas outside parentheses (``a in (x,y),b=c``)."""
+    terms, depth, current = [], 0, ""
+    for char in selector:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            terms.append(current.strip())
+            current = ""
+        else:
+            current += char
+    terms.append(current.strip())
+    return [term for term in terms if term]
+
+
 def _matches_labels(data: dict[str, Any], selector: str) -> bool:
     labels = data.get("metadata", {}).get("labels") or {}
-    for term in filter(None, (part.strip() for part in selector.split(","))):
+    for term in _terms(selector):
+        found = _SET_TERM.match(term)
+        if found:
+            key, operator, values = found.groups()
+            wanted = {value.strip() for value in values.split(",")}
+            if (labels.get(key) in wanted) != (operator == "in"):
+                return False
+            continue
         if "!=" in term:
             key, value = term.split("!=", 1)
             if labels.get(key) == value:
