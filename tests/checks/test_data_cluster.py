@@ -25,6 +25,7 @@ import redis
 from labkit.checks import Status, run_checks
 from labkit.params import Lab, load_lab
 from labkit.sandbox import Sandbox
+from labkit.shlink import ShlinkClient
 from tests.conftest import free_ports
 from tests.kubeapi import KubeApi, data_lab, fixtures
 
@@ -69,6 +70,10 @@ def test_the_data_items_pass_through_the_forwards(
     assert f"/api/v1/namespaces/postgres/pods/{data_lab.PRIMARY}/portforward" in forwards
     assert {f"/api/v1/namespaces/redis/pods/redis-{i}/portforward" for i in range(3)} <= forwards
     assert any(path.startswith("/api/v1/namespaces/shlink/pods/") for path in forwards)
+    slug = observed[("3.2.5", "")].split()[1]  # the probe, deleted through the forward after
+    with ShlinkClient.from_lab(sandbox_lab) as client:
+        codes = [item["shortCode"] for item in client.list(items_per_page=-1)["shortUrls"]["data"]]
+    assert slug.startswith("labkit-check-") and slug not in codes
     secrets = {r.path for r in double.requests("GET") if "/secrets/" in r.path}
     assert "/api/v1/namespaces/postgres/secrets/shlink-db-pguser-shlink" in secrets
     assert "/api/v1/namespaces/shlink/secrets/shlink-secrets" in secrets
