@@ -130,18 +130,28 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The only statuses the command line exits with (README): 0 fine, 1 a check failed,
+# 2 labkit or what it drives broke, 130 interrupted.
+STATUSES = (0, 1, 2, 130)
+
+
+def _status(code: int) -> int:
+    """``code`` when it is one of the documented statuses, else 2 (something broke)."""
+    return code if code in STATUSES else 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``labkit`` console script; returns the exit status."""
+    """Entry point of the ``labkit`` console script; returns the exit status (0, 1, 2, 130)."""
     parser = _parser()
     arguments = parser.parse_args(argv)
     try:
-        code = int(arguments.handler(arguments))
+        code = _status(int(arguments.handler(arguments)))
     except ConfigError as exc:
         print(f"labkit: {exc}", file=sys.stderr)
         return 2
     except LabkitError as exc:
         print(f"labkit: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _status(exc.exit_code)  # a remote command's own status is in its message
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): stop quietly, as other command-line tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -8,13 +8,13 @@ results.json and the report.
 from __future__ import annotations
 
 import html
-import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from labkit.checks import Results, run_checks
+from labkit.environment import HEADLESS, PARAMS_OVERRIDE, headless, params_override
 from labkit.errors import LabkitError
 from labkit.facts import RemoteHost
 from labkit.params import Lab, load_lab
@@ -23,9 +23,6 @@ from labkit.report import changes_phrase, check_table_html, show
 from labkit.results import record
 from labkit.roadmap import ITEMS
 from labkit.secrets import redact
-
-PARAMS_OVERRIDE = "LABKIT_PARAMS_OVERRIDE"
-HEADLESS = "LABKIT_HEADLESS"  # "1": never wait for a click (papermill run by hand)
 
 __all__ = [
     "HEADLESS",
@@ -46,15 +43,6 @@ __all__ = [
     "open_lab",
     "show",
 ]
-
-
-def headless() -> bool:
-    """True under ``labkit run`` (it sets ``LABKIT_RUN_DIR``) or with ``LABKIT_HEADLESS=1``.
-
-    Nothing then waits for a click. Papermill run by hand is told apart the same way
-    (``LABKIT_HEADLESS=1 papermill ...``): a kernel cannot see whether a person watches it.
-    """
-    return bool(os.environ.get("LABKIT_RUN_DIR")) or os.environ.get(HEADLESS) == "1"
 
 
 def interactive() -> bool:
@@ -79,7 +67,7 @@ def open_lab(params_file: str | Path | list[str]) -> Lab:
     files = params_file if isinstance(params_file, list) else [params_file]
     # The test suite points the committed notebooks (run by nbval, which cannot inject
     # parameters) at a private sandbox; `labkit run` clears this for its kernels.
-    override = os.environ.get(PARAMS_OVERRIDE, "")
+    override = params_override()
     return load_lab(*([override] if override else files))
 
 

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from labkit.errors import ConfigError, NotAllowed
+from labkit.routes import require_sandbox_route
 from labkit.secrets import Secret, SecretRef, resolve
 
 __all__ = [
@@ -268,6 +269,12 @@ class Shlink(_Model):
 class Istio(_Model):
     """Istio settings (phase 4)."""
 
+    namespace: Namespace = "istio-system"  # istiod, the ingress gateway, mesh-wide policies
+    gateway_service: Namespace = "istio-ingressgateway"  # the gateway's Service (port 80)
+    # The gateway's external address (its NodePort or LoadBalancer), e.g.
+    # http://192.168.2.242:31080; must be in the allow-list. "": through a port-forward to
+    # one gateway pod (the API's port-forward, as `kubectl port-forward` does).
+    gateway_url: str = ""
     profile: Literal["default", "demo", "minimal", "ambient"] = "default"
     mtls: Literal["STRICT", "PERMISSIVE"] = "STRICT"
     rate_limit: RateLimit = RateLimit()
@@ -406,12 +413,21 @@ class Lab(_Model):
         return value if value.is_absolute() else (self.base_dir / value).resolve()
 
     def require_allowed(self, address: str) -> None:
-        """Raise NotAllowed unless ``address`` is in this lab's allow-list."""
+        """Raise NotAllowed unless ``address`` is in this lab's allow-list.
+
+        A sandbox address (in the sandbox's node subnet) must also be carried by the
+        sandbox's bridge right now, or SandboxDown: with the sandbox down, this machine
+        would route it out through its default gateway. Call this before every connection.
+        """
         if not address_allowed(address, self.allow_list):
             raise NotAllowed(
                 f"{address} is not in lab {self.name}'s allow_list {self.allow_list}; "
                 "labkit contacts only addresses the params allow (add it there if it is yours)"
             )
+        if self.sandbox is not None:
+            files = " ".join(f"--params {path}" for path in self.files)
+            default = [path.name for path in self.files] in ([], ["local.yaml"])
+            require_sandbox_route(self.sandbox, address, "" if default else files)
 
 
 def address_allowed(address: str, allow_list: list[str]) -> bool:

@@ -269,7 +269,7 @@ def _apply_step(step: Step, target: Target, evidence: list[Evidence], progress: 
         try:
             code, took = change.apply(target.host)
         except CommandError as exc:
-            evidence.append(record(False, exc.exit_code, 0.0, str(exc)))
+            evidence.append(record(False, exc.remote_status, 0.0, str(exc)))
             raise StepError(f"step {step.name}: {exc}") from exc
         evidence.append(record(True, code, round(took, 3)))
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from labkit import environment
 from labkit.secrets import redact
 
 __all__ = [
@@ -380,8 +380,8 @@ def build_report(run_dir: Path) -> Path:
 
 
 def _charts_dir() -> Path | None:
-    run = os.environ.get("LABKIT_RUN_DIR")
-    return Path(run) / "charts" if run else None
+    run = environment.run_dir()
+    return run / "charts" if run else None
 
 
 def show_figure(figure: Any, name: str) -> Path | None:

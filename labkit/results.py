@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
+from labkit.environment import notebook_name, run_dir
 from labkit.secrets import redact
 
 __all__ = [
@@ -93,18 +93,12 @@ _CHECK_FIELDS = tuple(
 _STATUSES = tuple(str(status) for status in Status)
 
 
-def run_dir() -> Path | None:
-    """The run folder when executing under ``labkit run``, else None (interactive use)."""
-    value = os.environ.get("LABKIT_RUN_DIR")
-    return Path(value) if value else None
-
-
 def record(kind: Kind, items: list[dict[str, Any]]) -> Path | None:
     """Append ``items`` to this run's records; a no-op outside ``labkit run``. Returns the file."""
     folder = run_dir()
     if folder is None:
         return None
-    notebook = os.environ.get("LABKIT_NOTEBOOK", "interactive")
+    notebook = notebook_name()
     path = folder / "records" / f"{notebook}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as handle:

@@ -193,7 +193,10 @@ def _server_argv(lab: Lab, state_dir: Path, role: str) -> list[str]:
 
 def _start_server(lab: Lab, state_dir: Path, role: str, timeout_s: float) -> None:
     process = processes.start(
-        f"postgres-{role}", _wrap(_server_argv(lab, state_dir, role)), state_dir
+        f"postgres-{role}",
+        _wrap(_server_argv(lab, state_dir, role)),
+        state_dir,
+        listens=[(lab.postgres.host, _port(lab, role))],
     )
     processes.poll_until(
         f"postgres-{role} on {lab.postgres.host}:{_port(lab, role)}",
@@ -334,7 +337,9 @@ def promote_standby(lab: Lab, state_dir: Path, timeout_s: int = 30) -> None:
 def _describe(lab: Lab, state_dir: Path, role: str) -> dict[str, Any]:
     process = managed(state_dir, role)
     port = _port(lab, role)
-    entry = processes.describe(process, "postgres", f"{lab.postgres.host}:{port}")
+    entry = processes.describe(
+        process, "postgres", f"{lab.postgres.host}:{port}", listen=(lab.postgres.host, port)
+    )
     if entry["pid"] is None:
         return entry
     try:

@@ -189,7 +189,12 @@ def _start_data_node(lab: Lab, state_dir: Path, port: int, timeout_s: float) -> 
     name = f"redis-{port}"
     if managed(state_dir, name).pid is None:
         config = _data_config(lab, state_dir, port)
-        processes.start(name, [_binary("redis-server"), str(config)], state_dir)
+        processes.start(
+            name,
+            [_binary("redis-server"), str(config)],
+            state_dir,
+            listens=[(lab.redis.host, port)],
+        )
     process = managed(state_dir, name)
     processes.poll_until(
         f"{name} on {lab.redis.host}:{port}", _pinger(lab, port), timeout_s, process
@@ -219,7 +224,12 @@ def start_redis(lab: Lab, state_dir: Path, progress: Callable[[str], None] = pri
         progress(f"redis: starting sentinels on {','.join(map(str, missing))}")
     for port in missing:
         config = _sentinel_config(lab, state_dir, port)
-        processes.start(f"sentinel-{port}", [_binary("redis-sentinel"), str(config)], state_dir)
+        processes.start(
+            f"sentinel-{port}",
+            [_binary("redis-sentinel"), str(config)],
+            state_dir,
+            listens=[(lab.redis.host, port)],
+        )
     for port in lab.redis.sentinel_ports:
         processes.poll_until(
             f"sentinel-{port} on {lab.redis.host}:{port}",
@@ -259,7 +269,9 @@ def restart_redis(lab: Lab, state_dir: Path, port: int) -> None:
     config = state_dir / "redis" / str(port) / "redis.conf"
     stop_redis_instance(state_dir, name)
     # Restart from the config on disk: a node Sentinel made a replica must come back a replica.
-    processes.start(name, [_binary("redis-server"), str(config)], state_dir)
+    processes.start(
+        name, [_binary("redis-server"), str(config)], state_dir, listens=[(lab.redis.host, port)]
+    )
     processes.poll_until(
         f"{name} on {lab.redis.host}:{port}", _pinger(lab, port), timeout_s, process
     )
@@ -268,7 +280,9 @@ def restart_redis(lab: Lab, state_dir: Path, port: int) -> None:
 def _describe_data(lab: Lab, state_dir: Path, port: int) -> dict[str, Any]:
     name = f"redis-{port}"
     process = managed(state_dir, name)
-    entry = processes.describe(process, "redis", f"{lab.redis.host}:{port}")
+    entry = processes.describe(
+        process, "redis", f"{lab.redis.host}:{port}", listen=(lab.redis.host, port)
+    )
     if entry["pid"] is None:
         return entry
     try:
@@ -294,7 +308,9 @@ def _describe_data(lab: Lab, state_dir: Path, port: int) -> dict[str, Any]:
 def _describe_sentinel(lab: Lab, state_dir: Path, port: int) -> dict[str, Any]:
     name = f"sentinel-{port}"
     process = managed(state_dir, name)
-    entry = processes.describe(process, "sentinel", f"{lab.redis.host}:{port}", "sentinel")
+    entry = processes.describe(
+        process, "sentinel", f"{lab.redis.host}:{port}", "sentinel", (lab.redis.host, port)
+    )
     if entry["pid"] is None:
         return entry
     try:

@@ -7,8 +7,19 @@ from labkit.checks.phases import (
     phase1,
     phase2,
     phase3,
+    phase4,
     phase6,
     preflight,
 )
 
-__all__ = ["cluster1", "cluster2", "cluster3", "phase1", "phase2", "phase3", "phase6", "preflight"]
+__all__ = [
+    "cluster1",
+    "cluster2",
+    "cluster3",
+    "phase1",
+    "phase2",
+    "phase3",
+    "phase4",
+    "phase6",
+    "preflight",
+]

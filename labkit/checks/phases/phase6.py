@@ -4,7 +4,7 @@
 judge what the scenarios last measured (notebook 06, or ``labkit bench
 --params FILE --scenario S``), saved per lab by ``labkit.load.store``: a check
 never hides minutes of load. No saved result is a fail that says how to get one.
-6.2.5 (Istio overhead) needs a cluster; the framework skips it on the sandbox.
+6.2.5 (Istio overhead) lives with the mesh checks in phase4.py; it skips on the sandbox.
 """
 
 from __future__ import annotations
