@@ -252,7 +252,8 @@ def cluster_ready(context: Context) -> list[Outcome]:
     instances = Outcome.judge(
         ok,
         f"{where}: every instance set's replicas ready and updated, generation observed",
-        "; ".join(seen or ["no instance sets in spec"])
+        f"{where} status.instances: "
+        + "; ".join(seen or ["no instance sets in spec"])
         + f"; observedGeneration {observed}/{generation}",
         evidence + " (status.instances)",
         "instances",
