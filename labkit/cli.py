@@ -74,6 +74,28 @@ def _run(arguments: argparse.Namespace) -> int:
     return outcome.exit_code
 
 
+def _drill(arguments: argparse.Namespace) -> int:
+    from labkit.drills import run_drill  # noqa: PLC0415
+    from labkit.params import load_lab  # noqa: PLC0415
+    from labkit.results import write_results  # noqa: PLC0415
+
+    lab = load_lab(*arguments.params)
+    outcome = run_drill(
+        lab,
+        arguments.scenario,
+        apply=arguments.apply,
+        confirm=arguments.confirm or "",
+        progress=lambda message: print(message, file=sys.stderr, flush=True),
+    )
+    print(outcome.summary())
+    if arguments.json:
+        write_results(Path(arguments.json), lab=lab.name, checks=[], drills=[outcome.to_dict()])
+        print(f"results written to {arguments.json}")
+    if outcome.status == "skip":
+        return 0
+    return 0 if outcome.ok else 1
+
+
 def _cell_timeout(text: str) -> float:
     """An argparse type: a whole, finite number of seconds above zero."""
     try:
@@ -124,6 +146,22 @@ def _parser() -> argparse.ArgumentParser:
         "--apply", action="store_true", help="let notebooks apply changes (default: plan only)"
     )
     run.set_defaults(handler=_run)
+
+    drill = sub.add_parser(
+        "drill", help="a failure under load, measured, then the lab restored and checked"
+    )
+    drill.add_argument("--params", action="append", required=True, metavar="FILE")
+    drill.add_argument(
+        "--scenario",
+        required=True,
+        choices=["redis-master", "postgres-primary", "shortener-worker", "node-cut"],
+    )
+    drill.add_argument("--json", metavar="FILE", help="write the result in the results.json schema")
+    drill.add_argument(
+        "--apply", action="store_true", help="on a lab other than the sandbox: allow the fault"
+    )
+    drill.add_argument("--confirm", metavar="LAB", help="on a lab other than the sandbox: its name")
+    drill.set_defaults(handler=_drill)
 
     for module_name in _COMMAND_MODULES:
         importlib.import_module(module_name).register(sub)

@@ -293,6 +293,27 @@ class Observability(_Model):
     jaeger_url: str = ""
 
 
+class Ladder(_Model):
+    """A climbing rate ladder: ``start_rps``, times ``factor`` each step, until the targets
+    break or the generator is the limit, bounded by ``max_rps``, ``max_steps`` and
+    ``max_total_s`` (one scenario's steps, warm-ups included)."""
+
+    start_rps: Annotated[float, Field(gt=0)] = 100.0
+    factor: Annotated[float, Field(gt=1)] = 2.0
+    max_rps: Annotated[float, Field(gt=0)] = 10_000.0
+    max_steps: Annotated[int, Field(ge=1, le=20)] = 6
+    max_total_s: Annotated[float, Field(gt=0)] = 180.0
+
+    def rates(self) -> list[float]:
+        """Every rate the ladder may climb to, in order (it stops earlier when targets break)."""
+        rates: list[float] = []
+        rate = self.start_rps
+        while rate <= self.max_rps and len(rates) < self.max_steps:
+            rates.append(round(rate, 1))
+            rate *= self.factor
+        return rates
+
+
 class Targets(_Model):
     """The ADR's performance targets (phase 6)."""
 
@@ -301,6 +322,8 @@ class Targets(_Model):
     redis_latency_us: tuple[float, float] = (200.0, 500.0)
     postgres_write_p99_ms: tuple[float, float] = (5.0, 10.0)
     rate_steps: list[Annotated[int, Field(ge=1)]] = [1000, 5000, 10000]
+    # When set, the scenarios climb this ladder (until targets break) instead of rate_steps.
+    ladder: Ladder | None = None
     warmup_s: Annotated[float, Field(ge=0)] = 5.0
     step_duration_s: Annotated[float, Field(gt=0)] = 30.0
 
@@ -310,6 +333,25 @@ class Targets(_Model):
         if value[0] > value[1]:
             raise ValueError(f"range {list(value)} has its low end above its high end")
         return value
+
+
+class Drills(_Model):
+    """Failure drills (phase 7.3): the steady load they run under and when the fault comes."""
+
+    rate_rps: Annotated[float, Field(gt=0)] = 500.0  # the mixed scenario's rate
+    duration_s: Annotated[float, Field(gt=0)] = 12.0  # measured, after the warm-up
+    warmup_s: Annotated[float, Field(ge=0)] = 1.0
+    fault_at_s: Annotated[float, Field(ge=0)] = 3.0  # into the measured part
+    cut_s: Annotated[float, Field(gt=0)] = 3.0  # node-cut: how long the link stays down
+
+    @model_validator(mode="after")
+    def _fault_inside(self) -> Drills:
+        if self.fault_at_s >= self.duration_s:
+            raise ValueError(
+                f"fault_at_s {self.fault_at_s} is not before the end of the load "
+                f"(duration_s {self.duration_s}); the drill would measure no recovery"
+            )
+        return self
 
 
 class SandboxSettings(_Model):
@@ -341,6 +383,7 @@ class Lab(_Model):
     istio: Istio = Istio()
     observability: Observability = Observability()
     targets: Targets = Targets()
+    drills: Drills = Drills()
     allow_list: Annotated[list[AllowEntry], Field(min_length=1)]
     sandbox: SandboxSettings | None = None
     source: list[Path] = []  # every file this lab was read from, in layer order

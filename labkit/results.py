@@ -8,7 +8,15 @@ Schema ``labkit.results/1``::
       "checks": [ {id, title, step, status, expected, observed, evidence,
                    duration_s, subject, at} ... ],
       "load":   [ load results (labkit.load's schema: target_rps, achieved_rps, latency_ms ...) ],
-      "drills": [ drill results ],
+      "drills": [ {kind: "drill", scenario, what, lab, status (done|skip), reason,
+                   rate_rps, duration_s, fault: {action, at_s}, measured: {requests,
+                   failed, failed_by_category, error_window_s, first_failure_s,
+                   last_failure_s, first_success_s, p99_recovered_s, p99_target_ms,
+                   p99_before_ms, p99_after_ms}, timeline: [{t_s, requests, ok, failed,
+                   p99_ms}], writes: {acknowledged, lost, lost_codes, lost_after_restore},
+                   failover: {summary, ... the components' own times}, restored: {ok,
+                   actions, checks, problems}, verdicts: [{what, expected, measured, ok}],
+                   load: {achieved_rps, requests, errors, generator_limited}} ... ],
       "plans":  [ {node, step, change, argv, applied, exit_code} ... ]
     }
 

@@ -400,6 +400,7 @@ def _finish(
     faults: list[str],
 ) -> RunOutcome:
     """Write results.json, run.json and report.html from what the notebooks recorded."""
+    from labkit.adr import write_adr  # noqa: PLC0415
     from labkit.report import build_report  # noqa: PLC0415 - report imports plotly
 
     records = collect(run_dir)
@@ -440,6 +441,7 @@ def _finish(
     }
     (run_dir / "run.json").write_text(json.dumps(redact(run_info), indent=2) + "\n")
     try:
+        write_adr(run_dir)
         build_report(run_dir)
     except Exception as exc:
         (run_dir / "report.html").write_text(

@@ -158,3 +158,29 @@ def test_a_command_error_keeps_the_remote_status_apart() -> None:
     group = GroupError(["x"], {"k3s-node-01": error, "k3s-node-02": ConnectError("refused")})
     assert (group.remote_status, group.exit_code) == (255, 2)
     assert GroupError(["x"], {"k3s-node-02": ConnectError("refused")}).remote_status is None
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        ([], "typed confirmation 'homelab'"),
+        (["--apply", "--confirm", "homelab"], "cluster layer"),
+    ],
+)
+def test_a_drill_on_the_homelab_is_a_skip_written_to_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], reason: str
+) -> None:
+    target = tmp_path / "drill.json"
+    params = str(REPOSITORY / "params" / "homelab.yaml")
+    argv = ["drill", "--params", params, "--scenario", "redis-master", "--json", str(target)]
+    assert main([*argv, *extra]) == 0
+    assert "SKIP" in capsys.readouterr().out
+    (drill,) = json.loads(target.read_text())["drills"]
+    assert drill["status"] == "skip" and reason in drill["reason"]
+
+
+def test_an_unknown_drill_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    params = str(REPOSITORY / "params" / "local.yaml")
+    with pytest.raises(SystemExit):
+        main(["drill", "--params", params, "--scenario", "disk-full"])
+    assert "invalid choice" in capsys.readouterr().err

@@ -29,6 +29,8 @@ __all__ = [
     "Managed",
     "alive",
     "describe",
+    "interrupt",
+    "kill",
     "poll_until",
     "port_in_use",
     "read_pid",
@@ -282,3 +284,32 @@ def _reap(pid: int) -> None:
     # A child of this process stays a zombie until waited for.
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
+
+
+def kill(managed: Managed, pid: int, timeout_s: float = 10.0) -> None:
+    """SIGKILL ``pid`` (``managed``'s process) and its group, as a crash would; wait till gone.
+
+    The pidfile stays: ``describe`` then says the process crashed.
+    """
+    _signal(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout_s
+    while alive(pid):
+        _reap(pid)
+        if time.monotonic() >= deadline:
+            raise LabkitError(
+                f"sandbox {managed.name}: pid {pid} survived SIGKILL {timeout_s:.0f}s"
+            )
+        time.sleep(0.01)
+
+
+def interrupt(managed: Managed, pid: int, timeout_s: float = 30.0) -> None:
+    """SIGINT ``pid`` (a server's own fast shutdown); SIGKILL after ``timeout_s``; pidfile gone."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGINT)
+    deadline = time.monotonic() + timeout_s
+    while alive(pid) and time.monotonic() < deadline:
+        _reap(pid)
+        time.sleep(0.05)
+    if alive(pid):
+        kill(managed, pid)
+    managed.pidfile.unlink(missing_ok=True)
