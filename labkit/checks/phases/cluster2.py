@@ -19,7 +19,7 @@ from labkit.cluster.reach import PGO_CLUSTER, PGO_ROLE
 from labkit.cluster.waits import condition_status
 from labkit.errors import LabkitError
 
-__all__ = ["PGO_CRDS", "application_outcome"]
+__all__ = ["PGO_CRDS", "application_outcome", "pods_outcome"]
 
 APPS = "argoproj.io/v1alpha1"
 PGO_API = "postgres-operator.crunchydata.com/v1"
@@ -74,7 +74,7 @@ def application_outcome(
     return Outcome.judge(ok, expected, observed, evidence, name)
 
 
-def _pods_outcome(pods: list[dict[str, Any]], expected: str, evidence: str) -> Outcome:
+def pods_outcome(pods: list[dict[str, Any]], expected: str, evidence: str) -> Outcome:
     bad = [
         f"{p['metadata']['name']} {(p.get('status') or {}).get('phase')}: "
         + "; ".join(f"{c} {why}" for c, why in failing_containers(p))
@@ -127,7 +127,7 @@ def operator_running(context: Context) -> list[Outcome]:
         Outcome.judge(
             done, "all replicas ready", seen, f"GET Deployment {namespace}/pgo", "deployment"
         ),
-        _pods_outcome(
+        pods_outcome(
             _operator_pods(context),
             f"pgo pods in {namespace} Running and Ready",
             f"GET pods -n {namespace} -l {selector}",
@@ -258,7 +258,7 @@ def cluster_ready(context: Context) -> list[Outcome]:
         evidence + " (status.instances)",
         "instances",
     )
-    pods = _pods_outcome(
+    pods = pods_outcome(
         _cluster_pods(context),
         f"pods of {where} Running and Ready",
         f"GET pods -n {settings.namespace} -l {PGO_CLUSTER}={settings.cluster_name}",

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from labkit.checks.base import Context, Outcome, cluster_for, implements
-from labkit.checks.phases.cluster2 import _pods_outcome
+from labkit.checks.phases.cluster2 import pods_outcome
 from labkit.cluster import rollout_status
 from labkit.cluster.waits import condition_status
 from labkit.errors import LabkitError
@@ -294,7 +294,7 @@ def shlink_pods(context: Context) -> list[Outcome]:
             f"GET Deployment {namespace}/shlink",
             "deployment",
         ),
-        _pods_outcome(
+        pods_outcome(
             pods,
             f"shlink pods in {namespace} Running and Ready",
             f"GET pods -n {namespace} -l app.kubernetes.io/name=shlink",
