@@ -6,7 +6,7 @@ import html
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +14,20 @@ from labkit.secrets import redact
 
 __all__ = [
     "STATUS_ICONS",
+    "architecture_figure",
     "build_report",
+    "cache_flush_figure",
     "check_table_html",
     "check_table_text",
+    "doctor_html",
     "load_errors_figure",
     "load_spectrum_figure",
     "load_targets_figure",
     "load_timeseries_figure",
     "load_verdict_figure",
+    "runbook_html",
+    "runbooks_html",
+    "scale_figure",
     "show",
     "show_figure",
     "tracker",
@@ -272,6 +278,8 @@ def build_report(run_dir: Path) -> Path:
 <tr><th>notebook</th><th>status</th><th>took</th><th>error</th></tr>{notebook_rows}</table>
 <h2>Checks</h2>{check_table_html(checks)}
 <h2>Load</h2>{_load_table_html(results.get("load", []))}
+<h2>Runbooks</h2>{runbooks_html(results.get("runbooks", []))}
+{_slides_links(run_dir)}
 <h2>Charts</h2>{"".join(charts) or "<p>No charts in this run.</p>"}
 <h2>Versions</h2><pre>{_cell(json.dumps(run.get("versions", {}), indent=1))}</pre>
 </body></html>
@@ -279,6 +287,17 @@ def build_report(run_dir: Path) -> Path:
     target = run_dir / "report.html"
     target.write_text(redact(page), encoding="utf-8")
     return target
+
+
+def _slides_links(run_dir: Path) -> str:
+    """Links to the run's static slideshows (``<notebook>.slides.html``), if any."""
+    slides = sorted(run_dir.glob("*.slides.html"))
+    if not slides:
+        return ""
+    links = "".join(
+        f'<li><a href="{_cell(path.name)}">{_cell(path.name)}</a></li>' for path in slides
+    )
+    return f"<h2>Slides</h2><p>Open offline in a browser (reveal.js inlined).</p><ul>{links}</ul>"
 
 
 def _charts_dir() -> Path | None:
@@ -467,4 +486,208 @@ def load_verdict_figure(verdicts: Iterable[Mapping[str, Any]]) -> Any:
         )
     )
     figure.update_layout(title="ADR targets: verdict", height=max(250, 26 * len(rows) + 120))
+    return figure
+
+
+# ============================================================================================
+# Runbooks, doctor and the demo's figures (notebook 07). Inputs are plain dicts: the
+# results.json ``runbooks`` entries, doctor.json, and the architecture's boxes and edges.
+# ============================================================================================
+
+_RUNBOOK_STATES = {
+    "pass": "#d9f2d9",
+    "fail": "#f8d0d0",
+    "skip": "#eeeeee",
+    "planned": "#fff3c4",
+}
+
+
+def _rows_html(rows: Sequence[Mapping[str, Any]]) -> str:
+    if not rows:
+        return ""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    head = "".join(f"<th>{_cell(column)}</th>" for column in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_cell(row.get(column, ''))}</td>" for column in columns) + "</tr>"
+        for row in rows
+    )
+    return f'<table class="labkit-table"><tr>{head}</tr>{body}</table>'
+
+
+def runbook_html(outcome: Mapping[str, Any]) -> str:
+    """One runbook's outcome: status and summary, its steps (command, what was seen), measures."""
+    outcome = redact(dict(outcome))
+    status = str(outcome.get("status", ""))
+    steps = [
+        {
+            "step": row.get("step", ""),
+            "state": row.get("state", ""),
+            "command": row.get("command", ""),
+            "seen": row.get("seen", ""),
+            "took s": row.get("took_s", ""),
+        }
+        for row in outcome.get("steps", [])
+    ]
+    icon = STATUS_ICONS.get(status, "📝" if status == "planned" else "")
+    return (
+        f'{_CSS}<div><p style="background:{_RUNBOOK_STATES.get(status, "#fff")};padding:4px">'
+        f"<b>{_cell(outcome.get('title', ''))}</b> ({_cell(outcome.get('runbook', ''))}, "
+        f"{_cell(outcome.get('doc', ''))}): {icon} <b>{_cell(status)}</b> — "
+        f"{_cell(outcome.get('summary', ''))}</p>"
+        f"{_rows_html(steps)}{_rows_html(list(outcome.get('measured', [])))}</div>"
+    )
+
+
+def runbooks_html(outcomes: list[Mapping[str, Any]]) -> str:
+    """The report's runbooks section: each outcome, or a sentence when none ran."""
+    if not outcomes:
+        return "<p>No runbooks in this run.</p>"
+    return "".join(runbook_html(outcome) for outcome in outcomes)
+
+
+def doctor_html(report: Mapping[str, Any]) -> str:
+    """doctor's evidence: findings, component status, recent errors, data-plane facts."""
+    report = redact(dict(report))
+    findings = report.get("findings", [])
+    listed = "".join(f"<li>{_cell(item)}</li>" for item in findings) or "<li>no findings</li>"
+    components = [
+        {
+            "component": entry.get("name", ""),
+            "role": entry.get("role", ""),
+            "address": entry.get("address", ""),
+            "healthy": entry.get("healthy", ""),
+            "detail": entry.get("detail", ""),
+        }
+        for entry in report.get("components", [])
+    ]
+    errors = [
+        {"component": name, "recent lines": len(lines), "last": lines[-1] if lines else ""}
+        for name, lines in report.get("errors", {}).items()
+    ]
+    plane = [
+        {"source": name, "facts": json.dumps(facts, default=str)}
+        for name, facts in report.get("data_plane", {}).items()
+    ]
+    skipped = "".join(f"<p>skipped: {_cell(reason)}</p>" for reason in report.get("skipped", []))
+    where = f"<p>evidence in {_cell(report['folder'])}</p>" if report.get("folder") else ""
+    return (
+        f"{_CSS}<p><b>doctor</b>: lab {_cell(report.get('lab', ''))} at "
+        f"{_cell(report.get('at', ''))}</p><ul>{listed}</ul>{_rows_html(components)}"
+        f"{_rows_html(errors)}{_rows_html(plane)}{skipped}{where}"
+    )
+
+
+def cache_flush_figure(series: Mapping[str, Any], threshold: float | None = None) -> Any:
+    """Hit ratio per sampling interval around the flush (t = 0), requests per interval beneath."""
+    import plotly.graph_objects as go  # noqa: PLC0415
+    from plotly.subplots import make_subplots  # noqa: PLC0415
+
+    rows = list(series.get("hit_ratio", []))
+    figure = make_subplots(
+        rows=2, cols=1, shared_xaxes=True, subplot_titles=("hit ratio", "requests per interval")
+    )
+    times = [row["t_s"] for row in rows]
+    figure.add_trace(
+        go.Scatter(
+            x=times,
+            y=[row["hit_ratio"] for row in rows],
+            mode="lines+markers",
+            name="hit ratio",
+            line={"shape": "hv"},
+        ),
+        row=1,
+        col=1,
+    )
+    figure.add_trace(
+        go.Bar(x=times, y=[row["requests"] for row in rows], name="requests"), row=2, col=1
+    )
+    figure.add_vline(x=0, line_dash="dash", annotation_text="flush")
+    if threshold is not None:
+        figure.add_hline(y=threshold, line_dash="dot", row=1, col=1, annotation_text="recovered")
+    figure.update_yaxes(range=[0, 1.05], row=1, col=1)
+    figure.update_xaxes(title_text="seconds from the flush", row=2, col=1)
+    figure.update_layout(title="Redirect cache flushed under load", showlegend=False)
+    return figure
+
+
+def scale_figure(measured: list[Mapping[str, Any]]) -> Any:
+    """Throughput and p99 at each worker count the scale runbook measured."""
+    import plotly.graph_objects as go  # noqa: PLC0415
+    from plotly.subplots import make_subplots  # noqa: PLC0415
+
+    labels = [f"{row['when']}: {row['workers']} worker(s)" for row in measured]
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("answered / s", "p99 ms"))
+    figure.add_trace(go.Bar(x=labels, y=[row["achieved_rps"] for row in measured]), row=1, col=1)
+    figure.add_trace(go.Bar(x=labels, y=[row["p99_ms"] for row in measured]), row=1, col=2)
+    offered = measured[0]["target_rps"] if measured else 0
+    figure.update_layout(title=f"Scaling at {offered}/s offered", showlegend=False)
+    return figure
+
+
+_GROUP_COLOURS = {
+    "client": "#dfe7fd",
+    "edge": "#fde2cf",
+    "app": "#d9f2d9",
+    "cache": "#f8d0d0",
+    "database": "#e3d7f5",
+    "node": "#eeeeee",
+    "observe": "#fff3c4",
+}
+
+
+def architecture_figure(diagram: Mapping[str, Any]) -> Any:
+    """Boxes and arrows (``boxes``: id, label, x, y, group; ``edges``: from, to, label)."""
+    import plotly.graph_objects as go  # noqa: PLC0415
+
+    boxes = {box["id"]: box for box in diagram.get("boxes", [])}
+    figure = go.Figure()
+    for edge in diagram.get("edges", []):
+        start, end = boxes[edge["from"]], boxes[edge["to"]]
+        figure.add_annotation(
+            x=end["x"],
+            y=end["y"],
+            ax=start["x"],
+            ay=start["y"],
+            xref="x",
+            yref="y",
+            axref="x",
+            ayref="y",
+            showarrow=True,
+            arrowhead=3,
+            arrowwidth=1.5,
+            standoff=28,
+            startstandoff=28,
+            text="",
+        )
+        if edge.get("label"):
+            figure.add_annotation(
+                x=(start["x"] + end["x"]) / 2,
+                y=(start["y"] + end["y"]) / 2,
+                text=f"<i>{html.escape(str(edge['label']))}</i>",
+                showarrow=False,
+                font={"size": 10, "color": "#555"},
+                bgcolor="rgba(255,255,255,0.8)",
+            )
+    for box in boxes.values():
+        figure.add_annotation(
+            x=box["x"],
+            y=box["y"],
+            text=html.escape(str(box["label"])).replace("\n", "<br>"),
+            showarrow=False,
+            bordercolor="#666",
+            borderwidth=1,
+            borderpad=8,
+            bgcolor=_GROUP_COLOURS.get(str(box.get("group")), "#ffffff"),
+            font={"size": 12},
+        )
+    xs = [box["x"] for box in boxes.values()] or [0]
+    ys = [box["y"] for box in boxes.values()] or [0]
+    figure.update_xaxes(visible=False, range=[min(xs) - 0.8, max(xs) + 0.8])
+    figure.update_yaxes(visible=False, range=[min(ys) - 0.8, max(ys) + 0.8])
+    figure.update_layout(
+        title=str(diagram.get("title", "Architecture")),
+        plot_bgcolor="white",
+        height=460,
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+    )
     return figure

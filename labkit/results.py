@@ -9,7 +9,8 @@ Schema ``labkit.results/1``::
                    duration_s, subject, at} ... ],
       "load":   [ load results (labkit.load's schema: target_rps, achieved_rps, latency_ms ...) ],
       "drills": [ drill results ],
-      "plans":  [ {node, step, change, argv, applied, exit_code} ... ]
+      "plans":  [ {node, step, change, argv, applied, exit_code} ... ],
+      "runbooks": [ {runbook, title, lab, status, summary, doc, steps, measured, series} ... ]
     }
 
 Notebooks executed by ``labkit run`` add to it through ``record``: the runner
@@ -43,8 +44,8 @@ __all__ = [
 ]
 
 SCHEMA = "labkit.results/1"
-Kind = Literal["checks", "load", "drills", "plans"]
-KINDS: tuple[Kind, ...] = ("checks", "load", "drills", "plans")
+Kind = Literal["checks", "load", "drills", "plans", "runbooks"]
+KINDS: tuple[Kind, ...] = ("checks", "load", "drills", "plans", "runbooks")
 # What a check needs to be counted and shown: Result's fields without a default.
 _CHECK_FIELDS = tuple(
     f.name for f in fields(Result) if f.default is MISSING and f.default_factory is MISSING

@@ -420,6 +420,7 @@ def _finish(
         load=records.by_kind["load"],
         drills=records.by_kind["drills"],
         plans=records.by_kind["plans"],
+        runbooks=records.by_kind["runbooks"],
     )
     run_info = {
         "run_id": run_id,

@@ -44,8 +44,11 @@ __all__ = [
     "managed",
     "postgres_status",
     "promote_standby",
+    "run_tool",
     "start_postgres",
     "stop_postgres",
+    "superuser_connection",
+    "superuser_passfile",
 ]
 
 SUPERUSER = "postgres"
@@ -373,3 +376,27 @@ def postgres_status(lab: Lab, state_dir: Path) -> list[dict[str, Any]]:
     """One JSON-ready entry per server: pid, address, role (as the server reports it), health."""
     roles = _ROLES if lab.postgres.standby_port is not None else _ROLES[:1]
     return [_describe(lab, state_dir, role) for role in roles]
+
+
+def superuser_connection(
+    lab: Lab, state_dir: Path, role: str = "primary", dbname: str = "postgres"
+) -> psycopg.Connection[Any]:
+    """A superuser connection (autocommit) to the ``primary`` or ``standby``: runbooks."""
+    password = _internal_secret(state_dir, "superuser")
+    return connect(lab.postgres.host, _port(lab, role), SUPERUSER, password, dbname, timeout_s=3)
+
+
+def superuser_passfile(lab: Lab, state_dir: Path, role: str = "primary") -> Path:
+    """A libpq passfile (mode 600) for the superuser, so tools get the password off argv."""
+    password = _internal_secret(state_dir, "superuser")
+    path = _directory(state_dir) / "secrets" / f"pgpass-superuser-{role}"
+    line = f"{lab.postgres.host}:{_port(lab, role)}:*:{SUPERUSER}:{password.reveal()}\n"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(line)
+    return path
+
+
+def run_tool(name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+    """Run a PostgreSQL client tool of the wheel (as ``nobody`` under root); CommandError."""
+    _run_tool(name, argv, env)
