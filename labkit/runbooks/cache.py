@@ -260,6 +260,8 @@ class CacheFlush(Runbook):
         ]
         if sampler.deleted == 0:
             return False, "the flush deleted no keys: was the cache warm?"
+        if ratio_before < self.lab.targets.cache_hit_ratio / 2:
+            return False, f"the cache was not serving before the flush (ratio {ratio_before:.3f})"
         if lowest >= ratio_before:
             return False, f"no drop after the flush (ratio {ratio_before:.3f} before, low {lowest})"
         if recovered is None:

@@ -1,4 +1,4 @@
-"""Backup and restore: a fresh database restored from a dump equals the backup, and tampering shows."""
+"""Backup and restore: a fresh database restored from a dump equals the backup; tampering shows."""
 
 from __future__ import annotations
 
