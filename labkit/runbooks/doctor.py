@@ -113,7 +113,8 @@ def _errors(logfile: Path) -> list[str]:
         lines = logfile.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
         return []
-    return [line.strip()[:300] for line in lines if _ERROR.search(line)][-_RECENT:]
+    found: list[str] = redact([line.strip() for line in lines if _ERROR.search(line)][-_RECENT:])
+    return [line[:300] for line in found]
 
 
 def _probe(facts: dict[str, Any], name: str, read: Callable[[], Any]) -> None:
@@ -243,6 +244,7 @@ def collect(lab: Lab) -> Report:
         **_service_facts(lab),
     }
     report.skipped.append("cluster Events and pod logs: the sandbox has no Kubernetes API")
+    report.data_plane = redact(report.data_plane)
     report.findings = _findings(report, lab)
     return report
 
