@@ -20,6 +20,8 @@ __all__ = [
     "check_table_html",
     "check_table_text",
     "doctor_html",
+    "export_slides",
+    "has_slides",
     "load_errors_figure",
     "load_spectrum_figure",
     "load_targets_figure",
@@ -610,7 +612,7 @@ def cache_flush_figure(series: Mapping[str, Any], threshold: float | None = None
     return figure
 
 
-def scale_figure(measured: list[Mapping[str, Any]]) -> Any:
+def scale_figure(measured: Sequence[Mapping[str, Any]]) -> Any:
     """Throughput and p99 at each worker count the scale runbook measured."""
     import plotly.graph_objects as go  # noqa: PLC0415
     from plotly.subplots import make_subplots  # noqa: PLC0415
@@ -691,3 +693,68 @@ def architecture_figure(diagram: Mapping[str, Any]) -> Any:
         margin={"l": 10, "r": 10, "t": 50, "b": 10},
     )
     return figure
+
+
+# ============================================================================================
+# Static slideshows: an executed notebook whose cells carry slideshow metadata becomes one
+# self-contained reveal.js page (``<notebook>.slides.html``) that opens offline.
+# ============================================================================================
+
+_SLIDES_TEMPLATES = Path(__file__).resolve().parent / "data" / "nbconvert"
+_IMPORT = re.compile(r"@import\s+url\([^)]*\)\s*;?")
+# A script fetched from the network (plotly's notebook output asks a CDN for MathJax, which
+# no cell here needs): dropped, so that the page makes no request when it is opened.
+_REMOTE_SCRIPT = re.compile(r"<script\b[^>]*\bsrc=\"https?://[^\"]*\"[^>]*>\s*</script>", re.I)
+
+
+def _reveal_assets() -> dict[str, str]:
+    """reveal.js's script, styles and notes plugin, read from the sphinx-revealjs package."""
+    import importlib.util  # noqa: PLC0415
+
+    spec = importlib.util.find_spec("sphinx_revealjs")  # its files only; never imported
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "reveal.js's files come from the sphinx-revealjs package, which is not installed: "
+            "run `make .venv/.installed`"
+        )
+    root = Path(next(iter(spec.submodule_search_locations))) / "_static" / "revealjs"
+
+    def read(relative: str, script: bool) -> str:
+        text = (root / relative).read_text(encoding="utf-8")
+        # Inline text must not end its own element early; a font @import would be fetched.
+        return text.replace("</script", "<\\/script") if script else _IMPORT.sub("", text)
+
+    return {
+        "js": read("dist/reveal.js", True),
+        "notes": read("plugin/notes/notes.js", True),
+        "css": read("dist/reveal.css", False),
+        "theme": read("dist/theme/white.css", False),
+    }
+
+
+def has_slides(notebook: Mapping[str, Any]) -> bool:
+    """True when some cell of the notebook (nbformat JSON) carries a slide type."""
+    return any(
+        cell.get("metadata", {}).get("slideshow", {}).get("slide_type")
+        for cell in notebook.get("cells", [])
+    )
+
+
+def export_slides(notebook: Path) -> Path:
+    """Write ``<notebook>.slides.html`` beside an executed notebook: reveal.js, all inlined."""
+    import nbformat  # noqa: PLC0415
+    from nbconvert import SlidesExporter  # noqa: PLC0415
+
+    node = nbformat.read(notebook, as_version=4)  # type: ignore[no-untyped-call]
+    for cell in node.cells:  # parameters (the notebook's and papermill's) are not slides
+        if {"parameters", "injected-parameters"} & set(cell.metadata.get("tags", [])):
+            cell.metadata["slideshow"] = {"slide_type": "skip"}
+    exporter = SlidesExporter(  # type: ignore[no-untyped-call]
+        template_name="labkit-slides", extra_template_basedirs=[str(_SLIDES_TEMPLATES)]
+    )
+    body, _ = exporter.from_notebook_node(
+        node, resources={"labkit_reveal": _reveal_assets(), "metadata": {"name": notebook.stem}}
+    )
+    target = notebook.with_name(f"{notebook.stem}.slides.html")
+    target.write_text(redact(_REMOTE_SCRIPT.sub("", body)), encoding="utf-8")
+    return target

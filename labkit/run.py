@@ -439,7 +439,7 @@ def _finish(
         },
         "notebooks": entries,
         "checks": checks.counts(),
-        "notes": notes + faults,
+        "notes": notes + faults + _export_slides(run_dir, entries),
     }
     (run_dir / "run.json").write_text(json.dumps(redact(run_info), indent=2) + "\n")
     try:
@@ -451,6 +451,28 @@ def _finish(
         )
         exit_code, status = 2, "broken"
     return RunOutcome(run_dir, status, exit_code)
+
+
+def _export_slides(run_dir: Path, entries: list[dict[str, Any]]) -> list[str]:
+    """Static slideshows of the executed notebooks that have slides; returns notes for run.json.
+
+    A slideshow that cannot be made is a note, not a broken run: the run's results stand.
+    """
+    from labkit.report import export_slides, has_slides  # noqa: PLC0415
+
+    notes = []
+    for entry in entries:
+        executed = run_dir / entry["output"]
+        try:
+            if not has_slides(json.loads(executed.read_text(encoding="utf-8"))):
+                continue
+            made = export_slides(executed)
+        except (OSError, ValueError) as exc:
+            notes.append(f"slides of {entry['notebook']} not exported: {exc}")
+            log.error("slides of %s: %s", entry["notebook"], exc)
+            continue
+        notes.append(f"slides: {made.name} (opens offline)")
+    return notes
 
 
 def _check_fields(item: dict[str, Any]) -> dict[str, Any]:

@@ -44,8 +44,8 @@ def scale(
     lab: Lab,
     replicas: int,
     apply: bool = False,
-    rate: float = 600.0,
-    duration_s: float = 4.0,
+    rate: float = 300.0,
+    duration_s: float = 3.0,
     restore: bool = True,
 ) -> Outcome:
     """Scale Shlink to ``replicas`` (sandbox: workers) with throughput measured before and after."""

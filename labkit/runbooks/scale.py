@@ -118,8 +118,8 @@ class Scale(Runbook):
         self,
         lab: Lab,
         replicas: int,
-        rate: float = 600.0,
-        duration_s: float = 4.0,
+        rate: float = 300.0,
+        duration_s: float = 3.0,
         restore: bool = True,
     ) -> None:
         super().__init__(lab.name)
