@@ -60,11 +60,11 @@ class _Sampler:
         self._thread = threading.Thread(target=self._run, daemon=True, name="cache-sampler")
 
     def _run(self) -> None:
-        from labkit.load.server_stats import redis_master  # noqa: PLC0415
+        from labkit.stores import lab_redis_master  # noqa: PLC0415
 
         traffic_since: float | None = None
         try:
-            with redis_master(self.lab) as client:
+            with lab_redis_master(self.lab) as client:
                 while not self._stop.is_set():
                     stats = client.info("stats")
                     now = time.monotonic()
@@ -79,7 +79,7 @@ class _Sampler:
                         self.deleted = flush_keys(client, self.prefix)
                         self.flushed_at = time.monotonic()
                     self._stop.wait(self.interval_s)
-        except (redis.RedisError, OSError) as exc:
+        except (LabkitError, redis.RedisError, OSError) as exc:  # stores: ConnectError
             self.problem = f"{type(exc).__name__}: {exc}"
 
     def __enter__(self) -> _Sampler:
@@ -218,12 +218,12 @@ class CacheFlush(Runbook):
         )
 
     def _count(self) -> str:
-        from labkit.load.server_stats import redis_master  # noqa: PLC0415
+        from labkit.stores import lab_redis_master  # noqa: PLC0415
 
         try:
-            with redis_master(self.lab) as client:
+            with lab_redis_master(self.lab) as client:
                 keys = sum(1 for _ in client.scan_iter(match=f"{self.prefix}*", count=1000))
-        except (redis.RedisError, OSError) as exc:
+        except (redis.RedisError, OSError) as exc:  # a ConnectError (stores) passes as it is
             raise LabkitError(f"redis: counting cache keys failed ({exc})") from exc
         self.measured.append({"figure": "cache keys after the load", "value": keys})
         return f"{keys} keys under {self.prefix}"

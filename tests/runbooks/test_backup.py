@@ -34,6 +34,8 @@ ROW = (3, "abc")
         ({"public.a": ROW, "public.b": ROW}, {"public.a": ROW}, False, ["public.b"]),
         ({"public.a": ROW}, {"public.a": ROW, "public.c": ROW}, False, ["public.c"]),
         ({}, {}, False, []),  # nothing compared proves nothing
+        ({"public.s": (5, "sequence")}, {"public.s": (7, "sequence")}, True, []),
+        ({"public.s": (5, "sequence")}, {"public.s": (4, "sequence")}, False, ["public.s"]),
     ],
 )
 def test_compare(
@@ -156,3 +158,38 @@ def test_on_a_cluster_lab_it_is_a_skip_with_the_pgo_annotation() -> None:
     assert outcome.status == "skip"
     assert "postgres-operator.crunchydata.com/pgbackrest-backup" in outcome.summary
     assert "kubectl annotate" in outcome.steps[0]["command"]
+
+
+@pytest.mark.sandbox
+def test_writes_during_the_backup_do_not_blur_it(sandbox: Sandbox) -> None:
+    """The fingerprint and the dump see one snapshot while a writer inserts all along."""
+    import threading
+
+    _execute(sandbox, "shlink", "CREATE TABLE IF NOT EXISTS runbook_busy (id serial, at text)")
+    stop, writing = threading.Event(), threading.Event()
+
+    def write() -> None:
+        with closing(superuser_connection(sandbox.lab, sandbox.state_dir, dbname="shlink")) as c:
+            while not stop.is_set():
+                c.execute("INSERT INTO runbook_busy (at) VALUES (clock_timestamp()::text)")
+                writing.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    target = "runbook_busy_check"
+    try:
+        assert writing.wait(timeout=30)
+        made = backup(sandbox.lab)
+        stop.set()
+        writer.join(timeout=10)
+        drop_database(sandbox.lab, target)
+        restore(sandbox.lab, made, target)
+        result = compare(made.tables, fingerprint_database(sandbox.lab, target))
+        assert result.equal, result.differing
+        live = fingerprint_database(sandbox.lab, "shlink")["public.runbook_busy"][0]
+        assert 0 < made.tables["public.runbook_busy"][0] < live  # writes went on past it
+    finally:
+        stop.set()
+        writer.join(timeout=10)
+        drop_database(sandbox.lab, target)
+        _execute(sandbox, "shlink", "DROP TABLE IF EXISTS runbook_busy")

@@ -106,9 +106,9 @@ class _NoRefill(CacheFlush):
 
     def _warm(self) -> str:
         seen = super()._warm()
-        from labkit.load.server_stats import redis_master
+        from labkit.stores import lab_redis_master
 
-        with redis_master(self.lab) as client:
+        with lab_redis_master(self.lab) as client:
             client.execute_command("ACL", "SETUSER", "default", "-set")
         return seen
 
@@ -116,7 +116,7 @@ class _NoRefill(CacheFlush):
 @pytest.mark.sandbox
 @pytest.mark.slow
 def test_cache_flush_fails_when_the_cache_never_refills(sandbox: Sandbox) -> None:
-    from labkit.load.server_stats import redis_master
+    from labkit.stores import lab_redis_master
 
     try:
         outcome = perform(
@@ -125,7 +125,7 @@ def test_cache_flush_fails_when_the_cache_never_refills(sandbox: Sandbox) -> Non
             progress=lambda message: None,
         )
     finally:
-        with redis_master(sandbox.lab) as client:
+        with lab_redis_master(sandbox.lab) as client:
             client.execute_command("ACL", "SETUSER", "default", "+set")
     print(outcome.text())
     assert outcome.status == "fail"
