@@ -126,13 +126,14 @@ def _probe(facts: dict[str, Any], name: str, read: Callable[[], Any]) -> None:
 
 
 def _redis_facts(lab: Lab) -> dict[str, Any]:
-    from labkit.sandbox.redis import data_ports, redis_client, sentinel_master  # noqa: PLC0415
+    from labkit import stores  # noqa: PLC0415
 
     facts: dict[str, Any] = {}
-    for port in data_ports(lab):
+    for port in [lab.redis.port, *lab.redis.replica_ports]:
 
         def replication(port: int = port) -> dict[str, Any]:
-            with closing(redis_client(lab, port, timeout_s=1.0)) as client:
+            endpoint = stores.Endpoint(lab.redis.host, port)
+            with closing(stores.lab_redis(lab, endpoint, timeout_s=1.0)) as client:
                 info = client.info("replication")
             keys = ("role", "master_port", "master_link_status", "connected_slaves")
             return {key: info[key] for key in keys if key in info}
@@ -141,7 +142,9 @@ def _redis_facts(lab: Lab) -> dict[str, Any]:
     for port in lab.redis.sentinel_ports:
 
         def master(port: int = port) -> dict[str, Any]:
-            return {"master": sentinel_master(lab, port)}
+            endpoint = stores.Endpoint(lab.redis.host, port)
+            seen = stores.sentinel_view(endpoint, lab.redis.master_name, timeout_s=1.0)
+            return {"master": [seen.host, seen.port] if seen else None}
 
         _probe(facts, f"sentinel-{port}", master)
     return facts
