@@ -5,7 +5,7 @@ notebook), ``results.json`` (see labkit.results), the executed notebooks,
 ``report.html``, ``charts/`` and ``logs/``. A failing cell, a timeout, a dead
 kernel, a record that cannot be read or a Ctrl-C is recorded and the report is still
 written; the run folder is scrubbed of secrets however the run ends. Exit status: 0
-every check passed or skipped, 1 a check failed, 2 the run itself broke (a Ctrl-C is
+every check passed or skipped, 1 a check or a runbook failed, 2 the run itself broke (a Ctrl-C is
 re-raised once the run is recorded).
 """
 
@@ -411,6 +411,16 @@ def _finish(
     checks = Results(Result.from_dict(_check_fields(item)) for item in records.by_kind["checks"])
     broken = bool(faults) or any(entry["status"] != "ok" for entry in entries)
     exit_code = 2 if broken else checks.exit_code
+    # A runbook that ran and failed its measure (a restore unequal to its backup) fails the
+    # run like a failing check does.
+    failed_runbooks = [
+        f"runbook {item.get('runbook')} failed: {item.get('summary')}"
+        for item in records.by_kind["runbooks"]
+        if item.get("status") == "fail"
+    ]
+    if failed_runbooks and exit_code == 0:
+        exit_code = 1
+    notes = notes + failed_runbooks
     status = {0: "passed", 1: "failed", 2: "broken"}[exit_code]
     write_results(
         run_dir / "results.json",

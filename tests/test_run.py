@@ -368,3 +368,23 @@ def test_a_notebook_with_slides_gets_an_offline_slideshow(workspace: Path) -> No
     run = json.loads((run_dir / "run.json").read_text())
     assert "slides: 07-slides.slides.html (opens offline)" in run["notes"]
     assert 'href="07-slides.slides.html"' in (run_dir / "report.html").read_text()
+
+
+def test_a_failed_runbook_fails_the_run(workspace: Path) -> None:
+    record = (
+        "from labkit.results import record\n"
+        "record('runbooks', [{'runbook': 'backup-restore', 'status': 'fail', "
+        "'summary': 'the restore differs'}])"
+    )
+    _notebook(workspace / "notebooks" / "07-ops.ipynb", record)
+    outcome = run_labbook(
+        [workspace / "lab.yaml"],
+        notebooks=["07"],
+        out=workspace / "out",
+        notebooks_dir=workspace / "notebooks",
+    )
+    assert outcome.exit_code == 1 and outcome.status == "failed"
+    run = json.loads((outcome.run_dir / "run.json").read_text())
+    assert "runbook backup-restore failed: the restore differs" in run["notes"]
+    results = json.loads((outcome.run_dir / "results.json").read_text())
+    assert results["runbooks"][0]["status"] == "fail"
