@@ -10,6 +10,7 @@ and on any other lab only with ``apply=True``, as in notebook 06.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from labkit import runbooks
@@ -22,6 +23,7 @@ __all__ = [
     "DEMO_SECONDS",
     "architecture",
     "backup_restore",
+    "break_under_load",
     "create_and_resolve",
     "diagram",
     "doctor",
@@ -198,6 +200,34 @@ def verdicts(lab: Lab, outcome: ScenarioOutcome | None) -> Any:
     return pd.DataFrame(rows, columns=columns)
 
 
+def break_under_load(lab: Lab, demo: bool = False, apply: bool = False) -> Any:
+    """The story's failure: in demo mode the Redis master drill live; else this run's drills.
+
+    Out of demo mode (``labkit run``) notebook 06 has already run the drills: their table
+    is shown from what the run recorded, and their timelines are in the report.
+    """
+    from labkit.report import drills_table_html  # noqa: PLC0415
+    from labkit.results import collect, run_dir  # noqa: PLC0415
+
+    if demo:
+        from labkit import drills  # noqa: PLC0415
+
+        return drills.table(drills.run(lab, ["redis-master"], apply=apply))
+    folder = run_dir()
+    recorded: list[Mapping[str, Any]] = []
+    if folder is not None:
+        recorded = list(collect(folder).by_kind["drills"])
+    if not recorded:
+        print(
+            "no drill recorded in this run: notebook 06 runs them (`labkit drill` runs one); "
+            "demo = True runs the Redis master drill here"
+        )
+        return None
+    from IPython.display import HTML  # noqa: PLC0415
+
+    return HTML(drills_table_html(recorded))  # type: ignore[no-untyped-call]
+
+
 def runbook_index() -> Any:
     """Each runbook: its document, the labkit call, what it measures, where it runs."""
     import pandas as pd  # noqa: PLC0415
@@ -205,7 +235,7 @@ def runbook_index() -> Any:
     rows = [
         ("scale Shlink", "scale-shlink.md", "runbooks.scale", "throughput and p99 before/after",
          "sandbox workers; cluster replicas (skip here)"),
-        ("back up and restore PostgreSQL", "backup-restore-postgres.md",
+        ("back up and restore PostgreSQL", "backup-restore.md",
          "runbooks.backup_restore", "row counts and checksums, backup vs fresh restore",
          "sandbox pg_dump/pg_restore; cluster pgBackRest via PGO (skip here)"),
         ("flush the Redis cache", "flush-redis-cache.md", "runbooks.flush_cache",

@@ -165,7 +165,7 @@ def test_runbooks_in_the_report_and_their_html_masks_secrets(tmp_path: Path) -> 
         "title": "Back up and restore PostgreSQL",
         "status": "fail",
         "summary": "the restore differs in ['public.visits']",
-        "doc": "docs/runbooks/backup-restore-postgres.md",
+        "doc": "docs/runbooks/backup-restore.md",
         "steps": [
             {"step": "dump", "state": "done", "command": "pg_dump", "seen": "runbook-secret-777"}
         ],

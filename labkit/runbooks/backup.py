@@ -256,7 +256,7 @@ class BackupRestore(Runbook):
 
     name = "backup-restore"
     title = "Back up and restore PostgreSQL"
-    doc = "docs/runbooks/backup-restore-postgres.md"
+    doc = "docs/runbooks/backup-restore.md"
 
     def __init__(self, lab: Lab, keep: bool = False) -> None:
         super().__init__(lab.name)
