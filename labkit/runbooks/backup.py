@@ -273,7 +273,7 @@ class BackupRestore(Runbook):
         if lab.kind != "sandbox":
             reason = (
                 "a cluster backup is pgBackRest's through PGO (annotate the PostgresCluster "
-                f"with {_PGO_ANNOTATION}); that needs labkit's cluster layer, not on this branch"
+                f"with {_PGO_ANNOTATION}); labkit's cluster layer has no backup step for it yet"
             )
             return [
                 Action(

@@ -27,8 +27,8 @@ __all__ = ["CacheFlush", "flush_keys"]
 
 _HOT_CODES = 100
 _CLUSTER_REASON = (
-    "on a cluster Redis is reached through the cluster layer (labkit/cluster/, another "
-    "branch), which this runbook cannot use yet"
+    "on a cluster Redis is reached through the cluster layer (labkit/cluster/: a "
+    "port-forward to the master), which this runbook does not use yet"
 )
 
 

@@ -6,7 +6,7 @@ log), and the data plane as phase 2 sees it: each Redis node's replication role
 and link, each Sentinel's master, PostgreSQL's recovery state and streaming
 standbys, the service's health. Each finding names what looks wrong. On a
 cluster the Events and the logs of failing pods come through the cluster layer
-(another branch): skipped with the reason. Everything written is redacted.
+(no such step in it yet): skipped with the reason. Everything written is redacted.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ _RECENT = 20
 _TAIL = 200
 _CLUSTER_REASON = (
     "Kubernetes Events and the logs of failing pods come through labkit's cluster layer "
-    "(labkit/cluster/, another branch); not collected"
+    "(labkit/cluster/), which has no such step yet; not collected"
 )
 
 

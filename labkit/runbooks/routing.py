@@ -3,7 +3,7 @@
 The roadmap's lab routes Shlink through an Istio Gateway and VirtualService
 (manifests/istio/). Changing routing is a server-side apply of the
 VirtualService with new ``route[].weight`` values, then reading Istio's view
-back; it needs a Kubernetes API and the cluster layer (another branch), so on
+back; it needs a Kubernetes API and labkit's cluster layer (no routing step in it yet), so on
 the sandbox, which has neither Istio nor an API, the runbook is a skip with why.
 """
 
@@ -16,7 +16,8 @@ __all__ = ["Routing"]
 
 _REASON = (
     "Istio routing lives in a VirtualService: it needs a Kubernetes API with Istio and "
-    "labkit's cluster layer (labkit/cluster/, another branch); the sandbox has neither"
+    "a routing step in labkit's cluster layer (labkit/cluster/ has none yet); the sandbox "
+    "has neither"
 )
 
 

@@ -29,7 +29,7 @@ __all__ = ["Scale", "scale_workers", "workers"]
 _WAIT_S = 30.0
 _CLUSTER_REASON = (
     "scaling the Deployment's replicas goes through labkit's cluster layer "
-    "(labkit/cluster/, being built on another branch)"
+    "(labkit/cluster/), which has no scale step yet"
 )
 
 
