@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import base64
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -294,10 +294,11 @@ class Applications:
         return f"{good}/{len(self.rows)} Synced and Healthy" + (f"; {bad}" if bad else "")
 
 
-def applications(cluster: Cluster, lab: Lab) -> Applications:
-    """Every Application in ArgoCD's namespace, by name."""
+def applications(cluster: Cluster, lab: Lab, names: Sequence[str] | None = None) -> Applications:
+    """Every Application in ArgoCD's namespace (or those in ``names``), by name."""
     found = cluster.list("Application", lab.argocd.namespace, api_version="argoproj.io/v1alpha1")
-    rows = sorted((_row(app) for app in found), key=lambda row: row["name"])
+    chosen = [app for app in found if names is None or app["metadata"]["name"] in names]
+    rows = sorted((_row(app) for app in chosen), key=lambda row: row["name"])
     return Applications(tuple(rows))
 
 
@@ -307,12 +308,18 @@ def wait_synced(
     timeout_s: float | None = None,
     progress: Progress | None = None,
     expected: int = 1,
+    names: Sequence[str] | None = None,
 ) -> Applications:
-    """Wait until at least ``expected`` Applications exist and all are Synced and Healthy."""
+    """Wait until at least ``expected`` Applications exist and all are Synced and Healthy.
+
+    With ``names``, only those Applications, every one of them present.
+    """
     held: dict[str, Applications] = {}
+    if names is not None:
+        expected = len(names)
 
     def probe() -> tuple[bool, str]:
-        state = applications(cluster, lab)
+        state = applications(cluster, lab, names)
         held["state"] = state
         done = len(state.rows) >= expected and not state.unhealthy
         return done, state.summary()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ __all__ = [
     "confirm",
     "coverage",
     "dependent_checks",
+    "deployed",
     "describe",
     "headless",
     "interactive",
@@ -181,21 +182,56 @@ def argocd_access(lab: Lab) -> Any:
     return pd.DataFrame([{"what": key, "value": value} for key, value in shown.items()])
 
 
-def applications(lab: Lab, wait: bool = False) -> Any:
+def applications(
+    lab: Lab,
+    wait: bool = False,
+    names: Sequence[str] | None = None,
+    sandbox_reason: str | None = None,
+) -> Any:
     """ArgoCD's Applications as a table (sync, health, revision, message, failing resources).
 
-    With ``wait``, first wait (progress printed, deadline ``cluster.wait_timeout_s``) until
-    every Application is Synced and Healthy. On the sandbox, before phase 1 saved a
+    ``names`` limits it to the Applications of one phase. With ``wait``, first wait
+    (progress printed, deadline ``cluster.wait_timeout_s``) until they are all Synced and
+    Healthy. On the sandbox (``sandbox_reason`` when given), before phase 1 saved a
     kubeconfig, or before ArgoCD is installed: a Skipped saying why.
     """
     from labkit import gitops  # noqa: PLC0415 - the kubernetes client only for cluster labs
 
+    if lab.kind == "sandbox" and sandbox_reason:
+        return Skipped(sandbox_reason)
+
     def read(cluster: Any, lab: Lab) -> Any:
         if wait:
-            return gitops.wait_synced(cluster, lab, progress=print)
-        return gitops.applications(cluster, lab)
+            return gitops.wait_synced(cluster, lab, progress=print, names=names)
+        return gitops.applications(cluster, lab, names)
 
     return _with_argocd(lab, read)
+
+
+def deployed(lab: Lab, phase: str, wait: bool = False) -> Any:
+    """The ArgoCD Applications that deploy roadmap ``phase`` ("2", "3"), waited for with ``wait``.
+
+    On the sandbox: skip, saying which of its own services stand in for them.
+    """
+    apps, stand_ins = PHASE_APPLICATIONS[phase]
+    reason = (
+        f"the sandbox has no Kubernetes API: ArgoCD deploys {', '.join(apps)} on a cluster lab; "
+        f"here {stand_ins} stand in, checked below"
+    )
+    return applications(lab, wait=wait, names=apps, sandbox_reason=reason)
+
+
+# Roadmap phase -> (the Applications of the GitOps repo that deploy it, the sandbox's stand-ins).
+PHASE_APPLICATIONS: dict[str, tuple[tuple[str, ...], str]] = {
+    "2": (
+        ("postgres-operator", "postgres-cluster", "redis"),
+        "the sandbox's PostgreSQL 18 (primary and standby) and Redis with three Sentinels",
+    ),
+    "3": (
+        ("external-secrets", "secret-stores", "shlink"),
+        "the sandbox's Shlink-compatible service and its secret files",
+    ),
+}
 
 
 def _with_argocd(lab: Lab, read: Callable[[Any, Lab], Any]) -> Any:

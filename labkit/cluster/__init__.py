@@ -37,7 +37,7 @@ Cluster. See tests/kubeapi/__init__.py.
 
 from labkit.cluster.client import FIELD_MANAGER, Cluster, ExecResult, describe, kubeconfig_path
 from labkit.cluster.documents import apply_order, load_documents, parse_documents
-from labkit.cluster.forward import open_service
+from labkit.cluster.forward import open_pod, open_service
 from labkit.cluster.secrets import resolve_secret
 from labkit.cluster.steps import KubeObject
 from labkit.cluster.waits import (
@@ -61,6 +61,7 @@ __all__ = [
     "kubeconfig_path",
     "load_documents",
     "object_evidence",
+    "open_pod",
     "open_service",
     "parse_documents",
     "pod_ready",

@@ -25,7 +25,7 @@ from labkit.cluster.waits import pod_ready
 from labkit.errors import ClusterError, ConnectError, LabkitError, NotFound
 from labkit.secrets import redact
 
-__all__ = ["open_service", "service_endpoint"]
+__all__ = ["open_pod", "open_service", "service_endpoint"]
 
 
 class Cluster(Protocol):
@@ -189,6 +189,22 @@ def open_service(
     """
     pod, target = service_endpoint(cluster, namespace, service, port)
     forwarder = _Forwarder(cluster, namespace, pod, target)
+    forwarder.thread.start()
+    try:
+        yield forwarder.address
+    finally:
+        forwarder.close()
+
+
+@contextlib.contextmanager
+def open_pod(cluster: Cluster, namespace: str, pod: str, port: int) -> Iterator[tuple[str, int]]:
+    """Forward a local port to ``pod:port`` through the API; yields ("127.0.0.1", port).
+
+    For a pod a Service cannot name (PGO's primary, one Redis of a StatefulSet); the pod
+    must exist. Each connection gets its own stream; closed after the ``with`` block.
+    """
+    cluster.require("Pod", pod, namespace)
+    forwarder = _Forwarder(cluster, namespace, pod, port)
     forwarder.thread.start()
     try:
         yield forwarder.address

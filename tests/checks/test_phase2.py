@@ -140,12 +140,22 @@ def test_redis_down_fails_with_the_connection_error(sandbox: Sandbox) -> None:
         assert "refused" in result["observed"].lower()
 
 
-def test_homelab_skips_what_needs_the_cluster_without_connecting() -> None:
+def test_homelab_without_its_kubeconfig_fails_naming_it_without_connecting(
+    tmp_path: Path,
+) -> None:
+    """A cluster lab reaches its stores through the cluster: no kubeconfig, no connection."""
     homelab = load_lab(Path(__file__).resolve().parents[2] / "params" / "homelab.yaml")
-    results = {r.id: r for r in run_checks(homelab, ids=["2.2.5", "2.2.7", "2.3.5"])}
-    assert {r.status for r in results.values()} == {Status.SKIP}
-    assert "cluster API" in results["2.3.5"].observed
-    assert "Kubernetes secret" in results["2.2.5"].observed
+    k3s = homelab.k3s.model_copy(update={"kubeconfig": tmp_path / "absent.yaml"})
+    homelab = homelab.model_copy(update={"k3s": k3s})
+    results = run_checks(homelab, ids=["2.2.5", "2.2.7", "2.3.1", "2.3.2", "2.3.5"])
+    by_id = {(r.id, r.subject): r for r in results}
+    assert by_id[("2.3.5", "")].status is Status.SKIP
+    assert "cluster lab" in by_id[("2.3.5", "")].observed
+    failed = [r for key, r in by_id.items() if key[0] != "2.3.5"]
+    assert failed and {r.status for r in failed} == {Status.FAIL}
+    assert all(
+        f"kubeconfig {tmp_path / 'absent.yaml'} cannot be read" in r.observed for r in failed
+    )
 
 
 @pytest.mark.parametrize("item_id", DATA_PLANE)

@@ -1,10 +1,12 @@
 """Phase 2 data-plane checks: PostgreSQL as the ``shlink`` user (2.2) and Redis with Sentinel (2.3).
 
-Every check takes its endpoint from the lab's params (``postgres.host/port``,
-``redis.host/port/sentinel_ports``), so the same code runs against the sandbox
-and, through a port-forward, against the homelab. Only 2.3.5 (persistence
-across a restart) needs to restart something; it does that through the
-sandbox's API and says ``skip`` with the reason on a lab it cannot restart.
+On the sandbox every check takes its endpoint from the lab's params
+(``postgres.host/port``, ``redis.host/port/sentinel_ports``). On a cluster lab
+the same checks ask the same questions through port-forwards labkit opens
+itself (``checks.phases.data``: PGO's primary pod, each Redis pod and its
+Sentinel), and read ``{kubernetes: ...}`` secrets through the API. Only 2.3.5
+(persistence across a restart) needs to restart something; it does that through
+the sandbox's API and says ``skip`` with the reason on a lab it cannot restart.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import uuid
 from contextlib import closing
 
 from labkit import stores
-from labkit.checks.base import Context, Outcome, implements
-from labkit.errors import ConfigError, ConnectError
+from labkit.checks.base import Context, Outcome, cluster_for, implements
+from labkit.checks.phases import data
+from labkit.errors import ConfigError, ConnectError, LabkitError
 from labkit.params import Lab
 from labkit.secrets import Secret, resolve
 from labkit.stores import Endpoint, PostgresConnection, RedisClient
@@ -33,15 +36,16 @@ _TEST_KEY = "test_key"
 
 
 def _postgres_endpoint(lab: Lab) -> str:
-    return f"{lab.postgres.user}@{lab.postgres.host}:{lab.postgres.port}/{lab.postgres.database}"
+    return data.postgres_where(lab)
 
 
-def _postgres_password(lab: Lab) -> Secret | str:
+def _postgres_password(context: Context) -> Secret | str:
     """The lab user's password, or why it cannot be read here (a reason to skip)."""
+    lab = context.lab
     ref = lab.postgres.password
-    if ref.kind == "kubernetes":
+    if ref.kind == "kubernetes" and not data.on_cluster(lab):
         return f"the password lives in {ref.describe()}; reading it needs the cluster API"
-    return resolve(ref, lab.base_dir)
+    return data.secret(context, ref)
 
 
 def _postgres_session(context: Context) -> PostgresConnection | str:
@@ -49,12 +53,18 @@ def _postgres_session(context: Context) -> PostgresConnection | str:
 
     def factory() -> PostgresConnection | str:
         lab = context.lab
-        password = _postgres_password(lab)
-        if isinstance(password, str):
-            return password
         try:
-            return stores.lab_postgres(lab, timeout_s=_TIMEOUT_S)
-        except ConnectError as exc:
+            password = _postgres_password(context)
+            if isinstance(password, str):
+                return password
+            if not data.on_cluster(lab):
+                return stores.lab_postgres(lab, timeout_s=_TIMEOUT_S)
+            settings = lab.postgres
+            endpoint = data.reach(context).postgres()
+            return stores.postgres(
+                endpoint, settings.user, password, settings.database, timeout_s=_TIMEOUT_S
+            )
+        except LabkitError as exc:  # a port-forward or secret the cluster could not give
             return str(exc)
 
     def close(connection: object) -> None:
@@ -138,6 +148,8 @@ def postgres_credentials_secret(context: Context) -> Outcome:
     """The secret holding the lab user's password exists, is readable, and is not world-readable."""
     ref = context.lab.postgres.password
     where = ref.describe()
+    if ref.kind == "kubernetes" and data.on_cluster(context.lab):
+        return _kubernetes_credentials(context, ref.kubernetes or "")
     if ref.kind == "kubernetes":
         return Outcome.skip(f"{where}: checking a Kubernetes secret needs the cluster API", where)
     if ref.kind == "env":
@@ -163,22 +175,56 @@ def postgres_credentials_secret(context: Context) -> Outcome:
     )
 
 
+# The keys PGO writes into <cluster>-pguser-<user> when the user has a database.
+_PGUSER_KEYS = ("host", "port", "user", "password", "dbname", "uri")
+
+
+def _kubernetes_credentials(context: Context, reference: str) -> Outcome:
+    """PGO's user Secret exists with every key a client needs, and the password is not empty."""
+    namespace, name, key = reference.split("/")
+    where = f"Secret {namespace}/{name}"
+    expected = f"{where} with keys {', '.join(_PGUSER_KEYS)} and a non-empty {key}"
+    try:
+        found = cluster_for(context).get("Secret", name, namespace, api_version="v1")
+    except LabkitError as exc:
+        return Outcome.judge(False, expected, str(exc), f"get {where}", where)
+    if found is None:
+        return Outcome.judge(False, expected, f"{where} does not exist", f"get {where}", where)
+    keys = sorted(found.get("data") or {})
+    missing = [k for k in dict.fromkeys((*_PGUSER_KEYS, key)) if k not in keys]
+    try:
+        value = data.secret(context, context.lab.postgres.password)
+        filled = bool(value.reveal())
+    except LabkitError as exc:
+        filled = False
+        missing.append(f"{key} unreadable: {exc}")
+    return Outcome.judge(
+        not missing and filled,
+        expected,
+        f"keys {keys}"
+        + (f"; missing {missing}" if missing else "")
+        + ("" if filled else f"; {key} empty"),
+        f"get {where} (values masked)",
+        where,
+    )
+
+
 # -- Redis (2.3) ----------------------------------------------------------------------------
 
 
-def _client(lab: Lab, endpoint: Endpoint) -> RedisClient:
-    return stores.lab_redis(lab, endpoint, timeout_s=_TIMEOUT_S)
+def _client(lab: Lab, endpoint: Endpoint, sentinel: bool = False) -> RedisClient:
+    return stores.lab_redis(lab, endpoint, sentinel=sentinel, timeout_s=_TIMEOUT_S)
 
 
-def _sentinel_views(lab: Lab) -> dict[str, str]:
+def _sentinel_views(context: Context) -> dict[str, str]:
     """What each Sentinel says the master is (``host:port``), or its error."""
-    for sentinel in stores.lab_sentinels(lab):
+    lab = context.lab
+    asked = data.sentinels(context)
+    for sentinel in asked:
         lab.require_allowed(sentinel.host)
-    views = stores.sentinel_views(
-        stores.lab_sentinels(lab), lab.redis.master_name, timeout_s=_TIMEOUT_S
-    )
+    views = stores.sentinel_views(list(asked), lab.redis.master_name, timeout_s=_TIMEOUT_S)
     return {
-        str(where): (
+        asked[where]: (
             f"error: {view}"
             if isinstance(view, ConnectError)
             else str(view)
@@ -189,26 +235,54 @@ def _sentinel_views(lab: Lab) -> dict[str, str]:
     }
 
 
-def _master(lab: Lab) -> Endpoint:
-    """The master endpoint: where the Sentinels agree it is, else ``redis.host:port``."""
-    views = set(_sentinel_views(lab).values())
-    if len(views) == 1:
-        agreed = next(iter(views))
-        host, _, port = agreed.rpartition(":")
+def _master(context: Context) -> tuple[Endpoint, str]:
+    """(where this machine reaches the master, what the Sentinels call it).
+
+    The master is where the Sentinels agree it is, else ``redis.host:port`` (the sandbox)
+    or, on a cluster lab, a ConnectError naming what each Sentinel said.
+    """
+    lab = context.lab
+    views = _sentinel_views(context)
+    agreed = set(views.values())
+    if len(agreed) == 1:
+        named = next(iter(agreed))
+        host, _, port = named.rpartition(":")
         if port.isdigit():
-            return Endpoint(host.strip("[]"), int(port))
-    return Endpoint(lab.redis.host, lab.redis.port)
+            master = Endpoint(host.strip("[]"), int(port))
+            mapping = data.master_reach(context)
+            return (mapping(master) if mapping else master), str(master)
+    if data.on_cluster(lab):
+        seen = "; ".join(f"{where} -> {view}" for where, view in views.items())
+        raise ConnectError(
+            f"the Sentinels in {lab.redis.namespace} do not agree on a master of "
+            f"{lab.redis.master_name} ({seen or 'no Redis pods'})"
+        )
+    fallback = Endpoint(lab.redis.host, lab.redis.port)
+    return fallback, str(fallback)
 
 
 def _master_client(context: Context) -> tuple[RedisClient, str]:
-    def factory() -> tuple[RedisClient, str]:
-        master = _master(context.lab)
-        return _client(context.lab, master), str(master)
+    """A client to the master and how results name it; ConnectError when there is none."""
 
-    def close(value: tuple[RedisClient, str]) -> None:
-        value[0].close()
+    def factory() -> tuple[RedisClient, str] | ConnectError:
+        try:
+            master, named = _master(context)
+        except ConnectError as exc:
+            return exc
+        except LabkitError as exc:  # the cluster (kubeconfig, API) could not be reached
+            return ConnectError(str(exc))
+        where = str(master) if named == str(master) else f"{named} (via {master})"
+        return _client(context.lab, master), where
 
-    result: tuple[RedisClient, str] = context.resource("redis.master", factory, close)
+    def close(value: tuple[RedisClient, str] | ConnectError) -> None:
+        if isinstance(value, tuple):
+            value[0].close()
+
+    result: tuple[RedisClient, str] | ConnectError = context.resource(
+        "redis.master", factory, close
+    )
+    if isinstance(result, ConnectError):
+        raise result
     return result
 
 
@@ -218,48 +292,88 @@ def _redis_down(expected: str, endpoint: str, exc: ConnectError) -> Outcome:
 
 @implements("2.3.1")
 def redis_running(context: Context) -> list[Outcome]:
-    """The master answers with all replicas online, and every Sentinel agrees on that master."""
+    """The master answers with all replicas online; every Sentinel agrees on it, with quorum."""
     lab = context.lab
-    client, endpoint = _master_client(context)
     expected = f"role master with {lab.redis.replicas} online replica(s)"
+    named = ""
     try:
+        client, endpoint = _master_client(context)
+        named = endpoint.split(" (via ")[0]
         info = client.info("replication")
     except ConnectError as exc:
-        return [_redis_down(expected, endpoint, exc)]
-    replicas = [
-        value for key, value in info.items() if key.startswith("slave") and isinstance(value, dict)
-    ]
-    online = [f"{r.get('ip')}:{r.get('port')}" for r in replicas if r.get("state") == "online"]
-    outcomes = [
-        Outcome.judge(
-            info.get("role") == "master" and len(online) == lab.redis.replicas,
-            expected,
-            f"role {info.get('role')}, online replicas {online or 'none'}",
-            "INFO replication",
-            endpoint,
-        )
-    ]
-    if not lab.redis.sentinel_ports:
+        outcomes = [_redis_down(expected, named or "master", exc)]
+    else:
+        replicas = [
+            value
+            for key, value in info.items()
+            if key.startswith("slave") and isinstance(value, dict)
+        ]
+        online = [f"{r.get('ip')}:{r.get('port')}" for r in replicas if r.get("state") == "online"]
+        outcomes = [
+            Outcome.judge(
+                info.get("role") == "master" and len(online) == lab.redis.replicas,
+                expected,
+                f"role {info.get('role')}, online replicas {online or 'none'}",
+                "INFO replication",
+                endpoint,
+            )
+        ]
+    if not data.on_cluster(lab) and not lab.redis.sentinel_ports:
         outcomes.append(Outcome.skip("no redis.sentinel_ports in params to ask", "sentinels"))
         return outcomes
-    views = _sentinel_views(lab)
-    agreed = set(views.values()) == {endpoint}
+    try:
+        views = _sentinel_views(context)
+    except LabkitError as exc:
+        views = {"sentinels": f"error: {exc}"}
+    agreed = bool(named) and set(views.values()) == {named} and len(views) == lab.redis.sentinels
     outcomes.append(
         Outcome.judge(
             agreed,
-            f"all {len(views)} Sentinels name {endpoint} as master of {lab.redis.master_name}",
+            f"all {lab.redis.sentinels} Sentinels (redis.sentinels) name "
+            f"{named or 'the master'} as master of {lab.redis.master_name}",
             "; ".join(f"{where} -> {view}" for where, view in views.items()),
             f"SENTINEL GET-MASTER-ADDR-BY-NAME {lab.redis.master_name}",
             "sentinels",
         )
     )
+    outcomes.append(_quorum(context))
     return outcomes
+
+
+def _quorum(context: Context) -> Outcome:
+    """Every Sentinel, asked ``SENTINEL CKQUORUM``, can reach quorum and authorize a failover."""
+    lab = context.lab
+    answers: dict[str, str] = {}
+    try:
+        asked = data.sentinels(context)
+    except LabkitError as exc:
+        asked, answers["sentinels"] = {}, str(exc)
+    for sentinel, where in asked.items():
+        try:
+            with closing(_client(lab, sentinel, sentinel=True)) as client:
+                answers[where] = str(
+                    client.execute_command("SENTINEL", "CKQUORUM", lab.redis.master_name)
+                )
+        except ConnectError as exc:
+            answers[where] = str(exc).rsplit(": ", 1)[-1]
+    ok = bool(answers) and all(answer.startswith("OK") for answer in answers.values())
+    return Outcome.judge(
+        ok,
+        f"every Sentinel: OK, quorum ({lab.redis.sentinel_quorum}) and failover authorization "
+        "reachable",
+        "; ".join(f"{where}: {answer}" for where, answer in answers.items()) or "no Sentinels",
+        f"SENTINEL CKQUORUM {lab.redis.master_name}",
+        "sentinel quorum",
+    )
 
 
 @implements("2.3.2")
 def redis_ping(context: Context) -> Outcome:
     """PING the master: PONG."""
-    client, endpoint = _master_client(context)
+    try:
+        client, endpoint = _master_client(context)
+    except ConnectError as exc:
+        return _redis_down("PONG", "master", exc)
     try:
         answer = client.ping()
     except ConnectError as exc:
@@ -282,7 +396,10 @@ def _written(context: Context) -> list[str]:
 @implements("2.3.3")
 def redis_write(context: Context) -> Outcome:
     """SET test_key to a value unique to this run (expires in 10 minutes)."""
-    client, endpoint = _master_client(context)
+    try:
+        client, endpoint = _master_client(context)
+    except ConnectError as exc:
+        return _redis_down("OK", "master", exc)
     value = _test_value(context)
     try:
         answer = client.set(_TEST_KEY, value, ex=600)
@@ -306,8 +423,11 @@ def redis_read(context: Context) -> Outcome:
     After 2.3.3 wrote it, a missing key is a failure (the value was lost), not a reason to
     write it again.
     """
-    client, endpoint = _master_client(context)
     value = _test_value(context)
+    try:
+        client, endpoint = _master_client(context)
+    except ConnectError as exc:
+        return _redis_down(value, "master", exc)
     try:
         if not _written(context):
             client.set(_TEST_KEY, value, ex=600)
@@ -343,13 +463,14 @@ def redis_persistence(context: Context) -> Outcome:
     lab = context.lab
     if lab.kind != "sandbox":
         return Outcome.skip(
-            "restarting a Redis pod needs the cluster API; not available to this check yet"
+            "restarting a Redis pod (deleting it for its StatefulSet to recreate) is not done "
+            "by this check on a cluster lab yet; 2.3.3/2.3.4 write and read through the master"
         )
     if not context.apply:
         return Outcome.skip("restarts the Redis master to prove it: runs only with apply")
     from labkit.sandbox import Sandbox  # noqa: PLC0415 - the sandbox only exists on a sandbox lab
 
-    master = _master(lab)
+    master, _ = _master(context)
     endpoint = str(master)
     key, value = "labkit:persistence", uuid.uuid4().hex
     expected = f"{key} = {value} after a restart, still master"
@@ -390,9 +511,12 @@ def _bytes(size: str) -> int:
 def redis_memory_limit(context: Context) -> Outcome:
     """maxmemory is what params say, and the memory in use is under it."""
     lab = context.lab
-    client, endpoint = _master_client(context)
     limit = _bytes(lab.redis.maxmemory)
     expected = f"maxmemory {limit} ({lab.redis.maxmemory}), used_memory below it"
+    try:
+        client, endpoint = _master_client(context)
+    except ConnectError as exc:
+        return _redis_down(expected, "master", exc)
     try:
         configured = int(str(client.config_get("maxmemory").get("maxmemory", 0)))
         used = int(str(client.info("memory").get("used_memory", 0)))
@@ -411,7 +535,10 @@ def redis_memory_limit(context: Context) -> Outcome:
 def redis_eviction_policy(context: Context) -> Outcome:
     """CONFIG GET maxmemory-policy matches params."""
     lab = context.lab
-    client, endpoint = _master_client(context)
+    try:
+        client, endpoint = _master_client(context)
+    except ConnectError as exc:
+        return _redis_down(lab.redis.maxmemory_policy, "master", exc)
     try:
         policy = client.config_get("maxmemory-policy").get("maxmemory-policy")
     except ConnectError as exc:

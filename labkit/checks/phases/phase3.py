@@ -1,8 +1,9 @@
 """Phase 3, Shlink: the API verification items of 3.2, against whatever endpoint the params name.
 
-The checks reach Shlink at ``lab.shlink.base_url`` and Redis at
-``lab.redis`` (through its Sentinels when listed), so the same code checks the
-sandbox directly and the homelab through a port-forward. 3.2.5 creates one
+On the sandbox the checks reach Shlink at ``lab.shlink.base_url`` and Redis at
+``lab.redis`` (through its Sentinels when listed). On a cluster lab the same
+checks go through port-forwards labkit opens itself (``checks.phases.data``):
+the Shlink Service's ``http`` port, the Redis pods' Sentinels and master. 3.2.5 creates one
 probe short URL that 3.2.6-3.2.8 reuse; it is deleted when the run ends.
 """
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from labkit.checks.base import Context, Outcome, implements
+from labkit.checks.phases import data
 from labkit.errors import LabkitError
 from labkit.sandbox.shortener.cache import CACHE_PREFIX
 from labkit.shlink import ShlinkClient
@@ -35,7 +37,7 @@ class _Probe:
 
 def _client(context: Context) -> ShlinkClient:
     client: ShlinkClient = context.resource(
-        "shlink.client", lambda: ShlinkClient.from_lab(context.lab), lambda c: c.close()
+        "shlink.client", lambda: data.shlink_client(context), lambda c: c.close()
     )
     return client
 
@@ -70,6 +72,7 @@ def health_responds(context: Context) -> Outcome:
     """GET /rest/health answers 200 with status ``pass``."""
     url = f"{context.lab.shlink.base_url}/rest/health"
     try:
+        url = f"{_client(context).base_url}/rest/health"
         health = _client(context).health()
     except LabkitError as exc:
         return Outcome.judge(False, "200, status pass", f"no health answer: {exc}", f"GET {url}")
@@ -133,7 +136,7 @@ def redirects(context: Context) -> Outcome:
         response.status_code == 302 and location == probe.long_url,
         f"302, Location {probe.long_url}",
         f"{response.status_code}, Location {location}",
-        f"GET {context.lab.shlink.base_url}/{probe.slug} (redirects not followed)",
+        f"GET {_client(context).base_url}/{probe.slug} (redirects not followed)",
     )
 
 
@@ -153,7 +156,9 @@ def cache_populated(context: Context) -> Outcome:
     probe = _probe(context)
     if probe.created is not None:
         _client(context).resolve(probe.slug)  # a redirect is what fills a cache-aside cache
-    with closing(lab_redis_master(lab)) as client:
+    sentinels = list(data.sentinels(context)) if data.on_cluster(lab) else None
+    master = lab_redis_master(lab, sentinels=sentinels, reach=data.master_reach(context))
+    with closing(master) as client:
         cached = _count(client, CACHE_PREFIX + "*")
         total = int(client.dbsize())
         probe_key = CACHE_PREFIX + probe.slug
