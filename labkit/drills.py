@@ -42,7 +42,7 @@ from labkit.load.engine import run_load
 from labkit.load.result import LoadResult
 from labkit.load.scenarios import build_workload
 from labkit.load.schedule import Schedule
-from labkit.load.target import resolve_target
+from labkit.load.target import reached_shlink, resolve_target
 from labkit.load.trace import Trace
 from labkit.params import Lab
 from labkit.results import record
@@ -70,7 +70,6 @@ CLUSTER_SCENARIOS = {  # the same drills on a cluster lab, through the Cluster
     "shortener-worker": "delete one Ready Shlink pod; its Deployment starts another",
     "node-cut": "cordon a node running Shlink, delete its pods, uncordon after drills.cut_s",
 }
-SHLINK_SERVICE, SHLINK_PORT = "shlink", 8080
 _NS = 1_000_000_000
 _BUCKET_S = 0.5
 _WRITE = "create"
@@ -749,18 +748,6 @@ def run_drill(
     return outcome
 
 
-def _answers(url: str, timeout_s: float = 2.0) -> bool:
-    """Whether ``url``'s /rest/health answers at all (any HTTP status)."""
-    import httpx  # noqa: PLC0415
-
-    try:
-        with httpx.Client(timeout=timeout_s, trust_env=False) as client:
-            client.get(url.rstrip("/") + "/rest/health")
-    except httpx.HTTPError:
-        return False
-    return True
-
-
 def _cluster_drill(
     lab: Lab,
     outcome: DrillOutcome,
@@ -775,31 +762,19 @@ def _cluster_drill(
     reason = unreachable_reason(lab)
     if reason:
         raise _Skip(reason)
-    with Cluster.open(lab) as cluster, contextlib.ExitStack() as held:
-        url = target_url or lab.shlink.base_url
-        if target_url is None:
-            lab.require_allowed(_host_of(url))
-        if target_url is None and not _answers(url):
-            host, port = held.enter_context(
-                cluster.open_service(lab.shlink.namespace, SHLINK_SERVICE, SHLINK_PORT)
-            )
-            progress(f"{url} does not answer: the load goes through a port-forward to "
-                     f"{lab.shlink.namespace}/{SHLINK_SERVICE}:{SHLINK_PORT}")  # fmt: skip
-            url = f"http://{host}:{port}"
-        loaded = lab.model_copy(update={"shlink": lab.shlink.model_copy(update={"base_url": url})})
+    with contextlib.ExitStack() as held:
+        if target_url is not None:  # given (tests: a loopback server)
+            shlink = lab.shlink.model_copy(update={"base_url": target_url})
+            loaded = lab.model_copy(update={"shlink": shlink})
+        else:  # the base URL if it answers, else a port-forward to the Shlink Service
+            loaded = held.enter_context(reached_shlink(lab, progress))
+        cluster = held.enter_context(Cluster.open(lab))
         fault = CLUSTER_FAULTS[outcome.scenario](loaded, cluster, progress, settle_s)
-        outcome.load["target"] = url
+        outcome.load["target"] = loaded.shlink.base_url
         try:
             _measured(loaded, outcome, fault, progress)
         finally:
             fault.close()
-
-
-def _host_of(url: str) -> str:
-    """The host part of ``url`` (what the allow-list is asked about)."""
-    from urllib.parse import urlsplit  # noqa: PLC0415
-
-    return urlsplit(url).hostname or ""
 
 
 def _drill(lab: Lab, outcome: DrillOutcome, progress: Callable[[str], None]) -> None:

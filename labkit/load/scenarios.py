@@ -25,7 +25,7 @@ from labkit.load.engine import progress_lines, run_load
 from labkit.load.result import LoadResult
 from labkit.load.schedule import Schedule
 from labkit.load.server_stats import ServerWatch
-from labkit.load.target import Target, resolve_target
+from labkit.load.target import Target, reached_shlink, resolve_target
 from labkit.load.verdict import Verdict, judge
 from labkit.load.workload import Creates, Mixed, Redirects, Workload
 from labkit.params import Lab
@@ -250,9 +250,42 @@ def run_scenario(
     progress: Callable[[str], None] = print,
 ) -> ScenarioOutcome:
     """Run ``scenario`` up the ladder: ``rates`` if given, else the lab's ``targets.ladder``
-    (climbing until the targets break or the generator is the limit), else ``rate_steps``."""
+    (climbing until the targets break or the generator is the limit), else ``rate_steps``.
+
+    On a cluster lab whose ``shlink.base_url`` does not answer, the load goes through a
+    port-forward to the Shlink Service held for the run (``reached_shlink``).
+    """
     if scenario not in SCENARIOS:
         raise ConfigError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
+    with reached_shlink(lab, progress) as reached:
+        return _run_scenario(
+            reached,
+            scenario,
+            rates=rates,
+            duration_s=duration_s,
+            warmup_s=warmup_s,
+            processes=processes,
+            connections=connections,
+            flush_every_s=flush_every_s,
+            cold_codes=cold_codes,
+            progress=progress,
+        )
+
+
+def _run_scenario(
+    lab: Lab,
+    scenario: str,
+    *,
+    rates: list[float] | None = None,
+    duration_s: float | None = None,
+    warmup_s: float | None = None,
+    processes: int = 1,
+    connections: int = 64,
+    flush_every_s: float = 0.2,
+    cold_codes: int = _COLD_CODES,
+    progress: Callable[[str], None] = print,
+) -> ScenarioOutcome:
+    """``run_scenario`` once ``lab.shlink.base_url`` is reachable."""
     targets = lab.targets
     target = resolve_target(lab.shlink.base_url, lab.allow_list)  # refused before any request
     ladder = targets.ladder if rates is None else None  # explicit rates: a fixed ladder

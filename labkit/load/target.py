@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from labkit.errors import ConfigError, NotAllowed
+from labkit.errors import ConfigError, ConnectError, NotAllowed
 from labkit.params import address_allowed
 
-__all__ = ["LOOPBACK", "Target", "resolve_target"]
+if TYPE_CHECKING:
+    from labkit.params import Lab
+
+__all__ = ["LOOPBACK", "Target", "answers", "reached_shlink", "resolve_target"]
 
 LOOPBACK = ["127.0.0.0/8", "::1/128"]
 
@@ -74,3 +80,51 @@ def _resolve(host: str, port: int) -> list[str]:
     except socket.gaierror as exc:
         raise ConfigError(f"load target host {host!r} does not resolve ({exc.strerror})") from exc
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def answers(url: str, timeout_s: float = 2.0) -> bool:
+    """Whether ``url``'s ``/rest/health`` answers at all (any HTTP status)."""
+    import httpx  # noqa: PLC0415
+
+    try:
+        with httpx.Client(timeout=timeout_s, trust_env=False) as client:
+            client.get(url.rstrip("/") + "/rest/health")
+    except httpx.HTTPError:
+        return False
+    return True
+
+
+@contextmanager
+def reached_shlink(lab: Lab, progress: Callable[[str], None] = print) -> Iterator[Lab]:
+    """``lab`` with a Shlink base URL the load can reach, for a ``with`` block.
+
+    The sandbox, or a lab whose ``shlink.base_url`` answers: ``lab`` unchanged. A
+    cluster lab whose base URL does not answer: the URL of a port-forward to the
+    Shlink Service (through the Kubernetes API), held until the block ends. The base
+    URL is checked against the allow-list before anything is sent to it.
+    """
+    url = lab.shlink.base_url
+    if lab.kind == "sandbox":
+        yield lab
+        return
+    lab.require_allowed(urlsplit(url).hostname or "")
+    if answers(url):
+        yield lab
+        return
+    from labkit.cluster.client import Cluster  # noqa: PLC0415 - the kubernetes client
+    from labkit.cluster.plan import unreachable_reason  # noqa: PLC0415
+    from labkit.cluster.reach import Reach  # noqa: PLC0415
+
+    reason = unreachable_reason(lab)
+    if reason:
+        raise ConnectError(
+            f"Shlink at {url} does not answer, and labkit cannot forward a port to it: {reason}"
+        )
+    with Cluster.open(lab) as cluster, Reach(cluster, lab) as reach:
+        forwarded = reach.shlink_url()
+        progress(
+            f"{url} does not answer: the load goes through a port-forward to "
+            f"{lab.shlink.namespace}/shlink ({forwarded})"
+        )
+        shlink = lab.shlink.model_copy(update={"base_url": forwarded})
+        yield lab.model_copy(update={"shlink": shlink})

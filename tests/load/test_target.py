@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from labkit.errors import ConfigError, NotAllowed
@@ -31,3 +33,83 @@ def test_address_outside_the_allow_list_is_refused(url: str) -> None:
 def test_unsupported_or_incomplete_urls_are_config_errors(url: str) -> None:
     with pytest.raises(ConfigError):
         resolve_target(url, LOOPBACK)
+
+
+# -- reached_shlink: the base URL, or a port-forward to the Shlink Service on a cluster lab --
+
+
+def _health(method: str, path: str, body: bytes) -> tuple[int, str, str]:
+    return (200, "application/json", '{"status":"pass"}') if path == "/rest/health" else (
+        404, "application/json", "{}"
+    )  # fmt: skip
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as closed:  # a loopback port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        return int(closed.getsockname()[1])
+
+
+def test_a_cluster_lab_whose_base_url_is_silent_gets_a_forward_held_for_the_block(
+    tmp_path: Path,
+) -> None:
+    import httpx
+
+    from labkit.load.target import reached_shlink
+    from tests.kubeapi import KubeApi, fixtures
+    from tests.kubeapi.backends import serve
+
+    with KubeApi() as api, serve(_health) as backend:
+        fixtures.healthy_lab(api.store)
+        api.store.put(fixtures.namespace("shlink"))
+        labels = {"app.kubernetes.io/name": "shlink"}
+        api.store.put(fixtures.pod("shlink-6d9f8-abcde", "shlink", "shlinkio/shlink:4", labels))
+        api.store.put(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "shlink", "namespace": "shlink"},
+                "spec": {
+                    "selector": labels,
+                    "ports": [{"name": "http", "port": 8080, "targetPort": 8080}],
+                },
+            }
+        )
+        api.wire.backends[("shlink", "shlink-6d9f8-abcde", "8080")] = backend
+        silent = f"http://127.0.0.1:{_free_port()}"
+        lab = api.lab(tmp_path / "lab", shlink={"base_url": silent})
+        lines: list[str] = []
+        with reached_shlink(lab, lines.append) as reached:
+            url = reached.shlink.base_url
+            assert url != silent and url.startswith("http://127.0.0.1:")
+            assert httpx.get(f"{url}/rest/health", trust_env=False).json() == {"status": "pass"}
+        assert any("port-forward to shlink/shlink" in line for line in lines)
+        with pytest.raises(httpx.TransportError):  # the forward is closed after the block
+            httpx.get(f"{url}/rest/health", trust_env=False, timeout=2)
+        # A base URL that answers is used as it is, and the API is not asked.
+        before = len(api.requests())
+        lab = api.lab(tmp_path / "lab2", shlink={"base_url": f"http://{backend[0]}:{backend[1]}"})
+        with reached_shlink(lab, lines.append) as reached:
+            assert reached is lab
+        assert len(api.requests()) == before
+
+
+def test_a_cluster_lab_with_no_kubeconfig_and_a_silent_url_says_both(tmp_path: Path) -> None:
+    from labkit.errors import ConnectError
+    from labkit.load.target import reached_shlink
+    from labkit.params import load_lab
+
+    root = Path(__file__).resolve().parents[2]
+    lab = load_lab(root / "params" / "local.yaml")
+    k3s = lab.k3s.model_copy(update={"kubeconfig": tmp_path / "absent.yaml"})
+    shlink = lab.shlink.model_copy(update={"base_url": f"http://127.0.0.1:{_free_port()}"})
+    lab = lab.model_copy(update={"kind": "homelab", "k3s": k3s, "shlink": shlink})
+    with (
+        pytest.raises(
+            ConnectError, match=r"does not answer, and labkit cannot forward.*no kubeconfig"
+        ),
+        reached_shlink(lab),
+    ):
+        pass
