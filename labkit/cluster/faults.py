@@ -30,17 +30,15 @@ from contextlib import closing
 from typing import Any
 
 from labkit.cluster.client import Cluster
+from labkit.cluster.reach import PGO_CLUSTER, PGO_ROLE, REDIS_LABELS, SENTINEL_PORT
 from labkit.cluster.waits import pod_ready, wait_until
 from labkit.errors import LabkitError
 from labkit.params import Lab
 
-__all__ = ["CLUSTER_FAULTS", "PGO_CLUSTER", "PGO_ROLE", "ClusterFault"]
+__all__ = ["CLUSTER_FAULTS", "ClusterFault"]
 
-PGO_CLUSTER = "postgres-operator.crunchydata.com/cluster"
-PGO_ROLE = "postgres-operator.crunchydata.com/role"
-REDIS_LABELS = {"app.kubernetes.io/name": "redis"}
 SHLINK_LABELS = {"app.kubernetes.io/name": "shlink"}
-SENTINEL_SERVICE, SENTINEL_PORT = "redis-sentinel", 26379
+SENTINEL_SERVICE = "redis-sentinel"
 DRILL_MANAGER = "labkit-drill"  # the field manager of a drill's cordon
 _NS = 1_000_000_000
 Progress = Callable[[str], None]
