@@ -272,6 +272,11 @@ def run_scenario(
             watch.figures.setdefault("problems", {})["cache flush"] = problem
         step = StepOutcome(result, watch.figures)
         outcome.steps.append(step)
+        progress(
+            f"{scenario}: {rate:.0f} req/s step done: achieved {result.achieved_rps:,.0f} req/s, "
+            f"error rate {result.error_rate:.2%}"
+            + (", generator-limited" if result.generator_limited else "")
+        )
         outcome.verdicts += judge(lab, scenario, step.to_dict())
         if result.error_rate > _HOPELESS_ERROR_RATE:
             outcome.stopped = (

@@ -15,6 +15,7 @@ Each source that cannot be reached is reported with why, never silently dropped.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from contextlib import suppress
@@ -23,9 +24,9 @@ from typing import Any
 import psutil
 import psycopg
 import redis
-from redis.sentinel import Sentinel
+from redis.sentinel import MasterNotFoundError, Sentinel
 
-from labkit.errors import LabkitError
+from labkit.errors import ConnectError, LabkitError
 from labkit.load.recorder import latency_histogram, percentiles_ms
 from labkit.params import Lab
 from labkit.secrets import SecretRef
@@ -52,7 +53,17 @@ def redis_master(lab: Lab) -> redis.Redis:
             sentinel_kwargs={"socket_timeout": _TIMEOUT_S, "socket_connect_timeout": _TIMEOUT_S},
             socket_timeout=_TIMEOUT_S,
         )
-        found = sentinel.discover_master(settings.master_name)
+        try:
+            found = sentinel.discover_master(settings.master_name)
+        except MasterNotFoundError as exc:
+            # redis-py's message holds the repr of every Sentinel client it tried, not the why.
+            ports = ", ".join(str(port) for port in settings.sentinel_ports)
+            kind = "the sandbox (`labkit sandbox up`)" if lab.kind == "sandbox" else "Redis"
+            raise ConnectError(
+                f"no Sentinel at {settings.host}:{ports} named a master for "
+                f"{settings.master_name!r} ({_sentinel_failure(exc)}); check that {kind} is up "
+                "and that redis.sentinel_ports and redis.master_name match it"
+            ) from None
         address = (str(found[0]), int(found[1]))
         lab.require_allowed(address[0])
     return redis.Redis(
@@ -62,6 +73,15 @@ def redis_master(lab: Lab) -> redis.Redis:
         socket_timeout=_TIMEOUT_S,
         socket_connect_timeout=_TIMEOUT_S,
     )
+
+
+def _sentinel_failure(error: MasterNotFoundError) -> str:
+    """What the Sentinels answered, without the clients' reprs redis-py puts in its message."""
+    text = str(error)
+    reasons = set(re.findall(r"connecting to \S+?\. ([^.,]+)", text))
+    reasons |= {reason.strip() for reason in re.findall(r"TimeoutError: ([^,]+)", text)}
+    reasons = {reason.lower() for reason in reasons}
+    return "; ".join(sorted(reasons)) if reasons else "none of them knows that master"
 
 
 def _postgres(lab: Lab) -> psycopg.Connection[Any]:
