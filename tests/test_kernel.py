@@ -1,4 +1,4 @@
-"""Inside a kernel: a LabkitError is one short message, bugs keep their traceback, threads stay quiet.
+"""In a kernel: a LabkitError is one short message, bugs keep tracebacks, threads stay quiet.
 
 The notebooks here run in real IPython kernels (nbclient / papermill), as JupyterLab
 and ``labkit run`` run them.
