@@ -65,6 +65,11 @@ def install() -> bool:
     return True
 
 
+def _labelled(label: str, message: str) -> str:
+    """``label`` before ``message`` unless the message already starts with it."""
+    return message if message.startswith(label) else f"{label}{message}"
+
+
 def progress(prefix: str = "") -> Callable[[str], None]:
     """A sink for progress messages of a long cell (``prefix`` names what is running).
 
@@ -76,7 +81,7 @@ def progress(prefix: str = "") -> Callable[[str], None]:
 
         def to_runner(message: str) -> None:
             for line in message.splitlines():
-                sys.stderr.write(f"{PROGRESS_MARK}{label}{line}\n")
+                sys.stderr.write(f"{PROGRESS_MARK}{_labelled(label, line)}\n")
             sys.stderr.flush()
 
         return to_runner
@@ -88,7 +93,7 @@ def progress(prefix: str = "") -> Callable[[str], None]:
 
     def in_place(message: str) -> None:
         nonlocal handle
-        text = {"text/plain": f"{label}{message}"}
+        text = {"text/plain": _labelled(label, message)}
         if handle is None:
             handle = display(text, raw=True, display_id=True)  # type: ignore[no-untyped-call]
         else:

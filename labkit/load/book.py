@@ -14,7 +14,7 @@ from labkit.kernel import progress
 from labkit.load.scenarios import SCENARIOS, ScenarioOutcome, run_scenario
 from labkit.load.store import save
 from labkit.params import Lab
-from labkit.report import Table, load_verdict_table
+from labkit.report import Table, load_verdict_table, table
 from labkit.results import record
 
 __all__ = ["baseline", "charts", "plan", "run", "verdicts"]
@@ -35,10 +35,8 @@ def plan(
     rates: list[float] | None = None,
     duration_s: float | None = None,
     warmup_s: float | None = None,
-) -> Any:
-    """The runs that ``run`` would make: scenario, rate, durations, requests (a DataFrame)."""
-    import pandas as pd  # noqa: PLC0415
-
+) -> Table:
+    """The runs that ``run`` would make: scenario, rate, durations, requests (a table)."""
     rates = rates or [float(rate) for rate in lab.targets.rate_steps]
     duration = duration_s if duration_s is not None else lab.targets.step_duration_s
     warmup = warmup_s if warmup_s is not None else lab.targets.warmup_s
@@ -55,7 +53,7 @@ def plan(
         for name in scenarios or list(SCENARIOS)
         for rate in rates
     ]
-    return pd.DataFrame(rows)
+    return table(rows, {"scenario": "8em", "what": "30%"}, what="runs")
 
 
 def baseline(
