@@ -33,6 +33,7 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 _START_TIMEOUT_S = 90.0
 _STOP_TIMEOUT_S = 120.0  # JupyterLab's shutdown, then the sandbox's
 _STATE = Path("~/.local/state/labkit")
+_SETTINGS = Path(__file__).resolve().parent / "data" / "jupyterlab"  # overrides.json
 
 
 def _pid_file(lab: Lab) -> Path:
@@ -55,6 +56,12 @@ def _command(port: int, root: Path) -> list[str]:
         "--ServerApp.port_retries=0",  # the URL printed is the URL served, or an error
         f"--ServerApp.root_dir={root}",
         "--LabApp.default_url=/lab/tree/notebooks",
+        # Nothing is fetched from the internet: no news feed, no update check, and the
+        # lab-book's setting defaults (overrides.json) turn off the "get notified about
+        # Jupyter news?" prompt; a user's own settings still win.
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        f"--LabApp.app_settings_dir={_SETTINGS}",
     ]
     if os.geteuid() == 0:
         # JupyterLab refuses to start as root without it. Root is how the sandbox isolates
@@ -102,14 +109,16 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
 
 
 @contextlib.contextmanager
-def _lab_up(lab: Lab) -> Iterator[None]:
+def _lab_up(lab: Lab) -> Iterator[bool]:
+    """A sandbox lab up for the block (a lease); True when it was not running before."""
     if lab.kind != "sandbox":
-        yield
+        yield False
         return
-    from labkit.sandbox import ensure_up  # noqa: PLC0415
+    from labkit.sandbox import Sandbox, ensure_up  # noqa: PLC0415
 
+    was_running = Sandbox(lab).running
     with ensure_up(lab):
-        yield
+        yield not was_running
 
 
 @contextlib.contextmanager
@@ -131,8 +140,8 @@ def serve(params: list[Path], port: int = DEFAULT_PORT, root: Path = REPOSITORY)
     previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
     pid_file = _pid_file(lab)
     try:
-        with _pid_written(pid_file, port), _lab_up(lab):
-            _run_jupyterlab(lab, port, root, token)
+        with _pid_written(pid_file, port), _lab_up(lab) as brought_up:
+            _run_jupyterlab(lab, port, root, token, brought_up)
     except (KeyboardInterrupt, _Stop):
         pass
     finally:
@@ -142,7 +151,7 @@ def serve(params: list[Path], port: int = DEFAULT_PORT, root: Path = REPOSITORY)
     return 0
 
 
-def _run_jupyterlab(lab: Lab, port: int, root: Path, token: str) -> None:
+def _run_jupyterlab(lab: Lab, port: int, root: Path, token: str, brought_up: bool) -> None:
     if os.geteuid() == 0:
         print(
             "labkit lab: running as root (the sandbox isolates its nodes in network namespaces), "
@@ -156,7 +165,7 @@ def _run_jupyterlab(lab: Lab, port: int, root: Path, token: str) -> None:
     try:
         _wait_until_serving(port, token, process)
         url = f"http://127.0.0.1:{port}/lab/tree/notebooks?token={token}"
-        down = " (and take the sandbox down)" if lab.kind == "sandbox" else ""
+        down = " and take the sandbox down (this brought it up)" if brought_up else ""
         print(
             f"\nlabkit lab: JupyterLab serves the lab-book of lab {lab.name} at\n\n    {url}\n\n"
             f"Stop it{down} with Ctrl-C here, or from another terminal: make lab-stop "

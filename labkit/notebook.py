@@ -111,7 +111,7 @@ def coverage() -> Table:
     checked = sum(row["checked by labkit"] == "yes" for row in rows)
     return table(
         rows,
-        {"id": "4.5em", "needs": "9em", "checked by labkit": "9em"},
+        {"id": "4.5em", "needs": "9em", "checked by labkit": "11em"},
         what=f"roadmap items, {checked} checked by labkit",
     )
 

@@ -48,18 +48,19 @@ _COLOURS = {
     "not implemented": "#ffffff",
 }
 # Plain text in CSS badges, never emoji: a machine without an emoji font shows empty boxes.
-# `table.labkit-table` outranks JupyterLab's own `.jp-RenderedHTMLCommon td` rules (right
-# aligned, no wrapping), and a fixed layout with set column widths keeps ids and "took"
-# readable while long text wraps inside its column.
+# `table.labkit-table.labkit-table td` (the class twice on purpose) outranks JupyterLab's
+# `:not(.jp-RenderedMarkdown).jp-RenderedHTMLCommon td` (right-aligned cells), and a fixed
+# layout with set column widths keeps ids and "took" readable while long text wraps
+# inside its column.
 _CSS = """
 <style>
 table.labkit-table{border-collapse:collapse;font:13px/1.4 system-ui,sans-serif;margin:.5em 0;
 table-layout:fixed;width:100%}
-table.labkit-table th,table.labkit-table td{border:1px solid #ccc;padding:3px 6px;
-vertical-align:top;text-align:left;white-space:normal;overflow-wrap:break-word;
+table.labkit-table.labkit-table th,table.labkit-table.labkit-table td{border:1px solid #ccc;
+padding:3px 6px;vertical-align:top;text-align:left;white-space:normal;overflow-wrap:break-word;
 word-break:normal}
 table.labkit-table th{background:#f4f4f4}
-table.labkit-table td.labkit-nowrap{white-space:nowrap;overflow:hidden;text-overflow:clip}
+table.labkit-table.labkit-table td.labkit-nowrap{white-space:nowrap;overflow:hidden}
 table.labkit-table details summary{cursor:pointer;color:#555}
 table.labkit-table pre{white-space:pre-wrap;overflow-wrap:anywhere;margin:0;font-size:12px}
 details.labkit-long>summary{cursor:pointer;font:13px/1.6 system-ui,sans-serif;color:#333}
