@@ -467,16 +467,31 @@ def load_spectrum_figure(entries: Iterable[Mapping[str, Any]]) -> Any:
     return figure
 
 
+def _line_styles(entries: list[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """A colour per scenario and a dash per step of it, so a dozen runs stay apart."""
+    colours: dict[str, str] = {}
+    steps: dict[str, int] = {}
+    dashes = ["solid", "dash", "dot", "dashdot", "longdash"]
+    styles = []
+    for entry in entries:
+        scenario = str(entry.get("scenario") or entry.get("name") or "")
+        colour = colours.setdefault(scenario, _LOAD_COLOURS[len(colours) % len(_LOAD_COLOURS)])
+        step = steps.get(scenario, 0)
+        steps[scenario] = step + 1
+        styles.append((colour, dashes[step % len(dashes)]))
+    return styles
+
+
 def load_timeseries_figure(entries: Iterable[Mapping[str, Any]]) -> Any:
-    """Throughput (responses/s) and corrected p99 per second, one colour per run."""
+    """Throughput (responses/s) and corrected p99 per second: colour per scenario, dash per step."""
     import plotly.graph_objects as go  # noqa: PLC0415
     from plotly.subplots import make_subplots  # noqa: PLC0415
 
     figure = make_subplots(
         rows=2, cols=1, shared_xaxes=True, subplot_titles=("throughput", "p99 latency")
     )
-    for index, entry in enumerate(entries):
-        colour = _LOAD_COLOURS[index % len(_LOAD_COLOURS)]
+    entries = list(entries)
+    for entry, (colour, dash) in zip(entries, _line_styles(entries), strict=True):
         series = entry.get("timeseries", [])
         seconds = [row["second"] for row in series]
         label = _load_label(entry)
@@ -485,7 +500,7 @@ def load_timeseries_figure(entries: Iterable[Mapping[str, Any]]) -> Any:
                 x=seconds,
                 y=[row["responses"] for row in series],
                 name=label,
-                line={"color": colour},
+                line={"color": colour, "dash": dash},
                 legendgroup=label,
             ),
             row=1,
@@ -496,7 +511,7 @@ def load_timeseries_figure(entries: Iterable[Mapping[str, Any]]) -> Any:
                 x=seconds,
                 y=[row["p99_ms"] for row in series],
                 name=f"{label} p99",
-                line={"color": colour},
+                line={"color": colour, "dash": dash},
                 legendgroup=label,
                 showlegend=False,
             ),
@@ -556,7 +571,8 @@ def load_targets_figure(verdicts: Iterable[Mapping[str, Any]]) -> Any:
     ratios = [float(v["value"]) / float(v["limit"]) for v in rows]
     status = [str(v["status"]).split(" ")[0] for v in rows]
     texts = [
-        f"{v['measured']} · {state}" + (f" (x{ratio:.3g}, off scale)" if ratio > _RATIO_CAP else "")
+        f"{str(v['measured']).strip()} · {state}"
+        + (f" (x{ratio:.3g}, off scale)" if ratio > _RATIO_CAP else "")
         for v, ratio, state in zip(rows, ratios, status, strict=True)
     ]
     figure = go.Figure(
@@ -576,13 +592,15 @@ def load_targets_figure(verdicts: Iterable[Mapping[str, Any]]) -> Any:
             showlegend=False,
         )
     )
-    figure.add_vline(x=1, line_dash="dash", annotation_text="target bound", annotation_y=1.0)
+    figure.add_vline(
+        x=1, line_dash="dash", annotation_text="target bound", annotation_position="top"
+    )
     figure.update_layout(
         title="Measured / target bound (latency, errors: left of 1 is good; hit ratio: right)",
         xaxis={"title": "measured / target bound", "type": "linear", "range": [0, _RATIO_CAP]},
         yaxis={"automargin": True, "autorange": "reversed"},
         height=max(300, 26 * len(rows) + 140),
-        margin={"r": 220},
+        margin={"r": 280, "t": 90},
     )
     return figure
 
@@ -623,7 +641,7 @@ def load_verdict_table(load: Iterable[Mapping[str, Any]]) -> Table:
         for target in targets:
             verdict = row.get(target)
             if verdict is None:
-                tds.append('<td class="labkit-note">does not apply</td>')
+                tds.append('<td class="labkit-note" title="not measured in this scenario">—</td>')
                 continue
             status = str(verdict["status"])
             state = status.split(" ", maxsplit=1)[0]
