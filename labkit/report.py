@@ -286,7 +286,7 @@ def tracker_html(rows: list[dict[str, str]]) -> str:
         for r in rows
     )
     head = "<tr><th>Phase</th><th>Status</th><th>Completion Date</th><th>Notes</th></tr>"
-    widths = _colgroup(["40%", "10em", "9em", "auto"])
+    widths = _colgroup(["30em", "10em", "9em", "auto"])
     return f'{_CSS}<table class="labkit-table">{widths}{head}{body}</table>'
 
 

@@ -352,3 +352,23 @@ def test_bad_params_exit_2_before_anything_runs(
     assert code == 2
     assert "redis.maxmemroy: unknown key" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_terminal_shows_progress_lines_and_no_kernel_transport_warning(
+    workspace: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A long cell's progress reaches labkit run's terminal; other kernel stderr does not."""
+    _notebook(
+        workspace / "notebooks" / "01-progress.ipynb",
+        "import sys\nfrom labkit.kernel import progress\n"
+        "print('kernel chatter', file=sys.stderr)\n"
+        "progress('create')('100 req/s step done: achieved 99 req/s')",
+    )
+    _run(workspace, notebooks=["01"])
+    terminal = capfd.readouterr().err
+    assert (
+        "[labkit run]     01-progress: create: 100 req/s step done: achieved 99 req/s" in terminal
+    )
+    assert "kernel chatter" not in terminal
+    # The kernel talks to the runner over IPC sockets in a private directory, not TCP.
+    assert "without encryption" not in terminal and "Kernel is running over TCP" not in terminal
