@@ -230,7 +230,10 @@ def _lab(arguments: Any) -> int:
     params = [Path(p) for p in arguments.params or [REPOSITORY / "params" / "local.yaml"]]
     if arguments.stop:
         return stop(params)
-    return serve(params, port=arguments.port)
+    root = Path(arguments.root).resolve() if arguments.root else REPOSITORY
+    if not (root / "notebooks").is_dir():
+        raise ConfigError(f"--root {root} has no notebooks/ folder to open")
+    return serve(params, port=arguments.port, root=root)
 
 
 def register(subparsers: Any) -> None:
@@ -241,4 +244,9 @@ def register(subparsers: Any) -> None:
     lab.add_argument("--params", action="append", metavar="FILE", help="default params/local.yaml")
     lab.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
     lab.add_argument("--stop", action="store_true", help="stop the labkit lab running elsewhere")
+    lab.add_argument(
+        "--root",
+        metavar="DIR",
+        help="folder JupyterLab serves, holding notebooks/ (default: this repository)",
+    )
     lab.set_defaults(handler=_lab)

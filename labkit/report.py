@@ -14,7 +14,6 @@ from labkit.secrets import redact
 
 __all__ = [
     "LONG_TABLE",
-    "STATUS_MARKS",
     "Table",
     "badge",
     "build_report",
@@ -33,13 +32,6 @@ __all__ = [
     "tracker_markdown",
 ]
 
-STATUS_MARKS = {
-    "pass": "PASS",
-    "fail": "FAIL",
-    "skip": "skip",
-    "error": "ERROR",
-    "not implemented": "todo",
-}
 _COLOURS = {
     "pass": "#e3f4e3",
     "fail": "#fbe0e0",

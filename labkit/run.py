@@ -278,8 +278,39 @@ def _execute(
         entry.update(status="dead-kernel", error=f"the kernel died: {exc}")
     except Exception as exc:
         entry.update(status="broken", error=f"{type(exc).__name__}: {exc}")
+    _drop_progress(run_dir / notebook.name)
     entry["duration_s"] = round(time.monotonic() - started, 2)
     return entry
+
+
+def _drop_progress(executed: Path) -> None:
+    """Remove the progress lines from the executed notebook: they were for the terminal.
+
+    A walkthrough of the run's notebooks then shows each cell's results, not a hundred
+    "sent 981 of 2,400" lines above them.
+    """
+    try:
+        document = json.loads(executed.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # never written (the kernel did not start): nothing to clean
+    changed = False
+    for cell in document.get("cells", []):
+        kept = []
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                text = "".join(output.get("text", ""))
+                lines = [line for line in text.splitlines(keepends=True) if line.strip()]
+                rest = [line for line in lines if not line.startswith(PROGRESS_MARK)]
+                if len(rest) != len(lines):
+                    changed = True
+                    if not rest:
+                        continue
+                    output["text"] = "".join(rest)
+            kept.append(output)
+        if "outputs" in cell:
+            cell["outputs"] = kept
+    if changed:
+        executed.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n")
 
 
 def _interrupted(notebook: Path, started_at: dt.datetime, started: float) -> dict[str, Any]:

@@ -55,19 +55,23 @@ def lab_command(params: Path, *more: str) -> list[str]:
 
 @contextlib.contextmanager
 def running_lab(
-    params: Path, directory: Path, timeout_s: float = 240.0, env: dict[str, str] | None = None
+    params: Path,
+    directory: Path,
+    timeout_s: float = 240.0,
+    env: dict[str, str] | None = None,
+    root: Path | None = None,
 ) -> Iterator[LabServer]:
     """``labkit lab`` for ``params`` until JupyterLab answers; on exit SIGTERM it and wait.
 
     The sandbox coming up is part of the start, so the deadline is generous. ``env`` is
-    added to its environment (and so to its kernels').
+    added to its environment (and so to its kernels'); ``root`` is the folder served.
     """
     port = free_ports(1)[0]
     token = secrets.token_urlsafe(16)
     log = directory / "labkit-lab.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            lab_command(params, "--port", str(port)),
+            lab_command(params, "--port", str(port), *(["--root", str(root)] if root else [])),
             cwd=REPOSITORY,
             env={**os.environ, **(env or {}), "JUPYTER_TOKEN": token},
             stdout=sink,

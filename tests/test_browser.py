@@ -1,11 +1,12 @@
 """The lab-book as a person uses it: JupyterLab in Chromium (Playwright), notebooks 00 and 01.
 
 The test starts ``labkit lab`` (what ``make lab`` runs) on loopback for a private
-sandbox, and drives the system's Chromium through Playwright (``executable_path``;
-nothing is downloaded). The kernels get the private params through
-LABKIT_PARAMS_OVERRIDE, as under nbval. Screenshots of every notebook are taken as it
-goes; when a test fails they are kept under ``outputs/browser-test/`` and named in the
-failure (always, with LABKIT_KEEP_SCREENSHOTS=1).
+sandbox, serving a copy of the lab-book (JupyterLab saves what runs in it), and drives
+the system's Chromium through Playwright (``executable_path``; nothing is downloaded).
+The kernels get the private params through LABKIT_PARAMS_OVERRIDE, as under nbval.
+Screenshots of every notebook are taken as it goes; when a test fails they are kept
+under ``outputs/browser-test/`` and named in the failure (always, with
+LABKIT_KEEP_SCREENSHOTS=1).
 """
 
 from __future__ import annotations
@@ -73,7 +74,13 @@ def server(
     """``labkit lab`` for a private sandbox (brought up by it, taken down when it stops)."""
     directory = tmp_path_factory.mktemp("browser-lab")
     params = private_sandbox_params(directory, name="browser-test")
-    with running_lab(params, directory, env={PARAMS_OVERRIDE: str(params)}) as running:
+    # JupyterLab saves what the browser runs or edits: it serves a copy, never the
+    # repository's notebooks (committed without outputs, apply = False).
+    root = directory / "lab-book"
+    for folder in ("notebooks", "params"):
+        shutil.copytree(REPOSITORY / folder, root / folder)
+    environment = {PARAMS_OVERRIDE: str(params)}
+    with running_lab(params, directory, env=environment, root=root) as running:
         yield running
 
 

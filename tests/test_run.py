@@ -372,3 +372,6 @@ def test_the_terminal_shows_progress_lines_and_no_kernel_transport_warning(
     assert "kernel chatter" not in terminal
     # The kernel talks to the runner over IPC sockets in a private directory, not TCP.
     assert "without encryption" not in terminal and "Kernel is running over TCP" not in terminal
+    executed = nbformat.read(workspace / "out" / "01-progress.ipynb", as_version=4)
+    shown = "".join(o.get("text", "") for cell in executed.cells for o in cell.get("outputs", []))
+    assert "kernel chatter" in shown and "step done" not in shown  # progress: terminal only
