@@ -7,7 +7,6 @@ and ``labkit run`` run them.
 from __future__ import annotations
 
 import importlib.util
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -26,19 +25,17 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 SANDBOX_DOWN = "the sandbox is not running: `labkit sandbox up`"
 
 
-def _run_cells(*sources: str, env: dict[str, str] | None = None) -> nbformat.NotebookNode:
+def _run_cells(*sources: str, fails: bool = True) -> nbformat.NotebookNode:
     """Run ``sources`` as code cells in a fresh python3 kernel; the notebook with outputs."""
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [nbformat.v4.new_code_cell(source) for source in sources]
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
-    saved = dict(os.environ)
-    os.environ.update(env or {})
-    try:
+    client = NotebookClient(notebook, timeout=120, kernel_name="python3")
+    if fails:
         with pytest.raises(CellExecutionError):
-            NotebookClient(notebook, timeout=120, kernel_name="python3").execute()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+            client.execute()
+    else:
+        client.execute()
     return notebook
 
 
@@ -114,6 +111,20 @@ def test_progress_goes_to_the_runner_only_headless(
     sink("100 req/s")
     sink("  5/10s sent 500")
     assert capsys.readouterr().err == expected
+
+
+def test_progress_in_jupyterlab_is_one_line_updated_in_place(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("LABKIT_RUN_DIR", raising=False)
+    notebook = _run_cells(
+        "from labkit.kernel import progress\nshow = progress('create')\n"
+        "show('100 req/s for 10s')\nshow('create: 100 req/s step done')",
+        fails=False,
+    )
+    outputs = notebook.cells[0].outputs
+    assert [o.output_type for o in outputs] == ["display_data"], outputs
+    assert outputs[0].data["text/plain"] == "create: 100 req/s step done"  # not labelled twice
 
 
 def test_paramiko_threads_print_no_traceback(tmp_path: Path) -> None:
