@@ -17,6 +17,7 @@ __all__ = [
     "Table",
     "badge",
     "build_report",
+    "changes_phrase",
     "check_table_html",
     "check_table_text",
     "load_errors_figure",
@@ -24,6 +25,7 @@ __all__ = [
     "load_targets_figure",
     "load_timeseries_figure",
     "load_verdict_table",
+    "plan_html",
     "show",
     "show_figure",
     "table",
@@ -46,8 +48,8 @@ _COLOURS = {
 # inside its column.
 _CSS = """
 <style>
-table.labkit-table{border-collapse:collapse;font:13px/1.4 system-ui,sans-serif;margin:.5em 0;
-table-layout:fixed;width:100%}
+table.labkit-table{border-collapse:collapse;font:13px/1.4 system-ui,sans-serif;margin:.5em 0}
+table.labkit-fixed{table-layout:fixed;width:100%}
 table.labkit-table.labkit-table th,table.labkit-table.labkit-table td{border:1px solid #ccc;
 padding:3px 6px;vertical-align:top;text-align:left;white-space:normal;overflow-wrap:break-word;
 word-break:normal}
@@ -129,7 +131,9 @@ def check_table_html(rows: Iterable[Mapping[str, Any]]) -> str:
         "<th>observed</th><th>took</th></tr>"
     )
     widths = ["4.5em", "24%", "8.5em", "8.5em", "17%", "auto", "4.5em"]
-    table = f'<table class="labkit-table">{_colgroup(widths)}{head}{"".join(body)}</table>'
+    table = (
+        f'<table class="labkit-table labkit-fixed">{_colgroup(widths)}{head}{"".join(body)}</table>'
+    )
     summary = f"{len(results)} results: {_counts(results)}"
     return _CSS + _folded(table, len(results), summary, open_=True)
 
@@ -188,8 +192,69 @@ def table(
         "<tr>" + "".join(f"<td>{_cell(row.get(column, ''))}</td>" for column in columns) + "</tr>"
         for row in rows
     )
-    html_text = f'<table class="labkit-table">{_colgroup(sizes)}{head}{body}</table>'
+    html_text = f'<table class="labkit-table labkit-fixed">{_colgroup(sizes)}{head}{body}</table>'
     return Table(rows, _CSS + _folded(html_text, len(rows), f"{len(rows)} {what}", open_))
+
+
+_PLAN_COLOURS = {"none": "#d9f2d9", "change": "#fff3c4", "cannot": "#eeeeee"}
+# A command wraps only between words: a path or a flag cut in two cannot be copied or read.
+_COMMAND_STYLE = (
+    "white-space:pre-wrap;word-break:keep-all;overflow-wrap:normal;"
+    "font:12px/1.4 monospace;margin:0 0 2px 0"
+)
+
+
+def changes_phrase(count: int) -> str:
+    """``1 change``, ``3 changes``."""
+    return f"{count} change{'' if count == 1 else 's'}"
+
+
+def plan_html(
+    lab: str,
+    phase: str | None,
+    pending: int,
+    rows: Iterable[Mapping[str, str]],
+    evidence: Iterable[Mapping[str, Any]] = (),
+) -> str:
+    """A plan as HTML: a summary line, one row per (node, step), then evidence of what was done."""
+    body = "".join(
+        f'<tr style="background:{_PLAN_COLOURS.get(row["status"], "#fff")}">'
+        f"<td>{_cell(row['node'])}</td><td>{_cell(row['step'])}</td>"
+        f"<td>{_cell(row['status'])}</td><td>{_cell(row['detail'])}</td><td>"
+        + "".join(
+            f'<div style="{_COMMAND_STYLE}">{_cell(command)}</div>'
+            for command in str(row["commands"]).splitlines()
+        )
+        + "</td></tr>"
+        for row in redact([dict(row) for row in rows])
+    )
+    table = (
+        '<table class="labkit-table labkit-plan"><tr><th>node</th><th>step</th><th>status</th>'
+        f"<th>what / why</th><th>commands</th></tr>{body}</table>"
+    )
+    scope = f"phase {phase}" if phase else "every phase"
+    summary = (
+        f'<p class="labkit-plan-summary"><b>{_cell(lab)}</b>, {_cell(scope)}: '
+        f"{changes_phrase(pending)} pending</p>"
+    )
+    done = list(redact([dict(item) for item in evidence]))
+    return _CSS + summary + table + (_evidence_html(done) if done else "")
+
+
+def _evidence_html(evidence: list[dict[str, Any]]) -> str:
+    keys = ("node", "step", "before", "after", "argv", "exit_code", "error")
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{_cell(item.get(key, ''))}</td>" for key in keys) + "</tr>"
+        for item in evidence
+    )
+    head = "".join(
+        f"<th>{name}</th>"
+        for name in ("node", "step", "before", "after", "command", "exit", "error")
+    )
+    return (
+        f'<p class="labkit-evidence-summary">Evidence of {changes_phrase(len(evidence))}</p>'
+        f'<table class="labkit-table labkit-evidence"><tr>{head}</tr>{rows}</table>'
+    )
 
 
 def show(value: Any) -> Any:
@@ -235,7 +300,7 @@ def tracker(
     ``history`` is (date, checks) of earlier runs of the same lab, oldest first; the
     completion date is the last date where every check of that step passed.
     """
-    from labkit.checks.roadmap import STEPS, items_for  # noqa: PLC0415
+    from labkit.roadmap import STEPS, items_for  # noqa: PLC0415
 
     rows = []
     for step, title in STEPS.items():
@@ -279,7 +344,7 @@ def tracker_html(rows: list[dict[str, str]]) -> str:
     )
     head = "<tr><th>Phase</th><th>Status</th><th>Completion Date</th><th>Notes</th></tr>"
     widths = _colgroup(["30em", "10em", "9em", "auto"])
-    return f'{_CSS}<table class="labkit-table">{widths}{head}{body}</table>'
+    return f'{_CSS}<table class="labkit-table labkit-fixed">{widths}{head}{body}</table>'
 
 
 def tracker_markdown(rows: list[dict[str, str]]) -> str:
@@ -374,7 +439,7 @@ def build_report(run_dir: Path) -> Path:
 {_cell(run["ended_at"])}; checks: {_cell(counts or "none")}.</p>
 {"".join(f"<p>{_cell(note)}</p>" for note in run.get("notes", []))}
 <h2>Current Status Tracker</h2>{tracker_html(rows)}
-<h2>Notebooks</h2><table class="labkit-table">
+<h2>Notebooks</h2><table class="labkit-table labkit-fixed">
 {_colgroup(["14em", "8em", "6em", "auto"])}
 <tr><th>notebook</th><th>status</th><th>took</th><th>error</th></tr>{notebook_rows}</table>
 <h2>Checks</h2>{check_table_html(checks)}
@@ -646,7 +711,9 @@ def load_verdict_table(load: Iterable[Mapping[str, Any]]) -> Table:
             )
         body.append(f"<tr><td>{_cell(scenario)}</td><td>{rate:.0f}</td>{''.join(tds)}</tr>")
     widths = ["8em", "5em"] + ["auto"] * len(targets)
-    table_html = f'<table class="labkit-table">{_colgroup(widths)}{head}{"".join(body)}</table>'
+    table_html = (
+        f'<table class="labkit-table labkit-fixed">{_colgroup(widths)}{head}{"".join(body)}</table>'
+    )
     notes = []
     for name, entry in scenarios.items():
         good = entry.get("highest_good_rps")
