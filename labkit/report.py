@@ -42,7 +42,8 @@ _COLOURS = {
     "not implemented": "#ffffff",
 }
 # Plain text in CSS badges, never emoji: a machine without an emoji font shows empty boxes.
-# `table.labkit-table.labkit-table td` (the class twice on purpose) outranks JupyterLab's
+# Node, step and status names in the plan and evidence tables never wrap (they were
+# squeezed to "k3s-/node-/02"). `table.labkit-table.labkit-table td` (the class twice on purpose) outranks JupyterLab's
 # `:not(.jp-RenderedMarkdown).jp-RenderedHTMLCommon td` (right-aligned cells), and a fixed
 # layout with set column widths keeps ids and "took" readable while long text wraps
 # inside its column.
@@ -54,6 +55,8 @@ table.labkit-table.labkit-table th,table.labkit-table.labkit-table td{border:1px
 padding:3px 6px;vertical-align:top;text-align:left;white-space:normal;overflow-wrap:break-word;
 word-break:normal}
 table.labkit-table th{background:#f4f4f4}
+table.labkit-plan.labkit-plan td:nth-child(-n+3),
+table.labkit-evidence.labkit-evidence td:nth-child(-n+2){white-space:nowrap}
 table.labkit-table.labkit-table td.labkit-nowrap{white-space:nowrap;overflow:hidden}
 table.labkit-table details summary{cursor:pointer;color:#555}
 table.labkit-table pre{white-space:pre-wrap;overflow-wrap:anywhere;margin:0;font-size:12px}

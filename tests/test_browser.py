@@ -61,7 +61,6 @@ def _missing() -> str:
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.root,
     pytest.mark.timeout(1500),
     pytest.mark.skipif(bool(_missing()), reason=_missing() or "-"),
 ]
@@ -205,12 +204,11 @@ def _table_layout_problems(page: Any) -> list[str]:
     )
 
 
-def _status_by_id(page: Any, prefix: str) -> list[tuple[str, str]]:
-    """(id, status) of the check rows whose id starts with ``prefix``, as shown."""
-    rows = page.eval_on_selector_all(
-        "table.labkit-table tr",
+def _status_by_id(where: Any, prefix: str) -> list[tuple[str, str]]:
+    """(id, status) of the check rows whose id starts with ``prefix``, shown in ``where``."""
+    rows = where.locator("table.labkit-table tr").evaluate_all(
         """rows => rows.map(r => [r.cells[0] && r.cells[0].textContent,
-                               (r.querySelector('.labkit-badge') || {}).textContent])""",
+                               (r.querySelector('.labkit-badge') || {}).textContent])"""
     )
     return [(str(i), str(s)) for i, s in rows if i and s and str(i).startswith(prefix)]
 
@@ -251,35 +249,36 @@ def test_notebook_01_in_jupyterlab(page: Any, server: LabServer) -> None:
         assert all(s in {"pass", "skip"} for _, s in checked), checked
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11 item 3 (the confirm flow: apply = True shows a confirm button) comes from "
-    "another branch; remove this mark when it is merged",
-)
 def test_notebook_01_confirm_button_applies(page: Any, server: LabServer) -> None:
     """README: with apply = True a confirm button appears; clicking it applies phase 1."""
     with kept_on_failure(page):
         _open(page, server, "01-infrastructure.ipynb")
-        parameters = page.locator(".jp-CodeCell .cm-content").first
-        parameters.click()
+        page.locator(f"{SHOWN} .jp-CodeCell .cm-content").first.click()
         page.keyboard.press("Control+a")
         page.keyboard.type('params_file = "../params/local.yaml"\napply = True\n')
         _run_all(page)
-        _shoot(page, "01-apply-before-click")
-        button = page.locator(".jp-OutputArea button", has_text="Apply")
+        button = page.locator(f"{SHOWN} .jp-OutputArea button", has_text="Apply")
         button.wait_for(timeout=60_000)
+        _shoot(page, "01-apply-before-click")
+        inside = page.locator(".jp-OutputArea button", has_text="Apply")  # relative to a cell
+        cell = page.locator(f"{SHOWN} .jp-CodeCell", has=inside)
+        assert "Nothing changes until you click" in cell.inner_text()
+        assert re.search(r"[1-9]\d* changes? pending", cell.inner_text())
         label = button.inner_text()
         assert button.evaluate("b => b.scrollWidth <= b.clientWidth"), f"label cut: {label}"
+        assert cell.locator("table.labkit-plan").count() == 1  # one plan table
         button.click()
         deadline = time.monotonic() + _RUN_TIMEOUT_S
         while True:
-            outputs = " ".join(page.locator(".jp-OutputArea").all_inner_texts())
-            statuses = _status_by_id(page, "1.2.")
-            applied = "pending" not in outputs and button.count() == 0
-            if applied and statuses and all(s not in {"fail", "error"} for _, s in statuses):
+            shown = cell.inner_text()
+            statuses = _status_by_id(cell, "1.2.")
+            if "Evidence of" in shown and statuses:
                 break
-            assert time.monotonic() < deadline, f"after the click: {statuses}"
+            assert time.monotonic() < deadline, f"after the click: {shown[-2000:]}"
             time.sleep(2)
         _shoot(page, "01-apply-after-click")
+        assert "Nothing changes until you click" not in shown  # the pending plan was replaced
+        assert cell.locator("table.labkit-plan").count() == 1 and "0 changes pending" in shown
         assert any(status == "pass" for _, status in statuses), statuses
+        assert all(status in {"pass", "skip"} for _, status in statuses), statuses
         assert _errors(page) == []
