@@ -42,11 +42,11 @@ _COLOURS = {
     "not implemented": "#ffffff",
 }
 # Plain text in CSS badges, never emoji: a machine without an emoji font shows empty boxes.
-# Node, step and status names in the plan and evidence tables never wrap (they were
-# squeezed to "k3s-/node-/02"). `table.labkit-table.labkit-table td` (the class twice on purpose) outranks JupyterLab's
-# `:not(.jp-RenderedMarkdown).jp-RenderedHTMLCommon td` (right-aligned cells), and a fixed
+# `table.labkit-table.labkit-table td` (the class twice on purpose) outranks JupyterLab's
+# `:not(.jp-RenderedMarkdown).jp-RenderedHTMLCommon td` (right-aligned cells); a fixed
 # layout with set column widths keeps ids and "took" readable while long text wraps
-# inside its column.
+# inside its column; node, step and status names in the plan and evidence tables never
+# wrap (they were squeezed to "k3s-/node-/02").
 _CSS = """
 <style>
 table.labkit-table{border-collapse:collapse;font:13px/1.4 system-ui,sans-serif;margin:.5em 0}
