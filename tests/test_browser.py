@@ -262,15 +262,17 @@ def test_notebook_01_confirm_button_applies(page: Any, server: LabServer) -> Non
         _shoot(page, "01-apply-before-click")
         inside = page.locator(".jp-OutputArea button", has_text="Apply")  # relative to a cell
         cell = page.locator(f"{SHOWN} .jp-CodeCell", has=inside)
-        assert "Nothing changes until you click" in cell.inner_text()
-        assert re.search(r"[1-9]\d* changes? pending", cell.inner_text())
+        cell.scroll_into_view_if_needed()
+        # text_content: JupyterLab renders only the cells in view, so innerText can be empty
+        assert "Nothing changes until you click" in (cell.text_content() or "")
+        assert re.search(r"[1-9]\d* changes? pending", cell.text_content() or "")
         label = button.inner_text()
         assert button.evaluate("b => b.scrollWidth <= b.clientWidth"), f"label cut: {label}"
         assert cell.locator("table.labkit-plan").count() == 1  # one plan table
         button.click()
         deadline = time.monotonic() + _RUN_TIMEOUT_S
         while True:
-            shown = cell.inner_text()
+            shown = cell.text_content() or ""
             statuses = _status_by_id(cell, "1.2.")
             if "Evidence of" in shown and statuses:
                 break
