@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # What the sandbox runs, as program:package (installed as root when a program is missing).
 SYSTEM_TOOLS := sshd:openssh-server ssh-keygen:openssh-client redis-server:redis-server \
 	redis-sentinel:redis-sentinel ip:iproute2 unshare:util-linux ping:iputils-ping sudo:sudo \
-	ps:procps chromium:chromium
+	ps:procps nft:nftables chromium:chromium
 BENCH_PACKAGES := wrk nginx-light
 
 .PHONY: demo lab lab-stop test lint system-deps bench clean-venv lock

@@ -10,12 +10,12 @@ its terminal; interactively as one line updated in place.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
+from labkit import environment
 from labkit.errors import LabkitError
 
 __all__ = ["PROGRESS_MARK", "install", "progress", "short_error"]
@@ -77,7 +77,7 @@ def progress(prefix: str = "") -> Callable[[str], None]:
     output). Interactive: one display line, replaced by each new message.
     """
     label = f"{prefix}: " if prefix else ""
-    if os.environ.get("LABKIT_RUN_DIR"):
+    if environment.headless():
 
         def to_runner(message: str) -> None:
             for line in message.splitlines():

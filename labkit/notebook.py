@@ -8,7 +8,6 @@ results.json and the report.
 from __future__ import annotations
 
 import html
-import os
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 from labkit import kernel
 from labkit.checks import Results, run_checks
+from labkit.environment import HEADLESS, PARAMS_OVERRIDE, headless, params_override
 from labkit.errors import LabkitError
 from labkit.facts import RemoteHost
 from labkit.params import Lab, load_lab
@@ -28,13 +28,12 @@ from labkit.secrets import redact
 # In a kernel, a LabkitError raised by any cell shows as its message, not a traceback.
 kernel.install()
 
-PARAMS_OVERRIDE = "LABKIT_PARAMS_OVERRIDE"
-HEADLESS = "LABKIT_HEADLESS"  # "1": never wait for a click (papermill run by hand)
-
 __all__ = [
     "HEADLESS",
     "PARAMS_OVERRIDE",
     "Confirmation",
+    "Skipped",
+    "applications",
     "check",
     "compatibility",
     "confirm",
@@ -46,15 +45,6 @@ __all__ = [
     "open_lab",
     "show",
 ]
-
-
-def headless() -> bool:
-    """True under ``labkit run`` (it sets ``LABKIT_RUN_DIR``) or with ``LABKIT_HEADLESS=1``.
-
-    Nothing then waits for a click. Papermill run by hand is told apart the same way
-    (``LABKIT_HEADLESS=1 papermill ...``): a kernel cannot see whether a person watches it.
-    """
-    return bool(os.environ.get("LABKIT_RUN_DIR")) or os.environ.get(HEADLESS) == "1"
 
 
 def interactive() -> bool:
@@ -79,7 +69,7 @@ def open_lab(params_file: str | Path | list[str]) -> Lab:
     files = params_file if isinstance(params_file, list) else [params_file]
     # The test suite points the committed notebooks (run by nbval, which cannot inject
     # parameters) at a private sandbox; `labkit run` clears this for its kernels.
-    override = os.environ.get(PARAMS_OVERRIDE, "")
+    override = params_override()
     return load_lab(*([override] if override else files))
 
 
@@ -164,6 +154,40 @@ def compatibility(lab: Lab) -> Table:
         ],
         {"pin": "16em", "supported": "14em", "verdict": "9em"},
     )
+
+
+class Skipped:
+    """What a notebook cell shows when its step cannot run on this lab, and why."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"skip: {self.reason}"
+
+    def _repr_html_(self) -> str:
+        import html  # noqa: PLC0415
+
+        return f"<p><b>skip</b>: {html.escape(self.reason)}</p>"
+
+
+def applications(lab: Lab, wait: bool = False) -> Any:
+    """ArgoCD's Applications as a table (sync, health, revision, message, failing resources).
+
+    With ``wait``, first wait (progress printed, deadline ``cluster.wait_timeout_s``) until
+    every Application is Synced and Healthy. On the sandbox: a Skipped saying why.
+    """
+    if lab.kind == "sandbox":
+        from labkit.cluster.plan import SANDBOX_REASON  # noqa: PLC0415
+
+        return Skipped(SANDBOX_REASON)
+    from labkit import gitops  # noqa: PLC0415 - the kubernetes client only for cluster labs
+    from labkit.cluster import Cluster  # noqa: PLC0415
+
+    with Cluster.open(lab) as cluster:
+        if wait:
+            return gitops.wait_synced(cluster, lab, progress=print)
+        return gitops.applications(cluster, lab)
 
 
 def dependent_checks(phase: str | None) -> list[str]:

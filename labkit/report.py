@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from labkit import environment
 from labkit.secrets import redact
 
 __all__ = [
     "LONG_TABLE",
     "Table",
+    "application_table_html",
+    "application_table_text",
     "badge",
     "build_report",
     "changes_phrase",
     "check_table_html",
     "check_table_text",
+    "drill_timeline_figure",
+    "drills_table_html",
     "load_errors_figure",
     "load_spectrum_figure",
     "load_targets_figure",
@@ -197,6 +201,39 @@ def table(
     )
     html_text = f'<table class="labkit-table labkit-fixed">{_colgroup(sizes)}{head}{body}</table>'
     return Table(rows, _CSS + _folded(html_text, len(rows), f"{len(rows)} {what}", open_))
+
+
+_APP_COLUMNS = ("name", "sync", "health", "revision", "message", "failing")
+
+
+def _app_good(row: Mapping[str, Any]) -> bool:
+    return row.get("sync") == "Synced" and row.get("health") == "Healthy"
+
+
+def application_table_html(rows: Iterable[Mapping[str, Any]]) -> str:
+    """An HTML table of ArgoCD Applications: sync, health, revision, last message, failing."""
+    body = "".join(
+        f'<tr style="background:{_COLOURS["pass" if _app_good(row) else "fail"]}">'
+        + "".join(f"<td>{_cell(row.get(column, ''))}</td>" for column in _APP_COLUMNS)
+        + "</tr>"
+        for row in redact([dict(row) for row in rows])
+    )
+    head = "".join(f"<th>{column}</th>" for column in _APP_COLUMNS)
+    return f'{_CSS}<table class="labkit-table"><tr>{head}</tr>{body}</table>'
+
+
+def application_table_text(rows: Iterable[Mapping[str, Any]], width: int = 60) -> str:
+    """A plain-text table of ArgoCD Applications (redacted)."""
+    lines = [f"{'application':<22} {'sync':<10} {'health':<12} {'revision':<9} message"]
+    for row in redact([dict(row) for row in rows]):
+        message = re.sub(r"\s+", " ", str(row.get("message", "")))[:width]
+        lines.append(
+            f"{row.get('name', ''):<22} {row.get('sync', ''):<10} {row.get('health', ''):<12} "
+            f"{str(row.get('revision', ''))[:8]:<9} {message}"
+        )
+        if row.get("failing"):
+            lines.append(f"{'':<22} failing: {row['failing']}")
+    return "\n".join(lines)
 
 
 _PLAN_COLOURS = {"none": "#d9f2d9", "change": "#fff3c4", "cannot": "#eeeeee"}
@@ -402,6 +439,17 @@ def _step_name(row: Mapping[str, Any]) -> str:
     return str(row.get("scenario") or row.get("url", ""))
 
 
+def _adr_html(run_dir: Path) -> str:
+    path = run_dir / "adr.md"
+    if not path.exists():
+        return ""
+    text = path.read_text(encoding="utf-8")
+    return (
+        '<h2>ADR from measured data</h2><p>Written to <a href="adr.md">adr.md</a>:</p>'
+        f'<pre style="white-space:pre-wrap">{_cell(text)}</pre>'
+    )
+
+
 def build_report(run_dir: Path) -> Path:
     """Write ``report.html`` for a run folder: one page, viewable offline, charts included."""
     import plotly.io as pio  # noqa: PLC0415
@@ -447,6 +495,8 @@ def build_report(run_dir: Path) -> Path:
 <tr><th>notebook</th><th>status</th><th>took</th><th>error</th></tr>{notebook_rows}</table>
 <h2>Checks</h2>{check_table_html(checks)}
 <h2>Load</h2>{verdict_html}{_load_table_html(results.get("load", []))}
+<h2>Drills</h2>{drills_table_html(results.get("drills", []))}
+{_adr_html(run_dir)}
 <h2>Charts</h2>{"".join(charts) or "<p>No charts in this run.</p>"}
 <h2>Versions</h2><pre>{_cell(json.dumps(run.get("versions", {}), indent=1))}</pre>
 </body></html>
@@ -457,8 +507,8 @@ def build_report(run_dir: Path) -> Path:
 
 
 def _charts_dir() -> Path | None:
-    run = os.environ.get("LABKIT_RUN_DIR")
-    return Path(run) / "charts" if run else None
+    run = environment.run_dir()
+    return run / "charts" if run else None
 
 
 def show_figure(figure: Any, name: str) -> Path | None:
@@ -734,3 +784,123 @@ def load_verdict_table(load: Iterable[Mapping[str, Any]]) -> Table:
     if not rows:
         return Table([], "<p>No load ran, so there are no verdicts.</p>")
     return Table(rows, f"{_CSS}{table_html}<ul>{''.join(notes)}</ul>")
+
+
+# ============================================================================================
+# Drill figures and table (labkit.drills, issue 14). Inputs are results.json ``drills`` entries.
+# ============================================================================================
+
+
+def drill_timeline_figure(entry: Mapping[str, Any]) -> Any:
+    """Throughput, failed requests and P99 per bucket of one drill, the fault marked."""
+    import plotly.graph_objects as go  # noqa: PLC0415
+    from plotly.subplots import make_subplots  # noqa: PLC0415
+
+    rows = entry.get("timeline", [])
+    bucket = rows[1]["t_s"] - rows[0]["t_s"] if len(rows) > 1 else 1.0
+    times = [row["t_s"] for row in rows]
+    figure = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        subplot_titles=("answered and failed requests per second", "P99 latency"),
+    )
+    figure.add_trace(
+        go.Bar(
+            x=times, y=[row["ok"] / bucket for row in rows], name="ok / s", marker_color="#2ca02c"
+        ),
+        row=1,
+        col=1,
+    )
+    figure.add_trace(
+        go.Bar(
+            x=times,
+            y=[row["failed"] / bucket for row in rows],
+            name="failed / s",
+            marker_color="#d62728",
+        ),
+        row=1,
+        col=1,
+    )
+    figure.add_trace(
+        go.Scatter(
+            x=times, y=[row["p99_ms"] for row in rows], name="P99 ms", line={"color": "#1f77b4"}
+        ),
+        row=2,
+        col=1,
+    )
+    target = entry.get("measured", {}).get("p99_target_ms")
+    if target:
+        figure.add_hline(y=target, line_dash="dot", line_color="#555", row=2, col=1)
+    fault = entry.get("fault", {})
+    if "at_s" in fault:
+        figure.add_vline(x=fault["at_s"], line_dash="dash", line_color="#d62728")
+        figure.add_annotation(
+            x=fault["at_s"],
+            y=1.06,
+            yref="paper",
+            text="fault",
+            showarrow=False,
+            font={"color": "#d62728"},
+        )
+    promoted = entry.get("failover", {}).get("promoted_s")
+    if promoted is not None and "at_s" in fault:
+        figure.add_vline(x=fault["at_s"] + promoted, line_dash="dot", line_color="#9467bd")
+    figure.update_layout(
+        barmode="stack",
+        title=f"Drill {entry.get('scenario', '')}: {fault.get('action', '')}",
+        legend={"orientation": "h"},
+    )
+    figure.update_xaxes(
+        title_text="seconds from the start of the load (warm-up included)", row=2, col=1
+    )
+    figure.update_yaxes(title_text="requests / s", row=1, col=1, rangemode="tozero")
+    figure.update_yaxes(title_text="ms", row=2, col=1, rangemode="tozero", type="log")
+    return figure
+
+
+def _figure(value: Any) -> str:
+    return "—" if value is None else _cell(value)
+
+
+def drills_table_html(drills: list[Mapping[str, Any]]) -> str:
+    """One row per drill: fault, error window, recovery, writes lost, failover, restored."""
+    if not drills:
+        return "<p>No drills in this run.</p>"
+    head = (
+        "<tr><th>drill</th><th>status</th><th>fault</th><th>failed after the fault</th>"
+        "<th>error window s</th><th>first success s</th><th>P99 back under target s</th>"
+        "<th>writes acknowledged / lost</th><th>failover</th><th>restored</th></tr>"
+    )
+    body = []
+    for entry in drills:
+        measured = entry.get("measured", {})
+        writes = entry.get("writes", {})
+        verdicts = entry.get("verdicts", [])
+        held = all(verdict.get("ok") for verdict in verdicts)
+        status = entry.get("status", "")
+        if status == "done":  # a plain-text badge: emoji need a font the reader may lack
+            failed = ", ".join(str(v.get("what")) for v in verdicts if not v.get("ok"))
+            mark = badge("pass", "held") if held else f"{badge('fail', 'failed')} {_cell(failed)}"
+        else:
+            mark = _cell(f"{status}: {entry.get('reason', '')}")
+        if measured.get("saturated_before_fault"):
+            mark += _cell(
+                f" (the lab was saturated before the fault: P99 {measured.get('p99_before_ms')} "
+                "ms; the figures after it include that backlog)"
+            )
+        body.append(
+            f"<tr><td>{_cell(entry.get('scenario', ''))}</td><td>{mark}</td>"
+            f"<td>{_cell(entry.get('fault', {}).get('action', ''))}</td>"
+            f"<td>{_cell(measured.get('failed', ''))} "
+            f"{_cell(measured.get('failed_by_category', ''))}</td>"
+            f"<td>{_figure(measured.get('error_window_s'))}</td>"
+            f"<td>{_figure(measured.get('first_success_s'))}</td>"
+            f"<td>{_figure(measured.get('p99_recovered_s'))}</td>"
+            f"<td>{_cell(writes.get('acknowledged', ''))} / {_cell(writes.get('lost', ''))} "
+            f"{_cell(writes.get('lost_codes') or '')}</td>"
+            f"<td>{_cell(entry.get('failover', {}).get('summary', ''))}</td>"
+            f"<td>{_cell('; '.join(entry.get('restored', {}).get('actions', [])))} "
+            f"{_cell(entry.get('restored', {}).get('checks', ''))}</td></tr>"
+        )
+    return f'<table class="labkit-table">{head}{"".join(body)}</table>'

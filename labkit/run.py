@@ -28,11 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from labkit.checks import Result, Results
+from labkit.environment import for_notebook, notebook_cells, notebook_name
 from labkit.errors import ConfigError, LabkitError
 from labkit.kernel import PROGRESS_MARK
 from labkit.params import Lab, load_lab
 from labkit.results import collect, write_results
-from labkit.secrets import SPOOL, RedactingFilter, redact, register_spooled
+from labkit.secrets import RedactingFilter, redact, register_spooled
 
 __all__ = ["REPOSITORY", "RunOutcome", "available_notebooks", "run_labbook"]
 
@@ -152,9 +153,9 @@ class _CellProgress(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        notebook = os.environ.get("LABKIT_NOTEBOOK", "")
+        notebook = notebook_name("")
         if message.startswith("Executing Cell"):
-            total = os.environ.get("LABKIT_NOTEBOOK_CELLS", "?")
+            total = notebook_cells()
             text = f"[labkit run]   {notebook}: cell {message.split()[2].strip('-')}/{total}"
         else:
             marked = [
@@ -247,12 +248,9 @@ def _execute(
         "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     environment = {
-        "LABKIT_RUN_DIR": str(run_dir),
-        "LABKIT_NOTEBOOK": notebook.stem,
-        "LABKIT_NOTEBOOK_CELLS": str(_cell_count(notebook) + 1),  # papermill adds its own cell
+        # papermill adds a cell of its own to the notebook's
+        **for_notebook(run_dir, notebook, _cell_count(notebook) + 1, spool),
         "PLOTLY_RENDERER": "plotly_mimetype+notebook",
-        "LABKIT_PARAMS_OVERRIDE": "",  # the run's params, never a leftover test override
-        SPOOL: str(spool),  # the kernel's only: the runner reading it must not write it back
     }
     print(f"[labkit run] {notebook.name}: running", file=sys.stderr, flush=True)
     try:
@@ -464,6 +462,7 @@ def _finish(
     faults: list[str],
 ) -> RunOutcome:
     """Write results.json, run.json and report.html from what the notebooks recorded."""
+    from labkit.adr import write_adr  # noqa: PLC0415
     from labkit.report import build_report  # noqa: PLC0415 - report imports plotly
 
     records = collect(run_dir)
@@ -504,6 +503,7 @@ def _finish(
     }
     (run_dir / "run.json").write_text(json.dumps(redact(run_info), indent=2) + "\n")
     try:
+        write_adr(run_dir)
         build_report(run_dir)
     except Exception as exc:
         (run_dir / "report.html").write_text(

@@ -54,6 +54,7 @@ class _Services:
                 config.postgres_database,
                 config.postgres_user,
                 password,
+                config.postgres_standby_port,
             ),
             pool_size=config.pool_size,
         )
