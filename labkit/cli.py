@@ -22,6 +22,7 @@ _COMMAND_MODULES: list[str] = [
     "labkit.steps.commands",
     "labkit.manifests_commands",
     "labkit.jupyter",
+    "labkit.runbooks.commands",
 ]
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "INSTALL_URL",
     "REPO_SECRET",
     "Applications",
+    "access",
     "admin_password",
     "applications",
     "bootstrap_objects",
@@ -210,6 +211,24 @@ def admin_password(cluster: Cluster, lab: Lab, timeout_s: float = 120.0) -> Secr
 
     cluster.wait(f"Secret {namespace}/{ADMIN_SECRET}", written, timeout_s)
     return cluster.secret_value(namespace, ADMIN_SECRET, "password")
+
+
+def access(cluster: Cluster, lab: Lab) -> dict[str, str]:
+    """Where the ArgoCD UI answers and how to log in (the password masked, with where it is)."""
+    namespace = lab.argocd.namespace
+    service = cluster.require("Service", "argocd-server", namespace, api_version="v1")
+    ports = {p.get("name"): p.get("nodePort") for p in (service.get("spec") or {}).get("ports", [])}
+    node_port = ports.get("https") or lab.argocd.node_port
+    first = lab.node(lab.k3s.cluster_init_node).address
+    present = cluster.exists("Secret", ADMIN_SECRET, namespace)
+    password = str(admin_password(cluster, lab, timeout_s=5)) if present else "(changed)"
+    return {
+        "ui": f"https://{first}:{node_port}" if node_port else "(no NodePort)",
+        "user": "admin",
+        "password": password,
+        "password from": f"kubectl -n {namespace} get secret {ADMIN_SECRET} "
+        "-o jsonpath='{.data.password}' | base64 -d",
+    }
 
 
 def failing_resources(app: dict[str, Any]) -> list[str]:

@@ -34,6 +34,7 @@ __all__ = [
     "Confirmation",
     "Skipped",
     "applications",
+    "argocd_access",
     "check",
     "compatibility",
     "confirm",
@@ -171,23 +172,49 @@ class Skipped:
         return f"<p><b>skip</b>: {html.escape(self.reason)}</p>"
 
 
+def argocd_access(lab: Lab) -> Any:
+    """The ArgoCD UI's address and login (the password masked), or a Skipped saying why not."""
+    import pandas as pd  # noqa: PLC0415
+
+    from labkit import gitops  # noqa: PLC0415 - the kubernetes client only for cluster labs
+
+    shown = _with_argocd(lab, gitops.access)
+    if isinstance(shown, Skipped):
+        return shown
+    return pd.DataFrame([{"what": key, "value": value} for key, value in shown.items()])
+
+
 def applications(lab: Lab, wait: bool = False) -> Any:
     """ArgoCD's Applications as a table (sync, health, revision, message, failing resources).
 
     With ``wait``, first wait (progress printed, deadline ``cluster.wait_timeout_s``) until
-    every Application is Synced and Healthy. On the sandbox: a Skipped saying why.
+    every Application is Synced and Healthy. On the sandbox, before phase 1 saved a
+    kubeconfig, or before ArgoCD is installed: a Skipped saying why.
     """
-    if lab.kind == "sandbox":
-        from labkit.cluster.plan import SANDBOX_REASON  # noqa: PLC0415
-
-        return Skipped(SANDBOX_REASON)
     from labkit import gitops  # noqa: PLC0415 - the kubernetes client only for cluster labs
-    from labkit.cluster import Cluster  # noqa: PLC0415
 
-    with Cluster.open(lab) as cluster:
+    def read(cluster: Any, lab: Lab) -> Any:
         if wait:
             return gitops.wait_synced(cluster, lab, progress=print)
         return gitops.applications(cluster, lab)
+
+    return _with_argocd(lab, read)
+
+
+def _with_argocd(lab: Lab, read: Callable[[Any, Lab], Any]) -> Any:
+    """``read(cluster, lab)``, or a Skipped saying why there is no cluster or no ArgoCD yet."""
+    from labkit.cluster import Cluster  # noqa: PLC0415 - the kubernetes client on demand
+    from labkit.cluster.plan import unreachable_reason  # noqa: PLC0415
+    from labkit.errors import NotFound  # noqa: PLC0415
+
+    reason = unreachable_reason(lab)
+    if reason:
+        return Skipped(reason)
+    with Cluster.open(lab) as cluster:
+        try:
+            return read(cluster, lab)
+        except NotFound as exc:
+            return Skipped(f"ArgoCD is not installed yet ({exc}); apply phase 1.5 first")
 
 
 def dependent_checks(phase: str | None) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,19 +17,27 @@ __all__ = [
     "Table",
     "application_table_html",
     "application_table_text",
+    "architecture_figure",
     "badge",
     "build_report",
+    "cache_flush_figure",
     "changes_phrase",
     "check_table_html",
     "check_table_text",
+    "doctor_html",
     "drill_timeline_figure",
     "drills_table_html",
+    "export_slides",
+    "has_slides",
     "load_errors_figure",
     "load_spectrum_figure",
     "load_targets_figure",
     "load_timeseries_figure",
     "load_verdict_table",
     "plan_html",
+    "runbook_html",
+    "runbooks_html",
+    "scale_figure",
     "show",
     "show_figure",
     "table",
@@ -497,6 +505,8 @@ def build_report(run_dir: Path) -> Path:
 <h2>Load</h2>{verdict_html}{_load_table_html(results.get("load", []))}
 <h2>Drills</h2>{drills_table_html(results.get("drills", []))}
 {_adr_html(run_dir)}
+<h2>Runbooks</h2>{runbooks_html(results.get("runbooks", []))}
+{_slides_links(run_dir)}
 <h2>Charts</h2>{"".join(charts) or "<p>No charts in this run.</p>"}
 <h2>Versions</h2><pre>{_cell(json.dumps(run.get("versions", {}), indent=1))}</pre>
 </body></html>
@@ -509,6 +519,17 @@ def build_report(run_dir: Path) -> Path:
 def _charts_dir() -> Path | None:
     run = environment.run_dir()
     return run / "charts" if run else None
+
+
+def _slides_links(run_dir: Path) -> str:
+    """Links to the run's static slideshows (``<notebook>.slides.html``), if any."""
+    slides = sorted(run_dir.glob("*.slides.html"))
+    if not slides:
+        return ""
+    links = "".join(
+        f'<li><a href="{_cell(path.name)}">{_cell(path.name)}</a></li>' for path in slides
+    )
+    return f"<h2>Slides</h2><p>Open offline in a browser (reveal.js inlined).</p><ul>{links}</ul>"
 
 
 def show_figure(figure: Any, name: str) -> Path | None:
@@ -904,3 +925,271 @@ def drills_table_html(drills: list[Mapping[str, Any]]) -> str:
             f"{_cell(entry.get('restored', {}).get('checks', ''))}</td></tr>"
         )
     return f'<table class="labkit-table">{head}{"".join(body)}</table>'
+
+
+# ============================================================================================
+# Runbooks, doctor and the demo's figures (notebook 07). Inputs are plain dicts: the
+# results.json ``runbooks`` entries, doctor.json, and the architecture's boxes and edges.
+# ============================================================================================
+
+_RUNBOOK_STATES = {
+    "pass": "#d9f2d9",
+    "fail": "#f8d0d0",
+    "skip": "#eeeeee",
+    "planned": "#fff3c4",
+}
+
+
+def _rows_html(rows: Sequence[Mapping[str, Any]]) -> str:
+    if not rows:
+        return ""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    head = "".join(f"<th>{_cell(column)}</th>" for column in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_cell(row.get(column, ''))}</td>" for column in columns) + "</tr>"
+        for row in rows
+    )
+    return f'<table class="labkit-table"><tr>{head}</tr>{body}</table>'
+
+
+def runbook_html(outcome: Mapping[str, Any]) -> str:
+    """One runbook's outcome: status and summary, its steps (command, what was seen), measures."""
+    outcome = redact(dict(outcome))
+    status = str(outcome.get("status", ""))
+    steps = [
+        {
+            "step": row.get("step", ""),
+            "state": row.get("state", ""),
+            "command": row.get("command", ""),
+            "seen": row.get("seen", ""),
+            "took s": row.get("took_s", ""),
+        }
+        for row in outcome.get("steps", [])
+    ]
+    return (
+        f'{_CSS}<div><p style="background:{_RUNBOOK_STATES.get(status, "#fff")};padding:4px">'
+        f"<b>{_cell(outcome.get('title', ''))}</b> ({_cell(outcome.get('runbook', ''))}, "
+        f"{_cell(outcome.get('doc', ''))}): {badge(status)} — "
+        f"{_cell(outcome.get('summary', ''))}</p>"
+        f"{_rows_html(steps)}{_rows_html(list(outcome.get('measured', [])))}</div>"
+    )
+
+
+def runbooks_html(outcomes: list[Mapping[str, Any]]) -> str:
+    """The report's runbooks section: each outcome, or a sentence when none ran."""
+    if not outcomes:
+        return "<p>No runbooks in this run.</p>"
+    return "".join(runbook_html(outcome) for outcome in outcomes)
+
+
+def doctor_html(report: Mapping[str, Any]) -> str:
+    """doctor's evidence: findings, component status, recent errors, data-plane facts."""
+    report = redact(dict(report))
+    findings = report.get("findings", [])
+    listed = "".join(f"<li>{_cell(item)}</li>" for item in findings) or "<li>no findings</li>"
+    components = [
+        {
+            "component": entry.get("name", ""),
+            "role": entry.get("role", ""),
+            "address": entry.get("address", ""),
+            "healthy": entry.get("healthy", ""),
+            "detail": entry.get("detail", ""),
+        }
+        for entry in report.get("components", [])
+    ]
+    errors = [
+        {"component": name, "recent lines": len(lines), "last": lines[-1] if lines else ""}
+        for name, lines in report.get("errors", {}).items()
+    ]
+    plane = [
+        {"source": name, "facts": json.dumps(facts, default=str)}
+        for name, facts in report.get("data_plane", {}).items()
+    ]
+    skipped = "".join(f"<p>skipped: {_cell(reason)}</p>" for reason in report.get("skipped", []))
+    where = f"<p>evidence in {_cell(report['folder'])}</p>" if report.get("folder") else ""
+    return (
+        f"{_CSS}<p><b>doctor</b>: lab {_cell(report.get('lab', ''))} at "
+        f"{_cell(report.get('at', ''))}</p><ul>{listed}</ul>{_rows_html(components)}"
+        f"{_rows_html(errors)}{_rows_html(plane)}{skipped}{where}"
+    )
+
+
+def cache_flush_figure(series: Mapping[str, Any], threshold: float | None = None) -> Any:
+    """Hit ratio per sampling interval around the flush (t = 0), requests per interval beneath."""
+    import plotly.graph_objects as go  # noqa: PLC0415
+    from plotly.subplots import make_subplots  # noqa: PLC0415
+
+    rows = list(series.get("hit_ratio", []))
+    figure = make_subplots(
+        rows=2, cols=1, shared_xaxes=True, subplot_titles=("hit ratio", "requests per interval")
+    )
+    times = [row["t_s"] for row in rows]
+    figure.add_trace(
+        go.Scatter(
+            x=times,
+            y=[row["hit_ratio"] for row in rows],
+            mode="lines+markers",
+            name="hit ratio",
+            line={"shape": "hv"},
+        ),
+        row=1,
+        col=1,
+    )
+    figure.add_trace(
+        go.Bar(x=times, y=[row["requests"] for row in rows], name="requests"), row=2, col=1
+    )
+    figure.add_vline(x=0, line_dash="dash", annotation_text="flush")
+    if threshold is not None:
+        figure.add_hline(y=threshold, line_dash="dot", row=1, col=1, annotation_text="recovered")
+    figure.update_yaxes(range=[0, 1.05], row=1, col=1)
+    figure.update_xaxes(title_text="seconds from the flush", row=2, col=1)
+    figure.update_layout(title="Redirect cache flushed under load", showlegend=False)
+    return figure
+
+
+def scale_figure(measured: Sequence[Mapping[str, Any]]) -> Any:
+    """Throughput and p99 at each worker count the scale runbook measured."""
+    import plotly.graph_objects as go  # noqa: PLC0415
+    from plotly.subplots import make_subplots  # noqa: PLC0415
+
+    labels = [f"{row['when']}: {row['workers']} worker(s)" for row in measured]
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("answered / s", "p99 ms"))
+    figure.add_trace(go.Bar(x=labels, y=[row["achieved_rps"] for row in measured]), row=1, col=1)
+    figure.add_trace(go.Bar(x=labels, y=[row["p99_ms"] for row in measured]), row=1, col=2)
+    offered = measured[0]["target_rps"] if measured else 0
+    figure.update_layout(title=f"Scaling at {offered}/s offered", showlegend=False)
+    return figure
+
+
+_GROUP_COLOURS = {
+    "client": "#dfe7fd",
+    "edge": "#fde2cf",
+    "app": "#d9f2d9",
+    "cache": "#f8d0d0",
+    "database": "#e3d7f5",
+    "node": "#eeeeee",
+    "observe": "#fff3c4",
+}
+
+
+def architecture_figure(diagram: Mapping[str, Any]) -> Any:
+    """Boxes and arrows (``boxes``: id, label, x, y, group; ``edges``: from, to, label)."""
+    import plotly.graph_objects as go  # noqa: PLC0415
+
+    boxes = {box["id"]: box for box in diagram.get("boxes", [])}
+    figure = go.Figure()
+    for edge in diagram.get("edges", []):
+        start, end = boxes[edge["from"]], boxes[edge["to"]]
+        figure.add_annotation(
+            x=end["x"],
+            y=end["y"],
+            ax=start["x"],
+            ay=start["y"],
+            xref="x",
+            yref="y",
+            axref="x",
+            ayref="y",
+            showarrow=True,
+            arrowhead=3,
+            arrowwidth=1.5,
+            standoff=28,
+            startstandoff=28,
+            text="",
+        )
+        if edge.get("label"):
+            figure.add_annotation(
+                x=(start["x"] + end["x"]) / 2,
+                y=(start["y"] + end["y"]) / 2,
+                text=f"<i>{html.escape(str(edge['label']))}</i>",
+                showarrow=False,
+                font={"size": 10, "color": "#555"},
+                bgcolor="rgba(255,255,255,0.8)",
+            )
+    for box in boxes.values():
+        figure.add_annotation(
+            x=box["x"],
+            y=box["y"],
+            text=html.escape(str(box["label"])).replace("\n", "<br>"),
+            showarrow=False,
+            bordercolor="#666",
+            borderwidth=1,
+            borderpad=8,
+            bgcolor=_GROUP_COLOURS.get(str(box.get("group")), "#ffffff"),
+            font={"size": 12},
+        )
+    xs = [box["x"] for box in boxes.values()] or [0]
+    ys = [box["y"] for box in boxes.values()] or [0]
+    figure.update_xaxes(visible=False, range=[min(xs) - 0.8, max(xs) + 0.8])
+    figure.update_yaxes(visible=False, range=[min(ys) - 0.8, max(ys) + 0.8])
+    figure.update_layout(
+        title=str(diagram.get("title", "Architecture")),
+        plot_bgcolor="white",
+        height=460,
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+    )
+    return figure
+
+
+# ============================================================================================
+# Static slideshows: an executed notebook whose cells carry slideshow metadata becomes one
+# self-contained reveal.js page (``<notebook>.slides.html``) that opens offline.
+# ============================================================================================
+
+_SLIDES_TEMPLATES = Path(__file__).resolve().parent / "data" / "nbconvert"
+_IMPORT = re.compile(r"@import\s+url\([^)]*\)\s*;?")
+# A script fetched from the network (plotly's notebook output asks a CDN for MathJax, which
+# no cell here needs): dropped, so that the page makes no request when it is opened.
+_REMOTE_SCRIPT = re.compile(r"<script\b[^>]*\bsrc=\"https?://[^\"]*\"[^>]*>\s*</script>", re.I)
+
+
+def _reveal_assets() -> dict[str, str]:
+    """reveal.js's script, styles and notes plugin, read from the sphinx-revealjs package."""
+    import importlib.util  # noqa: PLC0415
+
+    spec = importlib.util.find_spec("sphinx_revealjs")  # its files only; never imported
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "reveal.js's files come from the sphinx-revealjs package, which is not installed: "
+            "run `make .venv/.installed`"
+        )
+    root = Path(next(iter(spec.submodule_search_locations))) / "_static" / "revealjs"
+
+    def read(relative: str, script: bool) -> str:
+        text = (root / relative).read_text(encoding="utf-8")
+        # Inline text must not end its own element early; a font @import would be fetched.
+        return text.replace("</script", "<\\/script") if script else _IMPORT.sub("", text)
+
+    return {
+        "js": read("dist/reveal.js", True),
+        "notes": read("plugin/notes/notes.js", True),
+        "css": read("dist/reveal.css", False),
+        "theme": read("dist/theme/white.css", False),
+    }
+
+
+def has_slides(notebook: Mapping[str, Any]) -> bool:
+    """True when some cell of the notebook (nbformat JSON) carries a slide type."""
+    return any(
+        cell.get("metadata", {}).get("slideshow", {}).get("slide_type")
+        for cell in notebook.get("cells", [])
+    )
+
+
+def export_slides(notebook: Path) -> Path:
+    """Write ``<notebook>.slides.html`` beside an executed notebook: reveal.js, all inlined."""
+    import nbformat  # noqa: PLC0415
+    from nbconvert import SlidesExporter  # noqa: PLC0415
+
+    node = nbformat.read(notebook, as_version=4)  # type: ignore[no-untyped-call]
+    for cell in node.cells:  # parameters (the notebook's and papermill's) are not slides
+        if {"parameters", "injected-parameters"} & set(cell.metadata.get("tags", [])):
+            cell.metadata["slideshow"] = {"slide_type": "skip"}
+    exporter = SlidesExporter(  # type: ignore[no-untyped-call]
+        template_name="labkit-slides", extra_template_basedirs=[str(_SLIDES_TEMPLATES)]
+    )
+    body, _ = exporter.from_notebook_node(
+        node, resources={"labkit_reveal": _reveal_assets(), "metadata": {"name": notebook.stem}}
+    )
+    target = notebook.with_name(f"{notebook.stem}.slides.html")
+    target.write_text(redact(_REMOTE_SCRIPT.sub("", body)), encoding="utf-8")
+    return target

@@ -17,7 +17,8 @@ Schema ``labkit.results/1``::
                    failover: {summary, ... the components' own times}, restored: {ok,
                    actions, checks, problems}, verdicts: [{what, expected, measured, ok}],
                    load: {achieved_rps, requests, errors, generator_limited}} ... ],
-      "plans":  [ {node, step, change, argv, applied, exit_code} ... ]
+      "plans":  [ {node, step, change, argv, applied, exit_code} ... ],
+      "runbooks": [ {runbook, title, lab, status, summary, doc, steps, measured, series} ... ]
     }
 
 Notebooks executed by ``labkit run`` add to it through ``record``: the runner
@@ -92,8 +93,8 @@ class Result:
         return cls(**{**data, "status": Status(data["status"])})
 
 
-Kind = Literal["checks", "load", "drills", "plans"]
-KINDS: tuple[Kind, ...] = ("checks", "load", "drills", "plans")
+Kind = Literal["checks", "load", "drills", "plans", "runbooks"]
+KINDS: tuple[Kind, ...] = ("checks", "load", "drills", "plans", "runbooks")
 # What a check needs to be counted and shown: Result's fields without a default.
 _CHECK_FIELDS = tuple(
     f.name for f in fields(Result) if f.default is MISSING and f.default_factory is MISSING

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from labkit.cluster.client import Cluster
+from labkit.cluster.client import Cluster, kubeconfig_path
 from labkit.cluster.steps import KubeObject
 from labkit.errors import LabkitError, StepError
 from labkit.params import Lab
@@ -28,6 +28,7 @@ __all__ = [
     "diff_entries",
     "is_cluster_phase",
     "phase_objects",
+    "unreachable_reason",
 ]
 
 Progress = Callable[[str], None]
@@ -59,14 +60,26 @@ def phase_objects(lab: Lab, phase: str) -> tuple[str, list[KubeObject]]:
     return title, build(lab)
 
 
+def unreachable_reason(lab: Lab) -> str:
+    """Why this lab has no Kubernetes API to talk to yet ("" when it may have one)."""
+    if lab.kind == "sandbox":
+        return SANDBOX_REASON
+    path = kubeconfig_path(lab)
+    if not path.is_file():
+        return f"no kubeconfig at {path} yet: apply phase 1 first (it fetches it from K3s)"
+    return ""
+
+
 def diff_entries(lab: Lab, phase: str, cluster: Cluster | None = None) -> list[Row]:
     """What cluster phase ``phase`` would change, one row per object; reads only.
 
-    On the sandbox: one "cannot" row saying why, and no connection is attempted.
+    On the sandbox, or before phase 1 saved a kubeconfig: one "cannot" row saying why,
+    and no connection is attempted.
     """
-    if lab.kind == "sandbox":
-        title, _ = CLUSTER_PHASES[str(phase)]
-        return [(title, "cluster", "ArgoCD and the root app", Diff.cannot(SANDBOX_REASON))]
+    title, _ = CLUSTER_PHASES[str(phase)]
+    reason = unreachable_reason(lab)
+    if reason and cluster is None:
+        return [(title, "cluster", "ArgoCD and the root app", Diff.cannot(reason))]
     if cluster is None:
         with Cluster.open(lab) as opened:
             return diff_entries(lab, phase, opened)

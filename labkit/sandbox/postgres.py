@@ -49,8 +49,11 @@ __all__ = [
     "postgres_status",
     "promote_standby",
     "restore_topology",
+    "run_tool",
     "start_postgres",
     "stop_postgres",
+    "superuser_connection",
+    "superuser_passfile",
     "timeline",
 ]
 
@@ -521,3 +524,27 @@ def restore_topology(
         _reclone(lab, state_dir, "standby", "primary", timeout_s)
         done.append(f"postgres-standby ({lab.postgres.standby_port}) cloned afresh, streaming")
     return done
+
+
+def superuser_connection(
+    lab: Lab, state_dir: Path, role: str = "primary", dbname: str = "postgres"
+) -> stores.PostgresConnection:
+    """A superuser connection (autocommit) to the ``primary`` or ``standby``: runbooks."""
+    password = _internal_secret(state_dir, "superuser")
+    return connect(lab.postgres.host, _port(lab, role), SUPERUSER, password, dbname, timeout_s=3)
+
+
+def superuser_passfile(lab: Lab, state_dir: Path, role: str = "primary") -> Path:
+    """A libpq passfile (mode 600) for the superuser, so tools get the password off argv."""
+    password = _internal_secret(state_dir, "superuser")
+    path = _directory(state_dir) / "secrets" / f"pgpass-superuser-{role}"
+    line = f"{lab.postgres.host}:{_port(lab, role)}:*:{SUPERUSER}:{password.reveal()}\n"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(line)
+    return path
+
+
+def run_tool(name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+    """Run a PostgreSQL client tool of the wheel (as ``nobody`` under root); CommandError."""
+    _run_tool(name, argv, env)

@@ -12,7 +12,7 @@ from labkit import plan as planner
 from labkit.cli import main
 from labkit.cluster import Cluster
 from labkit.errors import WaitTimeout
-from labkit.params import Lab
+from labkit.params import Lab, load_lab
 from labkit.secrets import MASK, redact
 from tests.kubeapi import KubeApi, fixtures
 
@@ -224,7 +224,6 @@ def test_on_the_sandbox_phase_1_5_plans_nothing_and_says_why(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from labkit import notebook
-    from labkit.params import load_lab
 
     lab = load_lab(LOCAL)
     planned = planner.diff(lab, phase="1.5")
@@ -255,3 +254,33 @@ def test_an_unknown_phase_is_refused_by_the_command_line(
     with pytest.raises(SystemExit):
         main(["plan", "--params", str(LOCAL), "--phase", "one"])
     assert "'one': expected a phase such as 1" in capsys.readouterr().err
+
+
+def test_access_shows_the_ui_and_a_masked_password(api: KubeApi, lab: Lab) -> None:
+    from labkit import notebook
+
+    table = notebook.argocd_access(lab)
+    shown = dict(zip(table["what"], table["value"], strict=True))
+    assert shown["ui"] == "https://192.0.2.11:30443"
+    assert shown["password"] == MASK
+    assert fixtures.ADMIN_PASSWORD not in table.to_string() + table.to_html()
+    del api.store.objects[("", "secrets", "argocd", "argocd-initial-admin-secret")]
+    again = notebook.argocd_access(lab)
+    assert dict(zip(again["what"], again["value"], strict=True))["password"] == "(changed)"
+    sandbox = notebook.argocd_access(load_lab(LOCAL))
+    assert repr(sandbox).startswith("skip: the sandbox has no Kubernetes API")
+
+
+def test_before_phase_1_or_before_argocd_the_cells_say_why(bare: KubeApi, tmp_path: Path) -> None:
+    from labkit import notebook
+
+    lab = bare.lab(tmp_path, argocd={"install_manifest": str(INSTALL)})
+    assert repr(notebook.applications(lab)).startswith("skip: ArgoCD is not installed yet")
+    assert repr(notebook.argocd_access(lab)).startswith("skip: ArgoCD is not installed yet")
+    Path(lab.k3s.kubeconfig).unlink()  # phase 1 has not fetched it yet
+    before = len(bare.requests())
+    planned = planner.diff(lab, phase="1.5")
+    (row,) = planned.rows()
+    assert row["status"] == "cannot" and "apply phase 1 first" in row["detail"]
+    assert repr(notebook.applications(lab, wait=True)).startswith("skip: no kubeconfig at")
+    assert len(bare.requests()) == before  # nothing was sent without a kubeconfig
