@@ -8,10 +8,10 @@ BIN := $(VENV)/bin
 # What the sandbox runs, as program:package (installed as root when a program is missing).
 SYSTEM_TOOLS := sshd:openssh-server ssh-keygen:openssh-client redis-server:redis-server \
 	redis-sentinel:redis-sentinel ip:iproute2 unshare:util-linux ping:iputils-ping sudo:sudo \
-	ps:procps nft:nftables
+	ps:procps nft:nftables chromium:chromium
 BENCH_PACKAGES := wrk nginx-light
 
-.PHONY: demo test lint system-deps bench clean-venv lock
+.PHONY: demo lab lab-stop test lint system-deps bench clean-venv lock
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "labkit needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -49,6 +49,16 @@ system-deps:
 # sandbox's isolated nodes (--apply); prints the report's path last.
 demo: system-deps $(VENV)/.installed
 	$(BIN)/labkit run --params params/local.yaml --apply
+
+# Step through the lab-book: the sandbox up, JupyterLab on 127.0.0.1 with a token at
+# notebooks/ (as root with --allow-root, which it needs there). Ctrl-C, or `make lab-stop`
+# from another terminal, stops JupyterLab and takes the sandbox down if this brought it up.
+LAB_PORT ?= 8888
+lab: system-deps $(VENV)/.installed
+	$(BIN)/labkit lab --params params/local.yaml --port $(LAB_PORT)
+
+lab-stop: $(VENV)/.installed
+	$(BIN)/labkit lab --stop --params params/local.yaml
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check labkit tests benchmarks

@@ -21,6 +21,7 @@ _COMMAND_MODULES: list[str] = [
     "labkit.load.commands",
     "labkit.steps.commands",
     "labkit.manifests_commands",
+    "labkit.jupyter",
     "labkit.runbooks.commands",
 ]
 

@@ -58,6 +58,24 @@ __all__ = [
 
 SSH_CONFIG = Path("~/.ssh/config")
 _log = logging.getLogger(__name__)
+
+
+class _ParamikoToDebug(logging.Handler):
+    """paramiko's transport threads log a failed connection with its traceback at ERROR.
+
+    With no handler configured, Python prints those from the threads straight to stderr
+    (in a notebook, interleaved above the cell's own error). The ConnectError labkit
+    raises already names the node and what failed, so they go to labkit's log at DEBUG.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _log.debug("paramiko %s: %s", record.levelname, redact(record.getMessage()))
+
+
+_paramiko_log = logging.getLogger("paramiko")
+if not any(isinstance(h, _ParamikoToDebug) for h in _paramiko_log.handlers):
+    _paramiko_log.addHandler(_ParamikoToDebug())
+_paramiko_log.propagate = False
 _known_hosts_lock = threading.Lock()  # TOFU appends from parallel hosts must not interleave
 T = TypeVar("T")
 

@@ -13,16 +13,20 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from labkit import kernel
 from labkit.checks import Results, run_checks
 from labkit.environment import HEADLESS, PARAMS_OVERRIDE, headless, params_override
 from labkit.errors import LabkitError
 from labkit.facts import RemoteHost
 from labkit.params import Lab, load_lab
 from labkit.plan import Plan, apply_plan
-from labkit.report import changes_phrase, check_table_html, show
+from labkit.report import Table, changes_phrase, check_table_html, show, table
 from labkit.results import record
 from labkit.roadmap import ITEMS
 from labkit.secrets import redact
+
+# In a kernel, a LabkitError raised by any cell shows as its message, not a traceback.
+kernel.install()
 
 __all__ = [
     "HEADLESS",
@@ -80,10 +84,8 @@ def check(
     return results
 
 
-def describe(lab: Lab) -> Any:
-    """The lab at a glance: nodes, where each component runs, version pins (a DataFrame)."""
-    import pandas as pd  # noqa: PLC0415
-
+def describe(lab: Lab) -> Table:
+    """The lab at a glance: nodes, where each component runs, version pins (a table)."""
     rows = [
         {
             "what": f"node {n.name}",
@@ -113,36 +115,36 @@ def describe(lab: Lab) -> Any:
         {"what": f"pin {name}", "where": "", "detail": str(value)}
         for name, value in lab.versions.model_dump().items()
     ]
-    return pd.DataFrame(rows)
+    return table(rows, {"what": "14em", "where": "40%"})
 
 
-def coverage() -> Any:
+def coverage() -> Table:
     """Every roadmap checklist item: its id, words, what it needs, and whether labkit checks it."""
-    import pandas as pd  # noqa: PLC0415
-
     from labkit.checks import ITEMS, implemented_ids  # noqa: PLC0415
 
     done = implemented_ids()
-    return pd.DataFrame(
-        [
-            {
-                "id": entry.id,
-                "item": entry.title,
-                "needs": entry.needs,
-                "checked by labkit": "yes" if entry.id in done else "not implemented",
-            }
-            for entry in ITEMS
-        ]
+    rows = [
+        {
+            "id": entry.id,
+            "item": entry.title,
+            "needs": entry.needs,
+            "checked by labkit": "yes" if entry.id in done else "not implemented",
+        }
+        for entry in ITEMS
+    ]
+    checked = sum(row["checked by labkit"] == "yes" for row in rows)
+    return table(
+        rows,
+        {"id": "4.5em", "needs": "9em", "checked by labkit": "11em"},
+        what=f"roadmap items, {checked} checked by labkit",
     )
 
 
-def compatibility(lab: Lab) -> Any:
+def compatibility(lab: Lab) -> Table:
     """The version-compatibility rules that apply to this lab's pins, with their sources."""
-    import pandas as pd  # noqa: PLC0415
-
     from labkit.compat import evaluate  # noqa: PLC0415
 
-    return pd.DataFrame(
+    return table(
         [
             {
                 "pin": verdict.subject,
@@ -151,7 +153,8 @@ def compatibility(lab: Lab) -> Any:
                 "source": verdict.rule.source,
             }
             for verdict in evaluate(lab.versions)
-        ]
+        ],
+        {"pin": "16em", "supported": "14em", "verdict": "9em"},
     )
 
 

@@ -178,26 +178,23 @@ def short_load(
 
 
 def verdicts(lab: Lab, outcome: ScenarioOutcome | None) -> Any:
-    """The ADR verdicts: this short load's, then notebook 06's saved ladder (a DataFrame)."""
-    import pandas as pd  # noqa: PLC0415
+    """The ADR verdicts: this short load's, then notebook 06's saved ladder (one table)."""
+    from labkit.report import load_verdict_table  # noqa: PLC0415
 
-    from labkit.report import load_verdict_figure  # noqa: PLC0415
+    def tagged(entry: dict[str, Any], source: str) -> dict[str, Any]:
+        name = f"{entry.get('scenario')} ({source})"
+        marked = [{**verdict, "scenario": name} for verdict in entry.get("verdicts", [])]
+        return {**entry, "scenario": name, "verdicts": marked}
 
-    rows = [
-        {"source": "this load", **verdict.to_dict()}
-        for verdict in (outcome.verdicts if outcome else [])
-    ]
-    saved = load_saved(lab)
-    for name, entries in saved.items():
-        if name.startswith("_") or name == "baseline" or not entries:
+    entries = [tagged(entry, "this load") for entry in (outcome.to_dicts() if outcome else [])]
+    for name, saved in load_saved(lab).items():
+        if name.startswith("_") or name == "baseline" or not saved:
             continue
-        rows += [{"source": "notebook 06", **verdict} for verdict in entries[0].get("verdicts", [])]
-    if not rows:
+        entries.append(tagged(saved[0], "notebook 06"))
+    if not any(entry.get("verdicts") for entry in entries):
         print("no load measured yet: run notebook 06 (or the cell above) first")
         return None
-    show_figure(load_verdict_figure(rows), "demo-verdict")
-    columns = ["source", "scenario", "rate", "target", "expected", "measured", "status"]
-    return pd.DataFrame(rows, columns=columns)
+    return load_verdict_table(entries)
 
 
 def break_under_load(lab: Lab, demo: bool = False, apply: bool = False) -> Any:

@@ -13,10 +13,12 @@ from labkit import environment
 from labkit.secrets import redact
 
 __all__ = [
-    "STATUS_ICONS",
+    "LONG_TABLE",
+    "Table",
     "application_table_html",
     "application_table_text",
     "architecture_figure",
+    "badge",
     "build_report",
     "cache_flush_figure",
     "changes_phrase",
@@ -31,52 +33,98 @@ __all__ = [
     "load_spectrum_figure",
     "load_targets_figure",
     "load_timeseries_figure",
-    "load_verdict_figure",
+    "load_verdict_table",
     "plan_html",
     "runbook_html",
     "runbooks_html",
     "scale_figure",
     "show",
     "show_figure",
+    "table",
     "tracker",
     "tracker_html",
     "tracker_markdown",
 ]
 
-STATUS_ICONS = {
-    "pass": "✅",
-    "fail": "❌",
-    "skip": "⏭️",
-    "error": "💥",
-    "not implemented": "⬜",
-}
 _COLOURS = {
-    "pass": "#d9f2d9",
-    "fail": "#f8d0d0",
-    "skip": "#eeeeee",
-    "error": "#f5c26b",
+    "pass": "#e3f4e3",
+    "fail": "#fbe0e0",
+    "skip": "#f3f3f3",
+    "error": "#fbe7c6",
     "not implemented": "#ffffff",
 }
+# Plain text in CSS badges, never emoji: a machine without an emoji font shows empty boxes.
+# `table.labkit-table.labkit-table td` (the class twice on purpose) outranks JupyterLab's
+# `:not(.jp-RenderedMarkdown).jp-RenderedHTMLCommon td` (right-aligned cells); a fixed
+# layout with set column widths keeps ids and "took" readable while long text wraps
+# inside its column; node, step and status names in the plan and evidence tables never
+# wrap (they were squeezed to "k3s-/node-/02").
 _CSS = """
 <style>
-.labkit-table{border-collapse:collapse;font:13px/1.4 system-ui,sans-serif;margin:.5em 0}
-.labkit-table th,.labkit-table td{border:1px solid #ccc;padding:3px 6px;vertical-align:top;
-text-align:left}
-.labkit-table th{background:#f4f4f4}
-.labkit-table details summary{cursor:pointer;color:#555}
-.labkit-table pre{white-space:pre-wrap;margin:0;max-width:60em;font-size:12px}
+table.labkit-table{border-collapse:collapse;font:13px/1.4 system-ui,sans-serif;margin:.5em 0}
+table.labkit-fixed{table-layout:fixed;width:100%}
+table.labkit-table.labkit-table th,table.labkit-table.labkit-table td{border:1px solid #ccc;
+padding:3px 6px;vertical-align:top;text-align:left;white-space:normal;overflow-wrap:break-word;
+word-break:normal}
+table.labkit-table th{background:#f4f4f4}
+table.labkit-plan.labkit-plan td:nth-child(-n+3),
+table.labkit-evidence.labkit-evidence td:nth-child(-n+2){white-space:nowrap}
+table.labkit-table.labkit-table td.labkit-nowrap{white-space:nowrap;overflow:hidden}
+table.labkit-table details summary{cursor:pointer;color:#555}
+table.labkit-table pre{white-space:pre-wrap;overflow-wrap:anywhere;margin:0;font-size:12px}
+details.labkit-long>summary{cursor:pointer;font:13px/1.6 system-ui,sans-serif;color:#333}
+.labkit-badge{display:inline-block;padding:0 6px;border-radius:3px;font:600 11px/1.6
+system-ui,sans-serif;white-space:nowrap;color:#fff;background:#7f8c8d}
+.labkit-pass,.labkit-ok,.labkit-complete,.labkit-passed{background:#2a8f2a}
+.labkit-fail,.labkit-failing,.labkit-failed{background:#c0392b}
+.labkit-error,.labkit-broken,.labkit-timeout,.labkit-dead-kernel,.labkit-interrupted{
+background:#b9540c}
+.labkit-partial{background:#2c6fad}
+.labkit-not-implemented,.labkit-not-verified,.labkit-no-checklist{background:#fff;color:#555;
+box-shadow:inset 0 0 0 1px #999}
+.labkit-note{color:#555;font-size:12px}
 </style>
 """
+LONG_TABLE = 20  # rows; a longer table is folded under a summary with its count
 
 
 def _cell(value: Any) -> str:
     return html.escape(str(value))
 
 
+def badge(status: str, label: str | None = None) -> str:
+    """A status mark as a coloured plain-text badge (renders without emoji fonts)."""
+    kind = re.sub(r"[^a-z0-9]+", "-", status.lower().split(" (")[0]).strip("-") or "none"
+    return f'<span class="labkit-badge labkit-{kind}">{_cell(label or status)}</span>'
+
+
+def _colgroup(widths: list[str]) -> str:
+    return "<colgroup>" + "".join(f'<col style="width:{w}">' for w in widths) + "</colgroup>"
+
+
+def _folded(table: str, rows: int, summary: str, open_: bool) -> str:
+    """A table over LONG_TABLE rows inside <details> with its count; shorter ones as they are."""
+    if rows <= LONG_TABLE:
+        return table
+    state = " open" if open_ else ""
+    return (
+        f'<details class="labkit-long"{state}><summary>{_cell(summary)} '
+        f"(click to {'fold' if open_ else 'unfold'})</summary>{table}</details>"
+    )
+
+
+def _counts(rows: list[dict[str, Any]]) -> str:
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[str(row["status"])] = counts.get(str(row["status"]), 0) + 1
+    return ", ".join(f"{n} {s}" for s, n in counts.items())
+
+
 def check_table_html(rows: Iterable[Mapping[str, Any]]) -> str:
     """An HTML table of check results (redacted), one row per result, evidence folded."""
     body = []
-    for row in redact([dict(row) for row in rows]):
+    results = redact([dict(row) for row in rows])
+    for row in results:
         status = str(row["status"])
         evidence = row.get("evidence") or ""
         folded = (
@@ -86,29 +134,81 @@ def check_table_html(rows: Iterable[Mapping[str, Any]]) -> str:
         )
         body.append(
             f'<tr style="background:{_COLOURS.get(status, "#fff")}">'
-            f"<td>{_cell(row['id'])}</td><td>{_cell(row['title'])}</td>"
+            f'<td class="labkit-nowrap">{_cell(row["id"])}</td><td>{_cell(row["title"])}</td>'
             f"<td>{_cell(row.get('subject', ''))}</td>"
-            f"<td>{STATUS_ICONS.get(status, '')} {_cell(status)}</td>"
+            f"<td>{badge(status)}</td>"
             f"<td>{_cell(row.get('expected', ''))}</td><td>{_cell(row.get('observed', ''))}"
-            f"{folded}</td><td>{float(row.get('duration_s', 0.0)):.3f}s</td></tr>"
+            f'{folded}</td><td class="labkit-nowrap">{float(row.get("duration_s", 0.0)):.2f}s'
+            "</td></tr>"
         )
     head = (
         "<tr><th>id</th><th>check</th><th>subject</th><th>status</th><th>expected</th>"
         "<th>observed</th><th>took</th></tr>"
     )
-    return f'{_CSS}<table class="labkit-table">{head}{"".join(body)}</table>'
+    widths = ["4.5em", "24%", "8.5em", "8.5em", "17%", "auto", "4.5em"]
+    table = (
+        f'<table class="labkit-table labkit-fixed">{_colgroup(widths)}{head}{"".join(body)}</table>'
+    )
+    summary = f"{len(results)} results: {_counts(results)}"
+    return _CSS + _folded(table, len(results), summary, open_=True)
 
 
 def check_table_text(rows: Iterable[Mapping[str, Any]], width: int = 90) -> str:
     """A plain-text table of check results for terminals and logs (redacted)."""
-    lines = [f"{'id':<7} {'status':<17} check", f"{'':<7} {'':<17} -> subject: observed"]
+    lines = [f"{'id':<7} {'status':<15} check", f"{'':<7} {'':<15} -> subject: observed"]
     for row in redact([dict(row) for row in rows]):
         status = str(row["status"])
         observed = re.sub(r"\s+", " ", str(row.get("observed", "")))
         subject = f"{row['subject']}: " if row.get("subject") else ""
-        lines.append(f"{row['id']:<7} {STATUS_ICONS.get(status, '')} {status:<15} {row['title']}")
-        lines.append(f"{'':<7} {'':<17} -> {(subject + observed)[:width]}")
+        lines.append(f"{row['id']:<7} {status:<15} {row['title']}")
+        lines.append(f"{'':<7} {'':<15} -> {(subject + observed)[:width]}")
     return "\n".join(lines)
+
+
+class Table:
+    """Rows shown as one HTML table (folded with its count when long); ``to_frame`` for pandas."""
+
+    def __init__(self, rows: list[dict[str, Any]], html_text: str) -> None:
+        self.rows = rows
+        self._html = html_text
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def _repr_html_(self) -> str:
+        return self._html
+
+    def __repr__(self) -> str:
+        columns = ", ".join(self.rows[0]) if self.rows else ""
+        return f"Table({len(self.rows)} rows: {columns})"
+
+    def to_frame(self) -> Any:
+        """The rows as a pandas DataFrame."""
+        import pandas as pd  # noqa: PLC0415 - pandas is heavy; only analysis needs it
+
+        return pd.DataFrame(self.rows)
+
+
+def table(
+    rows: list[dict[str, Any]],
+    widths: Mapping[str, str] | None = None,
+    what: str = "rows",
+    open_: bool = False,
+) -> Table:
+    """A Table of ``rows`` (redacted): columns from the first row, ``widths`` per column name.
+
+    Over LONG_TABLE rows it is folded under "<count> <what>" (open when ``open_``), never cut.
+    """
+    rows = redact([dict(row) for row in rows])
+    columns = list(rows[0]) if rows else []
+    sizes = [(widths or {}).get(column, "auto") for column in columns]
+    head = "<tr>" + "".join(f"<th>{_cell(column)}</th>" for column in columns) + "</tr>"
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_cell(row.get(column, ''))}</td>" for column in columns) + "</tr>"
+        for row in rows
+    )
+    html_text = f'<table class="labkit-table labkit-fixed">{_colgroup(sizes)}{head}{body}</table>'
+    return Table(rows, _CSS + _folded(html_text, len(rows), f"{len(rows)} {what}", open_))
 
 
 _APP_COLUMNS = ("name", "sync", "health", "revision", "message", "failing")
@@ -273,7 +373,8 @@ def tracker(
         rows.append(
             {
                 "phase": phase,
-                "status": _TRACKER_ICONS[status],
+                "status": _TRACKER_ICONS[status],  # the roadmap's own Markdown marks
+                "state": status,
                 "completed": completed,
                 "notes": notes,
             }
@@ -284,12 +385,14 @@ def tracker(
 def tracker_html(rows: list[dict[str, str]]) -> str:
     """The status tracker as an HTML table."""
     body = "".join(
-        f"<tr><td>{_cell(r['phase'])}</td><td>{_cell(r['status'])}</td>"
+        f"<tr><td>{_cell(r['phase'])}</td>"
+        f"<td>{badge(r['state'], r['status'].split(' ', 1)[-1])}</td>"
         f"<td>{_cell(r['completed'])}</td><td>{_cell(r['notes'])}</td></tr>"
         for r in rows
     )
     head = "<tr><th>Phase</th><th>Status</th><th>Completion Date</th><th>Notes</th></tr>"
-    return f'{_CSS}<table class="labkit-table">{head}{body}</table>'
+    widths = _colgroup(["30em", "10em", "9em", "auto"])
+    return f'{_CSS}<table class="labkit-table labkit-fixed">{widths}{head}{body}</table>'
 
 
 def tracker_markdown(rows: list[dict[str, str]]) -> str:
@@ -329,13 +432,19 @@ def _load_table_html(load: list[Mapping[str, Any]]) -> str:
         latency = row.get("latency_ms", {}).get("corrected", {})
         errors = sum(int(v) for v in (row.get("errors") or {}).values())
         body.append(
-            f"<tr><td>{_cell(row.get('scenario') or row.get('url', ''))}</td>"
+            f"<tr><td>{_cell(_step_name(row))}</td>"
             f"<td>{_cell(row.get('target_rps', ''))}</td><td>{_cell(row.get('achieved_rps', ''))}"
             f"</td><td>{_cell(row.get('requests', ''))}</td><td>{_cell(latency.get('p50', ''))}"
             f"</td><td>{_cell(latency.get('p99', ''))}</td><td>{errors}</td>"
             f"<td>{_cell(row.get('generator_limited', ''))}</td></tr>"
         )
-    return f'<table class="labkit-table">{head}{"".join(body)}</table>'
+    return f'<h3>Every step</h3><table class="labkit-table">{head}{"".join(body)}</table>'
+
+
+def _step_name(row: Mapping[str, Any]) -> str:
+    if row.get("name") == "baseline":
+        return f"baseline ({row.get('scenario', '')})"
+    return str(row.get("scenario") or row.get("url", ""))
 
 
 def _adr_html(run_dir: Path) -> str:
@@ -360,7 +469,7 @@ def build_report(run_dir: Path) -> Path:
     rows = tracker(checks, _history(run_dir, str(run.get("lab"))))
     notebook_rows = "".join(
         f'<tr><td><a href="{_cell(n["output"])}">{_cell(n["notebook"])}</a></td>'
-        f"<td>{'✅' if n['status'] == 'ok' else '❌'} {_cell(n['status'])}</td>"
+        f"<td>{badge(str(n['status']))}</td>"
         f"<td>{_cell(n.get('duration_s', ''))}s</td><td>{_cell(n.get('error', ''))}</td></tr>"
         for n in run.get("notebooks", [])
     )
@@ -373,6 +482,8 @@ def build_report(run_dir: Path) -> Path:
         )
     script = f"<script>{get_plotlyjs()}</script>" if charts else ""
     counts = ", ".join(f"{n} {s}" for s, n in run.get("checks", {}).items() if n)
+    verdicts = load_verdict_table(results.get("load", []))
+    verdict_html = f"<h3>Against the ADR targets</h3>{verdicts._repr_html_()}" if verdicts else ""
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>labkit run {_cell(run["run_id"])}</title>
 {_CSS}{script}
@@ -387,10 +498,11 @@ def build_report(run_dir: Path) -> Path:
 {_cell(run["ended_at"])}; checks: {_cell(counts or "none")}.</p>
 {"".join(f"<p>{_cell(note)}</p>" for note in run.get("notes", []))}
 <h2>Current Status Tracker</h2>{tracker_html(rows)}
-<h2>Notebooks</h2><table class="labkit-table">
+<h2>Notebooks</h2><table class="labkit-table labkit-fixed">
+{_colgroup(["14em", "8em", "6em", "auto"])}
 <tr><th>notebook</th><th>status</th><th>took</th><th>error</th></tr>{notebook_rows}</table>
 <h2>Checks</h2>{check_table_html(checks)}
-<h2>Load</h2>{_load_table_html(results.get("load", []))}
+<h2>Load</h2>{verdict_html}{_load_table_html(results.get("load", []))}
 <h2>Drills</h2>{drills_table_html(results.get("drills", []))}
 {_adr_html(run_dir)}
 <h2>Runbooks</h2>{runbooks_html(results.get("runbooks", []))}
@@ -481,21 +593,36 @@ def load_spectrum_figure(entries: Iterable[Mapping[str, Any]]) -> Any:
             "ticktext": ["0%", "50%", "90%", "99%", "99.9%", "99.99%", "99.999%"],
         },
         yaxis={"title": "latency (ms)", "rangemode": "tozero"},
-        legend={"orientation": "h", "y": -0.25},
+        legend={"title": {"text": "step"}},  # right of the plot: clear of both axis titles
     )
     return figure
 
 
+def _line_styles(entries: list[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """A colour per scenario and a dash per step of it, so a dozen runs stay apart."""
+    colours: dict[str, str] = {}
+    steps: dict[str, int] = {}
+    dashes = ["solid", "dash", "dot", "dashdot", "longdash"]
+    styles = []
+    for entry in entries:
+        scenario = str(entry.get("scenario") or entry.get("name") or "")
+        colour = colours.setdefault(scenario, _LOAD_COLOURS[len(colours) % len(_LOAD_COLOURS)])
+        step = steps.get(scenario, 0)
+        steps[scenario] = step + 1
+        styles.append((colour, dashes[step % len(dashes)]))
+    return styles
+
+
 def load_timeseries_figure(entries: Iterable[Mapping[str, Any]]) -> Any:
-    """Throughput (responses/s) and corrected p99 per second, one colour per run."""
+    """Throughput (responses/s) and corrected p99 per second: colour per scenario, dash per step."""
     import plotly.graph_objects as go  # noqa: PLC0415
     from plotly.subplots import make_subplots  # noqa: PLC0415
 
     figure = make_subplots(
         rows=2, cols=1, shared_xaxes=True, subplot_titles=("throughput", "p99 latency")
     )
-    for index, entry in enumerate(entries):
-        colour = _LOAD_COLOURS[index % len(_LOAD_COLOURS)]
+    entries = list(entries)
+    for entry, (colour, dash) in zip(entries, _line_styles(entries), strict=True):
         series = entry.get("timeseries", [])
         seconds = [row["second"] for row in series]
         label = _load_label(entry)
@@ -504,7 +631,7 @@ def load_timeseries_figure(entries: Iterable[Mapping[str, Any]]) -> Any:
                 x=seconds,
                 y=[row["responses"] for row in series],
                 name=label,
-                line={"color": colour},
+                line={"color": colour, "dash": dash},
                 legendgroup=label,
             ),
             row=1,
@@ -515,7 +642,7 @@ def load_timeseries_figure(entries: Iterable[Mapping[str, Any]]) -> Any:
                 x=seconds,
                 y=[row["p99_ms"] for row in series],
                 name=f"{label} p99",
-                line={"color": colour},
+                line={"color": colour, "dash": dash},
                 legendgroup=label,
                 showlegend=False,
             ),
@@ -525,7 +652,13 @@ def load_timeseries_figure(entries: Iterable[Mapping[str, Any]]) -> Any:
     figure.update_yaxes(title_text="responses / s", row=1, col=1, rangemode="tozero")
     figure.update_yaxes(title_text="ms", row=2, col=1, rangemode="tozero")
     figure.update_xaxes(title_text="second of the measured run", row=2, col=1)
-    figure.update_layout(title="Throughput and p99 over time", legend={"orientation": "h"})
+    # The legend stands right of the plot (plotly's vertical default): a horizontal one sits
+    # where the x axis title is and the two overlap.
+    figure.update_layout(
+        title="Throughput and p99 over time",
+        legend={"title": {"text": "scenario @ step"}},
+        height=620,
+    )
     return figure
 
 
@@ -551,57 +684,127 @@ def load_errors_figure(entries: Iterable[Mapping[str, Any]]) -> Any:
     return figure
 
 
+_RATIO_CAP = 3.0  # the target chart's axis ends here; a bar beyond it is marked off scale
+
+
 def load_targets_figure(verdicts: Iterable[Mapping[str, Any]]) -> Any:
-    """Measured as a share of each target's bound (100% = the limit), coloured by verdict."""
+    """Each measured figure as a ratio to its target's bound (1 = the bound), linear axis.
+
+    Coloured by verdict; every bar is labelled with its measured value, so a zero (an
+    error rate of 0 %) is visible as a label at 0, and a bar past 3x the bound is cut at
+    the axis end and labelled with its real ratio.
+    """
     import plotly.graph_objects as go  # noqa: PLC0415
 
     colours = {"pass": "#2a8f2a", "fail": "#c0392b"}
     rows = [v for v in verdicts if v.get("value") is not None and v.get("limit")]
     labels = [f"{v['scenario']} @ {float(v['rate']):.0f}/s · {v['target']}" for v in rows]
-    shares = [100 * float(v["value"]) / float(v["limit"]) for v in rows]
-    figure = go.Figure(
-        go.Bar(
-            x=shares,
-            y=labels,
-            orientation="h",
-            marker_color=[colours.get(str(v["status"]), "#999999") for v in rows],
-            customdata=[[v["measured"], v["expected"], v["status"]] for v in rows],
-            hovertemplate="%{customdata[0]} (target %{customdata[1]}): %{customdata[2]}"
-            "<extra></extra>",
-        )
-    )
-    figure.add_vline(x=100, line_dash="dash", annotation_text="target bound")
-    figure.update_layout(
-        title="Measured vs target (share of the bound; for hit ratio, above 100% is good)",
-        xaxis={"title": "% of the target's bound", "type": "log"},
-        height=max(300, 28 * len(rows) + 120),
-        margin={"l": 360},
-    )
-    return figure
-
-
-def load_verdict_figure(verdicts: Iterable[Mapping[str, Any]]) -> Any:
-    """The verdict table (target, expected, measured, verdict) as a figure for the report."""
-    import plotly.graph_objects as go  # noqa: PLC0415
-
-    rows = list(verdicts)
-    fills = [_COLOURS.get(str(v["status"]).split(" ")[0], "#eeeeee") for v in rows]
-    columns = [
-        [str(v["scenario"]) for v in rows],
-        [f"{float(v['rate']):.0f}" for v in rows],
-        [str(v["target"]) for v in rows],
-        [str(v["expected"]) for v in rows],
-        [str(v["measured"]) for v in rows],
-        [str(v["status"]) for v in rows],
+    ratios = [float(v["value"]) / float(v["limit"]) for v in rows]
+    status = [str(v["status"]).split(" ")[0] for v in rows]
+    texts = [
+        f"{str(v['measured']).strip()} · {state}"
+        + (f" (x{ratio:.3g}, off scale)" if ratio > _RATIO_CAP else "")
+        for v, ratio, state in zip(rows, ratios, status, strict=True)
     ]
     figure = go.Figure(
-        go.Table(
-            header={"values": ["scenario", "rate /s", "target", "expected", "measured", "verdict"]},
-            cells={"values": columns, "fill_color": [fills] * len(columns), "align": "left"},
+        go.Bar(
+            x=[min(ratio, _RATIO_CAP) for ratio in ratios],
+            y=labels,
+            orientation="h",
+            marker_color=[colours.get(state, "#999999") for state in status],
+            text=texts,
+            textposition="outside",
+            cliponaxis=False,
+            customdata=[
+                [v["measured"], v["expected"], state] for v, state in zip(rows, status, strict=True)
+            ],
+            hovertemplate="%{customdata[0]} (target %{customdata[1]}): %{customdata[2]}"
+            "<extra></extra>",
+            showlegend=False,
         )
     )
-    figure.update_layout(title="ADR targets: verdict", height=max(250, 26 * len(rows) + 120))
+    figure.add_vline(
+        x=1, line_dash="dash", annotation_text="target bound", annotation_position="top"
+    )
+    figure.update_layout(
+        title="Measured / target bound (latency, errors: left of 1 is good; hit ratio: right)",
+        xaxis={"title": "measured / target bound", "type": "linear", "range": [0, _RATIO_CAP]},
+        yaxis={"automargin": True, "autorange": "reversed"},
+        height=max(300, 26 * len(rows) + 140),
+        margin={"r": 280, "t": 90},
+    )
     return figure
+
+
+def _scenario_verdicts(load: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """Each scenario's first ladder entry (it carries the scenario's verdicts), not baseline."""
+    first: dict[str, Mapping[str, Any]] = {}
+    for entry in load:
+        if entry.get("name") == "baseline" or not entry.get("verdicts"):
+            continue
+        first.setdefault(str(entry.get("scenario")), entry)
+    return first
+
+
+def load_verdict_table(load: Iterable[Mapping[str, Any]]) -> Table:
+    """The one verdict table: a row per scenario step, a column per target, pass/fail badges.
+
+    ``load`` is results.json ``load`` entries (each scenario's entries carry its verdicts,
+    its highest good step and why its ladder stopped), so the notebook and the report
+    show the same table.
+    """
+    scenarios = _scenario_verdicts(load)
+    verdicts = [v for entry in scenarios.values() for v in entry["verdicts"]]
+    targets: dict[str, str] = {}
+    for verdict in verdicts:
+        targets.setdefault(str(verdict["target"]), str(verdict["expected"]))
+    cells: dict[tuple[str, float], dict[str, Mapping[str, Any]]] = {}
+    for verdict in verdicts:
+        step = (str(verdict["scenario"]), float(verdict["rate"]))
+        cells.setdefault(step, {})[str(verdict["target"])] = verdict
+    head = "<tr><th>scenario</th><th>step /s</th>" + "".join(
+        f'<th>{_cell(target)}<br><span class="labkit-note">{_cell(expected)}</span></th>'
+        for target, expected in targets.items()
+    )
+    body = []
+    for (scenario, rate), row in cells.items():
+        tds = []
+        for target in targets:
+            verdict = row.get(target)
+            if verdict is None:
+                tds.append('<td class="labkit-note" title="not measured in this scenario">—</td>')
+                continue
+            status = str(verdict["status"])
+            state = status.split(" ", maxsplit=1)[0]
+            note = str(verdict.get("note") or "")
+            tds.append(
+                f'<td style="background:{_COLOURS.get(state, "#f3f3f3")}">{badge(state)} '
+                f"{_cell(verdict['measured'])}"
+                + (f'<br><span class="labkit-note">{_cell(note)}</span>' if note else "")
+                + "</td>"
+            )
+        body.append(f"<tr><td>{_cell(scenario)}</td><td>{rate:.0f}</td>{''.join(tds)}</tr>")
+    widths = ["8em", "5em"] + ["auto"] * len(targets)
+    table_html = (
+        f'<table class="labkit-table labkit-fixed">{_colgroup(widths)}{head}{"".join(body)}</table>'
+    )
+    notes = []
+    for name, entry in scenarios.items():
+        good = entry.get("highest_good_rps")
+        line = f"{name}: highest step with every target held and the generator keeping up: " + (
+            f"{float(good):.0f}/s" if good is not None else "none"
+        )
+        if entry.get("stopped"):
+            line += f"; ladder stopped early: {entry['stopped']}"
+        notes.append(f"<li>{_cell(line)}</li>")
+    rows = [
+        {key: v.get(key) for key in ("scenario", "rate", "target", "expected", "measured")}
+        | {"status": v["status"]}
+        for v in verdicts
+    ]
+    if not rows:
+        return Table([], "<p>No load ran, so there are no verdicts.</p>")
+    return Table(rows, f"{_CSS}{table_html}<ul>{''.join(notes)}</ul>")
 
 
 # ============================================================================================
@@ -697,21 +900,18 @@ def drills_table_html(drills: list[Mapping[str, Any]]) -> str:
         verdicts = entry.get("verdicts", [])
         held = all(verdict.get("ok") for verdict in verdicts)
         status = entry.get("status", "")
-        if status == "done":
-            status = (
-                "✅ held"
-                if held
-                else "❌ " + ", ".join(str(v.get("what")) for v in verdicts if not v.get("ok"))
-            )
+        if status == "done":  # a plain-text badge: emoji need a font the reader may lack
+            failed = ", ".join(str(v.get("what")) for v in verdicts if not v.get("ok"))
+            mark = badge("pass", "held") if held else f"{badge('fail', 'failed')} {_cell(failed)}"
         else:
-            status = f"{status}: {entry.get('reason', '')}"
+            mark = _cell(f"{status}: {entry.get('reason', '')}")
         if measured.get("saturated_before_fault"):
-            status += (
+            mark += _cell(
                 f" (the lab was saturated before the fault: P99 {measured.get('p99_before_ms')} "
                 "ms; the figures after it include that backlog)"
             )
         body.append(
-            f"<tr><td>{_cell(entry.get('scenario', ''))}</td><td>{_cell(status)}</td>"
+            f"<tr><td>{_cell(entry.get('scenario', ''))}</td><td>{mark}</td>"
             f"<td>{_cell(entry.get('fault', {}).get('action', ''))}</td>"
             f"<td>{_cell(measured.get('failed', ''))} "
             f"{_cell(measured.get('failed_by_category', ''))}</td>"
@@ -766,11 +966,10 @@ def runbook_html(outcome: Mapping[str, Any]) -> str:
         }
         for row in outcome.get("steps", [])
     ]
-    icon = STATUS_ICONS.get(status, "📝" if status == "planned" else "")
     return (
         f'{_CSS}<div><p style="background:{_RUNBOOK_STATES.get(status, "#fff")};padding:4px">'
         f"<b>{_cell(outcome.get('title', ''))}</b> ({_cell(outcome.get('runbook', ''))}, "
-        f"{_cell(outcome.get('doc', ''))}): {icon} <b>{_cell(status)}</b> — "
+        f"{_cell(outcome.get('doc', ''))}): {badge(status)} — "
         f"{_cell(outcome.get('summary', ''))}</p>"
         f"{_rows_html(steps)}{_rows_html(list(outcome.get('measured', [])))}</div>"
     )

@@ -30,6 +30,7 @@ from typing import Any
 from labkit.checks import Result, Results
 from labkit.environment import for_notebook, notebook_cells, notebook_name
 from labkit.errors import ConfigError, LabkitError
+from labkit.kernel import PROGRESS_MARK
 from labkit.params import Lab, load_lab
 from labkit.results import collect, write_results
 from labkit.secrets import RedactingFilter, redact, register_spooled
@@ -143,15 +144,29 @@ def _scrub(run_dir: Path) -> int:
 
 
 class _CellProgress(logging.Filter):
-    """Pass only papermill's "Executing Cell N" lines, rewritten as one short progress line."""
+    """Pass papermill's "Executing Cell N" lines and the kernel's progress lines, rewritten.
+
+    A long cell reports progress on the kernel's stderr, marked (labkit.kernel.progress);
+    papermill (``log_output``) logs each stderr chunk as a warning, and only the marked
+    lines of it reach the terminal.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if not message.startswith("Executing Cell"):
-            return False
         notebook = notebook_name("")
-        total = notebook_cells()
-        record.msg = f"[labkit run]   {notebook}: cell {message.split()[2].strip('-')}/{total}"
+        if message.startswith("Executing Cell"):
+            total = notebook_cells()
+            text = f"[labkit run]   {notebook}: cell {message.split()[2].strip('-')}/{total}"
+        else:
+            marked = [
+                line[len(PROGRESS_MARK) :]
+                for line in message.splitlines()
+                if line.startswith(PROGRESS_MARK)
+            ]
+            if not marked:
+                return False
+            text = "\n".join(f"[labkit run]     {notebook}: {line}" for line in marked)
+        record.msg = redact(text)
         record.args = None
         return True
 
@@ -199,6 +214,21 @@ def _cell_count(notebook: Path) -> int:
         return 0
 
 
+@contextlib.contextmanager
+def _kernel_sockets() -> Iterator[Any]:
+    """Kernel manager config: the kernel talks to the runner over Unix sockets in a private dir.
+
+    The kernel runs on this machine, so it needs no network transport. Over TCP (even
+    on loopback) any local user could connect to its ports, which is why ipykernel
+    warns that it is "running over TCP without encryption"; IPC sockets in a mode-700
+    directory reach only this user, so the warning would be wrong and is not raised.
+    """
+    from traitlets.config import Config  # noqa: PLC0415 - comes with jupyter_client
+
+    with tempfile.TemporaryDirectory(prefix="labkit-kernel-") as directory:  # mode 700
+        yield Config({"KernelManager": {"transport": "ipc", "ip": f"{directory}/kernel"}})
+
+
 def _execute(
     notebook: Path, run_dir: Path, parameters: dict[str, Any], cell_timeout_s: float, spool: Path
 ) -> dict[str, Any]:
@@ -224,7 +254,7 @@ def _execute(
     }
     print(f"[labkit run] {notebook.name}: running", file=sys.stderr, flush=True)
     try:
-        with _environment(environment):
+        with _environment(environment), _kernel_sockets() as sockets:
             papermill.execute_notebook(
                 str(notebook),
                 str(run_dir / notebook.name),
@@ -235,6 +265,7 @@ def _execute(
                 log_output=True,
                 progress_bar=False,
                 request_save_on_cell_execute=True,
+                config=sockets,
             )
         entry["status"] = "ok"
     except PapermillExecutionError as exc:
@@ -245,8 +276,39 @@ def _execute(
         entry.update(status="dead-kernel", error=f"the kernel died: {exc}")
     except Exception as exc:
         entry.update(status="broken", error=f"{type(exc).__name__}: {exc}")
+    _drop_progress(run_dir / notebook.name)
     entry["duration_s"] = round(time.monotonic() - started, 2)
     return entry
+
+
+def _drop_progress(executed: Path) -> None:
+    """Remove the progress lines from the executed notebook: they were for the terminal.
+
+    A walkthrough of the run's notebooks then shows each cell's results, not a hundred
+    "sent 981 of 2,400" lines above them.
+    """
+    try:
+        document = json.loads(executed.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # never written (the kernel did not start): nothing to clean
+    changed = False
+    for cell in document.get("cells", []):
+        kept = []
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                text = "".join(output.get("text", ""))
+                lines = [line for line in text.splitlines(keepends=True) if line.strip()]
+                rest = [line for line in lines if not line.startswith(PROGRESS_MARK)]
+                if len(rest) != len(lines):
+                    changed = True
+                    if not rest:
+                        continue
+                    output["text"] = "".join(rest)
+            kept.append(output)
+        if "outputs" in cell:
+            cell["outputs"] = kept
+    if changed:
+        executed.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n")
 
 
 def _interrupted(notebook: Path, started_at: dt.datetime, started: float) -> dict[str, Any]:

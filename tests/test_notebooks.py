@@ -16,6 +16,7 @@ import pytest
 from labkit.notebook import PARAMS_OVERRIDE
 from labkit.run import REPOSITORY, available_notebooks, run_labbook
 from labkit.sandbox import Sandbox
+from tests.chartcheck import charts_with_log_problems
 
 NOTEBOOKS = available_notebooks(REPOSITORY / "notebooks")
 RUNNER_PARAMETERS = {"params_file", "apply"}  # what labkit.run may inject into any notebook
@@ -119,3 +120,4 @@ def test_the_lab_book_passes_headless_on_the_sandbox(sandbox: Sandbox, tmp_path:
     assert outcome.exit_code == 0
     assert run["checks"]["pass"] > 50  # phases 0-3 and 6 really ran against the sandbox
     assert results["load"] and results["plans"]
+    assert charts_with_log_problems(outcome.run_dir / "charts") == {}

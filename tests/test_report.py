@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from labkit.report import build_report, check_table_html, check_table_text, tracker
+from labkit.report import (
+    LONG_TABLE,
+    build_report,
+    check_table_html,
+    check_table_text,
+    table,
+    tracker,
+)
 from labkit.secrets import Secret
 from tests.htmlcheck import external_fetches
 
@@ -102,6 +110,44 @@ def test_report_is_offline_and_complete(tmp_path: Path) -> None:
     assert "Current Status Tracker" in page and "0.1.1" in page and "demo" in page
     assert external_fetches(page) == []
     assert "Plotly.newPlot" in page or "Plotly.react" in page
+
+
+_EMOJI = re.compile("[\U0001f300-\U0001faff\u2600-\u27bf\u2b1c\u23ed\u25d0]")
+
+
+def test_status_marks_render_without_emoji_fonts(tmp_path: Path) -> None:
+    """report.html's marks are text in CSS badges: no emoji a machine may lack a font for."""
+    test_report_is_offline_and_complete(tmp_path)
+    page = (tmp_path / "report.html").read_text()
+    assert _EMOJI.findall(page) == []
+    assert '<span class="labkit-badge labkit-pass">pass</span>' in page  # the check
+    assert '<span class="labkit-badge labkit-ok">ok</span>' in page  # the notebook
+    assert "labkit-partial" in page or "labkit-not-verified" in page  # the tracker
+
+
+@pytest.mark.parametrize(("count", "folded"), [(LONG_TABLE, False), (LONG_TABLE + 1, True)])
+def test_long_check_tables_fold_with_their_count_never_cut(count: int, folded: bool) -> None:
+    rows = [_row(f"2.3.{i}", "pass" if i % 3 else "skip") for i in range(count)]
+    page = check_table_html(rows)
+    assert page.count("<tr ") == count  # every row is there
+    assert ('<details class="labkit-long" open>' in page) == folded
+    if folded:
+        passed = sum(1 for i in range(count) if i % 3)
+        assert f"{count} results: {count - passed} skip, {passed} pass" in page
+
+
+def test_tables_have_a_stable_column_layout() -> None:
+    page = check_table_html([_row("1.2.3", "fail")])
+    assert "table-layout:fixed" in page and "<colgroup>" in page
+    assert '<td class="labkit-nowrap">1.2.3</td>' in page  # ids and "took" never wrap
+
+
+def test_a_long_reference_table_is_folded_with_its_count() -> None:
+    shown = table([{"id": str(i), "item": "x" * 200} for i in range(107)], what="roadmap items")
+    page = shown._repr_html_()
+    assert "<summary>107 roadmap items (click to unfold)</summary>" in page
+    assert page.count("<tr>") == 108 and "x" * 200 in page  # not cut, not ellipsised
+    assert len(shown.to_frame()) == 107
 
 
 def _slides_notebook(path: Path, output_html: str) -> Path:

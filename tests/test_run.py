@@ -354,6 +354,29 @@ def test_bad_params_exit_2_before_anything_runs(
     assert not (tmp_path / "out").exists()
 
 
+def test_the_terminal_shows_progress_lines_and_no_kernel_transport_warning(
+    workspace: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A long cell's progress reaches labkit run's terminal; other kernel stderr does not."""
+    _notebook(
+        workspace / "notebooks" / "01-progress.ipynb",
+        "import sys\nfrom labkit.kernel import progress\n"
+        "print('kernel chatter', file=sys.stderr)\n"
+        "progress('create')('100 req/s step done: achieved 99 req/s')",
+    )
+    _run(workspace, notebooks=["01"])
+    terminal = capfd.readouterr().err
+    assert (
+        "[labkit run]     01-progress: create: 100 req/s step done: achieved 99 req/s" in terminal
+    )
+    assert "kernel chatter" not in terminal
+    # The kernel talks to the runner over IPC sockets in a private directory, not TCP.
+    assert "without encryption" not in terminal and "Kernel is running over TCP" not in terminal
+    executed = nbformat.read(workspace / "out" / "01-progress.ipynb", as_version=4)
+    shown = "".join(o.get("text", "") for cell in executed.cells for o in cell.get("outputs", []))
+    assert "kernel chatter" in shown and "step done" not in shown  # progress: terminal only
+
+
 def test_a_notebook_with_slides_gets_an_offline_slideshow(workspace: Path) -> None:
     path = workspace / "notebooks" / "07-slides.ipynb"
     _notebook(path, "print('on a slide')")

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from labkit.kernel import progress
 from labkit.load.scenarios import SCENARIOS, ScenarioOutcome, run_scenario
 from labkit.load.store import save
 from labkit.params import Lab
+from labkit.report import Table, load_verdict_table, table
 from labkit.results import record
 
 __all__ = ["baseline", "charts", "plan", "run", "verdicts"]
@@ -33,10 +35,8 @@ def plan(
     rates: list[float] | None = None,
     duration_s: float | None = None,
     warmup_s: float | None = None,
-) -> Any:
-    """The runs that ``run`` would make: scenario, rate, durations, requests (a DataFrame)."""
-    import pandas as pd  # noqa: PLC0415
-
+) -> Table:
+    """The runs that ``run`` would make: scenario, rate, durations, requests (a table)."""
     ladder = lab.targets.ladder if rates is None else None
     rates = rates or (ladder.rates() if ladder else [float(r) for r in lab.targets.rate_steps])
     duration = duration_s if duration_s is not None else lab.targets.step_duration_s
@@ -55,7 +55,7 @@ def plan(
         for name in scenarios or list(SCENARIOS)
         for rate in rates
     ]
-    return pd.DataFrame(rows)
+    return table(rows, {"scenario": "8em", "what": "30%"}, what="runs")
 
 
 def baseline(
@@ -65,7 +65,12 @@ def baseline(
     if not _may_load(lab, apply):
         return None
     outcome = run_scenario(
-        lab, "redirect-hit", rates=[BASELINE_RATE], duration_s=duration_s, warmup_s=warmup_s
+        lab,
+        "redirect-hit",
+        rates=[BASELINE_RATE],
+        duration_s=duration_s,
+        warmup_s=warmup_s,
+        progress=progress("baseline"),
     )
     entries = [{**entry, "name": "baseline"} for entry in outcome.to_dicts()]
     save(lab, "baseline", entries)
@@ -95,7 +100,9 @@ def run(
             duration_s=duration_s,
             warmup_s=warmup_s,
             processes=processes,
-            progress=lambda message: None,
+            # which scenario, which step, the achieved rate: to `labkit run`'s terminal
+            # headless, one line updated in place in JupyterLab
+            progress=progress(name),
         )
         outcomes[name] = outcome
         entries = outcome.to_dicts()
@@ -103,7 +110,7 @@ def run(
         record("load", entries)
         for step in outcome.steps:
             print(step.summary())
-        print(outcome.verdict_text(), "\n")
+        print()  # the verdicts are shown once, in the table of ``verdicts``
     return outcomes
 
 
@@ -111,21 +118,11 @@ def _verdict_rows(outcomes: dict[str, ScenarioOutcome]) -> list[dict[str, Any]]:
     return [verdict.to_dict() for outcome in outcomes.values() for verdict in outcome.verdicts]
 
 
-def verdicts(outcomes: dict[str, ScenarioOutcome]) -> Any:
-    """Target, expected, measured, verdict for every step (a DataFrame; also a report chart)."""
-    import pandas as pd  # noqa: PLC0415
-
-    from labkit.report import load_verdict_figure, show_figure  # noqa: PLC0415
-
-    rows = _verdict_rows(outcomes)
-    if rows:
-        show_figure(load_verdict_figure(rows), "load-verdict")
-    frame = pd.DataFrame(
-        rows, columns=["scenario", "rate", "target", "expected", "measured", "status"]
+def verdicts(outcomes: dict[str, ScenarioOutcome]) -> Table:
+    """The verdict table: scenario step x ADR target, pass/fail, highest good step (once)."""
+    return load_verdict_table(
+        [entry for outcome in outcomes.values() for entry in outcome.to_dicts()]
     )
-    highest = {name: outcome.highest_good_rate for name, outcome in outcomes.items()}
-    print("highest step with targets held and generator not the limit:", highest)
-    return frame
 
 
 def charts(outcomes: dict[str, ScenarioOutcome]) -> None:

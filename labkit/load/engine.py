@@ -60,6 +60,7 @@ class LoadProgress:
         return (
             f"  {self.elapsed_s:4.0f}/{self.planned_s:g}s  sent {self.sent:,} of {self.planned:,}"
             f"  answered {self.answered:,}  no answer {self.unanswered:,}"
+            f"  ({self.answered / max(self.elapsed_s, 0.001):,.0f} answered/s)"
         )
 
 

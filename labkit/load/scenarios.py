@@ -324,6 +324,11 @@ def _run_scenario(
             watch.figures.setdefault("problems", {})["cache flush"] = problem
         step = StepOutcome(result, watch.figures)
         outcome.steps.append(step)
+        progress(
+            f"{scenario}: {rate:.0f} req/s step done: achieved {result.achieved_rps:,.0f} req/s, "
+            f"error rate {result.error_rate:.2%}"
+            + (", generator-limited" if result.generator_limited else "")
+        )
         verdicts = judge(lab, scenario, step.to_dict())
         outcome.verdicts += verdicts
         broken = [v for v in verdicts if v.ok is False]

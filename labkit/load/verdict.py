@@ -82,7 +82,7 @@ def judge(lab: Lab, scenario: str, step: dict[str, Any]) -> list[Verdict]:
                 rate,
                 target,
                 expected,
-                f"{value:g} {unit}",
+                f"{value:g} {unit}" if unit else f"{value:.1%}",  # no unit: a ratio
                 ok if judged else None,
                 note,
                 value,

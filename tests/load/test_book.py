@@ -13,8 +13,9 @@ HOMELAB = Path(__file__).resolve().parents[2] / "params" / "homelab.yaml"
 
 
 def test_plan_lists_every_scenario_at_every_rate(sandbox_params_lab: Lab) -> None:
-    frame = book.plan(sandbox_params_lab, rates=[100.0, 200.0], duration_s=3, warmup_s=1)
-    assert len(frame) == 8
+    table = book.plan(sandbox_params_lab, rates=[100.0, 200.0], duration_s=3, warmup_s=1)
+    frame = table.to_frame()
+    assert len(table) == len(frame) == 8
     assert set(frame["scenario"]) == {"create", "redirect-hit", "redirect-miss", "mixed"}
     assert frame.loc[0, "requests"] == 400
 

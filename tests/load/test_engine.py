@@ -93,7 +93,9 @@ def test_progress_lines_hand_one_line_every_few_seconds() -> None:
     for second in range(1, 13):
         show(LoadProgress(second + 0.01, 12, second * 10, 120, second * 10, 0))
     assert len(lines) == 2 and lines[0].strip().startswith("5/12s"), lines
-    assert " ".join(lines[1].split()) == "10/12s sent 100 of 120 answered 100 no answer 0"
+    assert " ".join(lines[1].split()) == (
+        "10/12s sent 100 of 120 answered 100 no answer 0 (10 answered/s)"
+    )
 
 
 def test_http_errors_are_counted_by_class(http_server: Start) -> None:
