@@ -30,7 +30,7 @@ from contextlib import closing
 from typing import Any
 
 from labkit.cluster.client import Cluster
-from labkit.cluster.reach import PGO_CLUSTER, PGO_ROLE, REDIS_LABELS, SENTINEL_PORT
+from labkit.cluster.reach import PGO_CLUSTER, PGO_ROLE, PRIMARY_ROLES, REDIS_LABELS, SENTINEL_PORT
 from labkit.cluster.waits import pod_ready, wait_until
 from labkit.errors import LabkitError
 from labkit.params import Lab
@@ -202,7 +202,12 @@ class PostgresPrimary(ClusterFault):
         return [p for p in pods if (p["metadata"].get("labels") or {}).get(PGO_ROLE)]
 
     def _masters(self) -> list[str]:
-        return [_name(p) for p in self._pods(self.lab.postgres.namespace, self._labels("master"))]
+        # Patroni labels its leader "master"; newer releases say "primary": either counts.
+        return [
+            _name(p)
+            for p in self._instances()
+            if (p["metadata"].get("labels") or {}).get(PGO_ROLE) in PRIMARY_ROLES
+        ]
 
     def prepare(self) -> None:
         masters = self._masters()

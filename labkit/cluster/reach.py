@@ -26,12 +26,12 @@ from labkit.errors import ConnectError
 from labkit.params import Lab
 from labkit.stores import Endpoint, lab_redis
 
-__all__ = ["PGO_CLUSTER", "PGO_ROLE", "REDIS_LABELS", "Reach"]
+__all__ = ["PGO_CLUSTER", "PGO_ROLE", "PRIMARY_ROLES", "REDIS_LABELS", "Reach"]
 
 PGO_CLUSTER = "postgres-operator.crunchydata.com/cluster"
 PGO_ROLE = "postgres-operator.crunchydata.com/role"
 REDIS_LABELS = {"app.kubernetes.io/name": "redis"}
-_PRIMARY_ROLES = ("master", "primary")  # Patroni's leader label; "primary" in newer releases
+PRIMARY_ROLES = ("master", "primary")  # Patroni's leader label; "primary" in newer releases
 REDIS_PORT = 6379
 SENTINEL_PORT = 26379
 
@@ -74,7 +74,7 @@ class Reach:
         leaders = [
             p
             for p in pods
-            if (p["metadata"].get("labels") or {}).get(PGO_ROLE) in _PRIMARY_ROLES and pod_ready(p)
+            if (p["metadata"].get("labels") or {}).get(PGO_ROLE) in PRIMARY_ROLES and pod_ready(p)
         ]
         if len(leaders) != 1:
             seen = ", ".join(

@@ -206,6 +206,7 @@ class Recreate:
         self.sentinel = sentinel_state
         self.deleted: list[str] = []
         self.serial = 0
+        self.leader = "master"  # the role label Patroni gives its leader ("primary" when newer)
 
     def _node(self, store: Store, wanted: str) -> str:
         nodes = [
@@ -229,12 +230,12 @@ class Recreate:
                 f"10.42.{i}.50" for i in range(3) if f"10.42.{i}.50" != self.sentinel["master"]
             ]
             self.sentinel["master"] = others[0]
-        if namespace == "postgres" and labels.get(PGO_ROLE) == "master":
+        if namespace == "postgres" and labels.get(PGO_ROLE) == self.leader:
             for key, pod in list(store.objects.items()):
                 pod_labels = pod["metadata"].get("labels") or {}
                 if key[2] == "postgres" and pod_labels.get(PGO_ROLE) == "replica":
                     promoted = json.loads(json.dumps(pod))
-                    promoted["metadata"]["labels"][PGO_ROLE] = "master"
+                    promoted["metadata"]["labels"][PGO_ROLE] = self.leader
                     store.put(promoted)
                     break
             labels[PGO_ROLE] = "replica"
@@ -327,6 +328,26 @@ def test_postgres_primary_drill_deletes_the_master_pod_and_sees_the_label_move(
     assert outcome.failover["new_master"] == "shlink-db-instance1-bx7k-0"
     assert any("1 streaming replica" in a for a in outcome.restored["actions"])
     assert outcome.ok or outcome.restored["ok"]
+
+
+def test_postgres_primary_drill_follows_a_leader_labelled_primary(
+    drill_api: tuple[KubeApi, Recreate], tmp_path: Path, shlink: str
+) -> None:
+    api, controller = drill_api
+    controller.leader = "primary"
+    for key, pod in list(api.store.objects.items()):
+        labels = pod["metadata"].get("labels") or {}
+        if key[2] == "postgres" and labels.get(PGO_ROLE) == "master":
+            relabelled = json.loads(json.dumps(pod))
+            relabelled["metadata"]["labels"][PGO_ROLE] = "primary"
+            api.store.put(relabelled)
+    outcome = run_drill(
+        _lab(api, tmp_path), "postgres-primary", apply=True, confirm="double-lab",
+        progress=lambda _: None, target_url=shlink, settle_s=10,
+    )  # fmt: skip
+    assert outcome.status == "done", outcome.reason
+    assert _deleted(api) == ["shlink-db-instance1-ax7k-0"]
+    assert outcome.failover["new_master"] == "shlink-db-instance1-bx7k-0"
 
 
 def test_a_postgres_drill_without_a_replica_stops_before_any_delete(
