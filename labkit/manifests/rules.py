@@ -14,7 +14,7 @@ import yaml
 
 from labkit.errors import ConfigError
 
-__all__ = ["alert_names", "monitoring_dir", "rule_groups", "write_rule_file"]
+__all__ = ["alert_names", "monitoring_dir", "rule_file_text", "rule_groups", "write_rule_file"]
 
 
 def monitoring_dir(root: Path | None = None) -> Path:
@@ -56,11 +56,15 @@ def alert_names(root: Path | None = None) -> list[str]:
     ]
 
 
+def rule_file_text(root: Path | None = None) -> str:
+    """The manifests' rule groups as the text of a Prometheus rule file."""
+    return "# Extracted by labkit from manifests/monitoring (PrometheusRule spec.groups).\n" + (
+        yaml.safe_dump({"groups": rule_groups(root)}, sort_keys=False)
+    )
+
+
 def write_rule_file(path: Path, root: Path | None = None) -> Path:
     """Write the manifests' rule groups as a Prometheus rule file at ``path``; returns it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        "# Extracted by labkit from manifests/monitoring (PrometheusRule spec.groups).\n"
-        + yaml.safe_dump({"groups": rule_groups(root)}, sort_keys=False)
-    )
+    path.write_text(rule_file_text(root))
     return path

@@ -27,7 +27,7 @@ import httpx
 
 from labkit.errors import ConfigError, LabkitError
 from labkit.params import Lab
-from labkit.sandbox import postgres, processes, redis
+from labkit.sandbox import monitoring, postgres, processes, redis
 from labkit.secrets import Secret, SecretRef, resolve
 
 __all__ = ["SHORTENER", "Sandbox", "ensure_up", "state_dir_of"]
@@ -179,6 +179,7 @@ class Sandbox:
             postgres.start_postgres(self.lab, self.state_dir, password, progress)
             redis.start_redis(self.lab, self.state_dir, progress)
             self._start_shortener(progress)
+            monitoring.start_monitoring(self.lab, self.state_dir, progress)
         progress(f"sandbox {self.lab.name}: up in {time.monotonic() - started:.1f}s")
         return self.status()
 
@@ -187,6 +188,7 @@ class Sandbox:
         with self._locked():
             problems: list[str] = []
             steps: list[tuple[str, Callable[[], object]]] = [
+                ("monitoring", lambda: monitoring.stop_monitoring(self.lab, self.state_dir)),
                 (SHORTENER, lambda: processes.stop(self._shortener())),
                 ("redis", lambda: redis.stop_redis(self.lab, self.state_dir)),
                 ("postgres", lambda: postgres.stop_postgres(self.state_dir)),
@@ -215,6 +217,7 @@ class Sandbox:
         components += postgres.postgres_status(self.lab, self.state_dir)
         components += redis.redis_status(self.lab, self.state_dir)
         components += self._shortener_status()
+        components += monitoring.monitoring_status(self.lab, self.state_dir)
         missing = [
             name
             for name, present in (
@@ -230,6 +233,8 @@ class Sandbox:
             "healthy": bool(components) and all(entry.get("healthy") for entry in components),
             "components": components,
             "not_available": missing,
+            # Optional parts not run here (a package not installed...), each with the reason.
+            "skipped": monitoring.monitoring_skipped(self.lab, self.state_dir),
         }
 
     @property
