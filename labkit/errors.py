@@ -9,6 +9,7 @@ __all__ = [
     "ConnectError",
     "LabkitError",
     "NotAllowed",
+    "QueryError",
     "StepError",
     "WaitTimeout",
 ]
@@ -66,3 +67,7 @@ class WaitTimeout(LabkitError):
 
 class NotAllowed(LabkitError):
     """An address is not in the lab's allow-list, or an action needs a confirmation it lacks."""
+
+
+class QueryError(LabkitError):
+    """An API answered, but not with what was asked: a rejected query, an unexpected shape."""

@@ -51,6 +51,7 @@ CAPABILITIES: dict[str, dict[Needs, str]] = {
         "data": "",
         "load": "",
         "workstation": "",
+        "metrics": "",
         "cluster": "needs a Kubernetes API; the sandbox has none",
     },
     "homelab": {
@@ -60,6 +61,7 @@ CAPABILITIES: dict[str, dict[Needs, str]] = {
         "data": "",
         "load": "",
         "workstation": "",
+        "metrics": "",
         "cluster": "",
     },
 }

@@ -19,6 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from labkit.errors import ConfigError
+from labkit.manifests.dashboards import check_dashboards
 from labkit.manifests.documents import (
     Document,
     Problem,
@@ -60,4 +61,5 @@ def validate(lab: Lab, root: Path | None = None) -> list[Problem]:
     problems += tree(documents, root)
     problems += duplicates(documents, kustomizations)
     problems += check_pins(documents, lab, root)
+    problems += check_dashboards(documents)
     return problems
