@@ -12,7 +12,7 @@ figures are built by ``labkit.report``.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -133,15 +133,17 @@ class Api:
                 f"{where}: {type(exc).__name__}: {exc}; is it running and reachable from here?"
             ) from None
 
-    def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
-        """GET ``path`` and decode JSON; a non-2xx answer is a ConnectError naming the query."""
+    def get_json(
+        self, path: str, params: Mapping[str, Any] | None = None, accept: Collection[int] = ()
+    ) -> Any:
+        """GET ``path`` and decode JSON; a non-2xx answer (not in ``accept``) is a ConnectError."""
         response = self.request(path, params)
         what = f"{self.kind} {self.base_url}{path}" + (f" {dict(params)}" if params else "")
         if response.status_code in {401, 403}:
             raise ConnectError(
                 f"{what}: {response.status_code}, refused; check the credentials params name"
             )
-        if response.status_code >= 300 and response.status_code != 422:
+        if response.status_code >= 300 and response.status_code not in {422, *accept}:
             raise ConnectError(f"{what}: HTTP {response.status_code}: {response.text[:300]}")
         try:
             return response.json()
@@ -292,7 +294,7 @@ class Grafana(Api):
 
     def health(self) -> dict[str, Any]:
         """``/api/health``: ``{"database": "ok", "version": ...}``."""
-        body = self.get_json("/api/health")
+        body = self.get_json("/api/health", accept={503})  # 503: database failing
         _field(body, "database", "grafana /api/health")
         return dict(body)
 
@@ -308,7 +310,7 @@ class Grafana(Api):
 
     def datasource_health(self, uid: str) -> dict[str, Any]:
         """``/api/datasources/uid/<uid>/health``: ``{"status": "OK"|"ERROR", "message": ...}``."""
-        body = self.get_json(f"/api/datasources/uid/{uid}/health")
+        body = self.get_json(f"/api/datasources/uid/{uid}/health", accept={400, 500, 503})
         _field(body, "status", f"grafana datasource {uid} health")
         return dict(body)
 

@@ -449,6 +449,30 @@ def _answers(component: Component) -> Callable[[], bool]:
     return ready
 
 
+def _scraped_all(component: Component) -> Callable[[], bool]:
+    config = yaml.safe_load(
+        next(t for p, t in component.files.items() if p.name == "prometheus.yml")
+    )
+    expected = sum(
+        len(entry["targets"]) for job in config["scrape_configs"] for entry in job["static_configs"]
+    )
+
+    def ready() -> bool:
+        try:
+            response = httpx.get(
+                component.url + "/api/v1/targets",
+                params={"state": "active"},
+                timeout=2.0,
+                trust_env=False,
+            )
+            targets = response.json()["data"]["activeTargets"]
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return False
+        return len(targets) >= expected and all(t.get("health") != "unknown" for t in targets)
+
+    return ready
+
+
 def start_monitoring(lab: Lab, state_dir: Path, progress: Callable[[str], None] = print) -> None:
     """Start every installed monitoring component not running yet; wait until each answers."""
     running, skipped = components(lab, state_dir)
@@ -462,6 +486,10 @@ def start_monitoring(lab: Lab, state_dir: Path, progress: Callable[[str], None] 
         managed = _managed(state_dir, component.name)
         pid = managed.pid
         if pid is None:
+            if component.kind == "prometheus":
+                # Fresh storage: series of an earlier run (a Redis run_id, say) would otherwise
+                # linger for the 5-minute lookback with no stale marker and double count.
+                shutil.rmtree(_home(state_dir) / "prometheus-data", ignore_errors=True)
             progress(f"monitoring: starting {component.name} on {component.url}")
             processes.start(component.name, component.argv, state_dir, env=component.env)
         elif component.kind == "prometheus" and _config_changed(state_dir, component):
@@ -470,6 +498,15 @@ def start_monitoring(lab: Lab, state_dir: Path, progress: Callable[[str], None] 
         processes.poll_until(
             f"{component.name} on {component.url}", _answers(component), timeout_s, managed
         )
+        if component.kind == "prometheus":
+            # Ready means every target scraped once: a check right after `up` sees real health.
+            processes.poll_until(
+                f"{component.name}: first scrape of every target",
+                _scraped_all(component),
+                timeout_s,
+                managed,
+                interval_s=0.25,
+            )
 
 
 def _digest_file(state_dir: Path, component: Component) -> Path:

@@ -144,8 +144,11 @@ def store_metrics(context: Context) -> Outcome | list[Outcome]:
     if isinstance(prometheus, Outcome):
         return prometheus
     redis_ns, postgres_ns = context.lab.redis.namespace, context.lab.postgres.namespace
-    up = prometheus.query(f'redis_up{{namespace="{redis_ns}"}}')
-    masters = prometheus.query(f'redis_instance_info{{namespace="{redis_ns}", role="master"}}')
+    up = prometheus.query(f'max by (instance) (redis_up{{namespace="{redis_ns}"}})')
+    # One sample per instance (a restarted Redis has a new run_id, hence a new series).
+    masters = prometheus.query(
+        f'max by (instance) (redis_instance_info{{namespace="{redis_ns}", role="master"}})'
+    )
     hits = prometheus.query(f'redis_keyspace_hits_total{{namespace="{redis_ns}"}}')
     alive = [s for s in up if s.value == 1]
     redis_outcome = Outcome.judge(
@@ -157,7 +160,9 @@ def store_metrics(context: Context) -> Outcome | list[Outcome]:
         "\n".join(f"redis_up {s.labels.get('instance')}: {s.value:g}" for s in up),
         subject="redis",
     )
-    recovery = prometheus.query(f'ccp_is_in_recovery_status{{namespace="{postgres_ns}"}}')
+    recovery = prometheus.query(
+        f'max by (instance) (ccp_is_in_recovery_status{{namespace="{postgres_ns}"}})'
+    )
     primaries = [s for s in recovery if s.value == 2]
     postgres_outcome = Outcome.judge(
         bool(recovery) and len(primaries) == 1,
