@@ -344,9 +344,12 @@ class Jaeger(Api):
         return dict(traces[0]) if traces else None
 
     def traces(
-        self, service: str, tags: Mapping[str, str] | None = None, lookback_s: int = 3600,
+        self,
+        service: str,
+        tags: Mapping[str, str] | None = None,
+        lookback_s: int = 3600,
         limit: int = 20,
-    ) -> list[dict[str, Any]]:  # fmt: skip
+    ) -> list[dict[str, Any]]:
         """Recent traces of ``service`` (optionally with span ``tags``), newest first."""
         import json  # noqa: PLC0415
 

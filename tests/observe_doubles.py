@@ -37,7 +37,7 @@ class ObservabilityDouble:
         double = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 parts = urlsplit(self.path)
                 double.requests.append(self.path)
                 query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
@@ -218,7 +218,7 @@ def _graph(ok: bool) -> dict[str, Any]:
                     }
                 }
                 for i, ns, name in nodes
-            ],  # fmt: skip
+            ],
             "edges": [
                 {
                     "data": {
@@ -229,7 +229,7 @@ def _graph(ok: bool) -> dict[str, Any]:
                     }
                 }
                 for s, t in edges
-            ],  # fmt: skip
+            ],
         },
     }
 

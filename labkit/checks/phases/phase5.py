@@ -10,9 +10,9 @@ API this lab does not reach is a skip with the reason, an API that does not answ
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import httpx
@@ -328,8 +328,8 @@ def _traced_request(context: Context) -> dict[str, Any]:
         while trace is None and time.monotonic() < deadline:
             time.sleep(1.0)
             trace = jaeger.trace(trace_id)
-        return {"trace_id": trace_id, "sent": f"GET {url} traceparent {header} -> {status}",
-                "trace": trace}  # fmt: skip
+        sent = f"GET {url} traceparent {header} -> {status}"
+        return {"trace_id": trace_id, "sent": sent, "trace": trace}
 
     found: dict[str, Any] = context.resource("observe.traced-request", make)
     return found
