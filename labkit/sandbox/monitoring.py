@@ -134,7 +134,11 @@ def _redis_exporter(lab: Lab, state_dir: Path, binary: str) -> Component:
         password = lab.secret(lab.redis.password).reveal()
         path = _home(state_dir) / "redis-passwords.json"
         files[path] = json.dumps(
-            {f"redis://{lab.redis.host}:{p}": password for p in _redis_ports(lab)}
+            {
+                f"{scheme}{lab.redis.host}:{p}": password
+                for p in _redis_ports(lab)
+                for scheme in ("", "redis://")  # as Prometheus passes ?target=, and as a URI
+            }
         )
         argv += ["-redis.password-file", str(path)]
     return Component(
@@ -315,7 +319,7 @@ def _prometheus_config(lab: Lab, scraped: list[Component], rules: list[str]) -> 
     if "alertmanager" in by_kind:
         jobs.append(_job("alertmanager", [alertmanager_url(lab)], {"namespace": "monitoring"}))
     for exporter in by_kind.get("redis-exporter", []):
-        job = _job("redis", [f"redis://{lab.redis.host}:{p}" for p in _redis_ports(lab)], {})
+        job = _job("redis", [f"{lab.redis.host}:{p}" for p in _redis_ports(lab)], {})
         job["metrics_path"] = "/scrape"
         job["static_configs"][0]["labels"] = {"namespace": "redis"}
         job["relabel_configs"] = [
@@ -407,7 +411,12 @@ def components(lab: Lab, state_dir: Path) -> tuple[list[Component], list[dict[st
     found: list[Component] = []
     if program := binary("redis-exporter"):
         found.append(_redis_exporter(lab, state_dir, program))
-    if program := binary("postgres-exporter"):
+    password = lab.postgres.password.file
+    if password is not None and not lab.path(password).is_file():
+        skipped.append(
+            {"name": "postgres-exporter", "reason": f"no PostgreSQL password at {password} yet"}
+        )
+    elif program := binary("postgres-exporter"):
         found += _postgres_exporters(lab, state_dir, program)
     if program := binary("node-exporter"):
         node_exporters, why = _node_exporters(lab, state_dir, program)
