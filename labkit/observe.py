@@ -32,9 +32,14 @@ __all__ = [
     "Prometheus",
     "Sample",
     "Series",
+    "alert_rules",
+    "client",
     "endpoints",
     "locate",
+    "red",
     "series_frame",
+    "spans",
+    "targets",
 ]
 
 _TIMEOUT_S = 5.0
@@ -496,28 +501,44 @@ def series_frame(series: list[Series], name: str = "value") -> Any:
     return pd.DataFrame(rows, columns=["time", "series", "value"])
 
 
+def _unreachable(lab: Lab, api: str) -> Any:
+    """A one-row DataFrame saying why ``api`` is not reachable here, or None when it is."""
+    import pandas as pd  # noqa: PLC0415
+
+    url, why = locate(lab, api)
+    return None if url else pd.DataFrame([{"api": api, "skipped": why}])
+
+
 def targets(lab: Lab) -> Any:
     """Prometheus' scrape targets for this lab, one row per target (a DataFrame)."""
     import pandas as pd  # noqa: PLC0415
 
+    if (reason := _unreachable(lab, "prometheus")) is not None:
+        return reason
     with client(lab, "prometheus") as prometheus:
         assert isinstance(prometheus, Prometheus)
-        return pd.DataFrame(prometheus.targets())
+        return pd.DataFrame(prometheus.targets()).drop(columns=["url"], errors="ignore")
 
 
 def alert_rules(lab: Lab) -> Any:
     """Every alerting rule Prometheus evaluates, with its state (a DataFrame)."""
     import pandas as pd  # noqa: PLC0415
 
+    if (reason := _unreachable(lab, "prometheus")) is not None:
+        return reason
     with client(lab, "prometheus") as prometheus:
         assert isinstance(prometheus, Prometheus)
         return pd.DataFrame(prometheus.rules()).drop(columns=["query"], errors="ignore")
 
 
 def red(lab: Lab, minutes: float = 10.0, step_s: float = 15.0) -> Any:
-    """Shlink's rate, errors and P50/P95/P99 over the last ``minutes``, as a figure (shown)."""
+    """Shlink's rate, errors and P50/P95/P99 over the last ``minutes`` as a figure (shown and,
+    under ``labkit run``, saved to the report's charts); a DataFrame saying why when no
+    Prometheus is reachable."""
     from labkit.report import red_figure, show_figure  # noqa: PLC0415
 
+    if (reason := _unreachable(lab, "prometheus")) is not None:
+        return reason
     end = time.time()
     frames = {}
     with client(lab, "prometheus") as prometheus:
@@ -526,6 +547,6 @@ def red(lab: Lab, minutes: float = 10.0, step_s: float = 15.0) -> Any:
             frames[name] = series_frame(
                 prometheus.query_range(promql, end - minutes * 60, end, step_s), name
             )
-    figure = red_figure(frames, f"Shlink RED, last {minutes:g} min ({lab.name})")
+    figure = red_figure(frames, f"Shlink RED from PromQL, last {minutes:g} min ({lab.name})")
     show_figure(figure, "phase5-shlink-red")
-    return figure
+    return None  # shown once (a returned figure would show twice)
