@@ -71,7 +71,29 @@ _POSTGRES_QUERIES = {
                 }
             }
         ],
-    }
+    },
+    # Server time per transaction (phase 6): time backends spent executing, and transactions.
+    "labkit_pg_database": {
+        "query": "SELECT datname, active_time / 1000.0 AS active_seconds_total, "
+        "xact_commit + xact_rollback AS transactions_total "
+        "FROM pg_stat_database WHERE datname = current_database()",
+        "master": True,
+        "metrics": [
+            {"datname": {"usage": "LABEL", "description": "database"}},
+            {
+                "active_seconds_total": {
+                    "usage": "COUNTER",
+                    "description": "time backends spent executing statements (active_time)",
+                }
+            },
+            {
+                "transactions_total": {
+                    "usage": "COUNTER",
+                    "description": "transactions committed or rolled back",
+                }
+            },
+        ],
+    },
 }
 _NODE_COLLECTORS = ("cpu", "meminfo", "loadavg", "netdev", "diskstats", "filesystem", "uname")
 
