@@ -148,7 +148,7 @@ class Api:
             raise ConnectError(
                 f"{what}: {response.status_code}, refused; check the credentials params name"
             )
-        if response.status_code >= 300 and response.status_code not in {422, *accept}:
+        if response.status_code >= 300 and response.status_code not in accept:
             raise ConnectError(f"{what}: HTTP {response.status_code}: {response.text[:300]}")
         try:
             return response.json()
@@ -170,7 +170,8 @@ class Prometheus(Api):
     kind = "prometheus"
 
     def _data(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
-        body = self.get_json(path, params)
+        # 400 (bad_data), 422 (execution) and 503 (timeout) carry Prometheus' error body.
+        body = self.get_json(path, params, accept={400, 422, 503})
         what = f"prometheus {path}" + (f" {params.get('query')!r}" if params else "")
         if _field(body, "status", what) != "success":
             raise QueryError(
