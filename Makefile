@@ -20,7 +20,6 @@ BENCH_PACKAGES := wrk nginx-light
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "labkit needs Python 3.11 or newer; set PYTHON=python3.11")'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # Every package comes from requirements.lock (exact versions, resolved by `make lock`).
 $(VENV)/.installed: pyproject.toml requirements.lock | $(BIN)/python

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -28,6 +29,7 @@ from typing import TypeVar
 import paramiko
 
 from labkit.errors import CommandError, ConfigError, ConnectError, LabkitError, WaitTimeout
+from labkit.known_hosts import known_hosts_name
 from labkit.params import Lab, Node, Ssh
 from labkit.secrets import redact
 
@@ -39,8 +41,10 @@ __all__ = [
     "GroupConnectError",
     "GroupError",
     "Host",
+    "attempt_each",
     "known_hosts_name",
     "known_key_types",
+    "open_hosts",
 ]
 
 SSH_CONFIG = Path("~/.ssh/config")
@@ -132,11 +136,6 @@ class _Endpoint:
     port: int
     user: str
     key: Path | None
-
-
-def known_hosts_name(address: str, port: int = 22) -> str:
-    """How known_hosts names a host: ``address`` on port 22, else ``[address]:port``."""
-    return address if port == 22 else f"[{address}]:{port}"
 
 
 def known_key_types(known_hosts: Path, address: str, port: int = 22) -> list[str]:
@@ -491,6 +490,25 @@ class Host:
         self.close()
 
 
+def attempt_each(names: Sequence[str], function: Callable[[str], T]) -> dict[str, T | LabkitError]:
+    """Call ``function`` for every node name in parallel; each value is a result or its error.
+
+    A ``LabkitError`` is the node's value; anything else is a bug and propagates.
+    """
+    if not names:
+        return {}
+
+    def one(name: str) -> T | LabkitError:
+        try:
+            return function(name)
+        except LabkitError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=len(names)) as pool:
+        outcomes = list(pool.map(one, names))
+    return dict(zip(names, outcomes, strict=True))
+
+
 class Group:
     """Several hosts: run the same thing on all in parallel, then one error for all failures."""
 
@@ -522,18 +540,8 @@ class Group:
 
     def attempt(self, function: Callable[[Host], T]) -> dict[str, T | LabkitError]:
         """Call ``function`` on every host in parallel; each value is a result or its error."""
-        if not self.hosts:
-            return {}
-
-        def one(host: Host) -> T | LabkitError:
-            try:
-                return function(host)
-            except LabkitError as exc:
-                return exc
-
-        with ThreadPoolExecutor(max_workers=len(self.hosts)) as pool:
-            outcomes = list(pool.map(one, self.hosts))
-        return dict(zip(self.names, outcomes, strict=True))
+        by_name = {host.name: host for host in self.hosts}
+        return attempt_each(self.names, lambda name: function(by_name[name]))
 
     def map(self, function: Callable[[Host], T], argv: list[str] | None = None) -> dict[str, T]:
         """Call ``function`` on every host in parallel; one GroupError names every failure."""
@@ -578,3 +586,21 @@ class Group:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+@contextmanager
+def open_hosts(lab: Lab) -> Iterator[dict[str, Host]]:
+    """SSH hosts for every node of ``lab`` by name (closed on exit); connections open lazily.
+
+    On the sandbox, each node is reached where its sshd really listens (the sandbox's records).
+    """
+    reach = lab
+    if lab.kind == "sandbox" and lab.sandbox is not None:
+        from labkit.sandbox.nodes import nodes_lab  # noqa: PLC0415 - sandbox labs only
+
+        reach = nodes_lab(lab, lab.path(lab.sandbox.state_dir))
+    group = Group.from_lab(reach)
+    try:
+        yield {host.name: host for host in group}
+    finally:
+        group.close()

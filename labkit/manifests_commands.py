@@ -27,7 +27,7 @@ def _validate(arguments: argparse.Namespace) -> int:
     files = len({document.path for document in documents})
     print(
         f"{root}: {len(documents)} documents in {files} files valid; "
-        f"pins match lab {lab.name} ({', '.join(params)})"
+        f"pins and cross-object checks hold for lab {lab.name} ({', '.join(params)})"
     )
     return 0
 
@@ -38,7 +38,8 @@ def register(subparsers: Any) -> None:
     actions = manifests.add_subparsers(dest="manifests_command", required=True, metavar="ACTION")
     validate = actions.add_parser(
         "validate",
-        help="check schemas, the kustomize/ArgoCD tree and pins against params (exit 2 if not)",
+        help="check schemas, the kustomize/ArgoCD tree, cross-object rules and pins against "
+        "params (exit 2 if not)",
     )
     validate.add_argument(
         "--params",

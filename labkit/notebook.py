@@ -7,32 +7,63 @@ results.json and the report.
 
 from __future__ import annotations
 
+import html
 import os
+import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from labkit.checks import Results, run_checks
+from labkit.errors import LabkitError
+from labkit.facts import RemoteHost
 from labkit.params import Lab, load_lab
-from labkit.report import show
+from labkit.plan import Plan, apply_plan
+from labkit.report import changes_phrase, check_table_html, show
 from labkit.results import record
+from labkit.roadmap import ITEMS
+from labkit.secrets import redact
 
 PARAMS_OVERRIDE = "LABKIT_PARAMS_OVERRIDE"
+HEADLESS = "LABKIT_HEADLESS"  # "1": never wait for a click (papermill run by hand)
 
 __all__ = [
+    "HEADLESS",
     "PARAMS_OVERRIDE",
+    "Confirmation",
     "check",
     "compatibility",
+    "confirm",
     "coverage",
+    "dependent_checks",
     "describe",
     "headless",
+    "interactive",
     "open_lab",
     "show",
 ]
 
 
 def headless() -> bool:
-    """True when running under ``labkit run`` (never wait for a click then)."""
-    return bool(os.environ.get("LABKIT_RUN_DIR"))
+    """True under ``labkit run`` (it sets ``LABKIT_RUN_DIR``) or with ``LABKIT_HEADLESS=1``.
+
+    Nothing then waits for a click. Papermill run by hand is told apart the same way
+    (``LABKIT_HEADLESS=1 papermill ...``): a kernel cannot see whether a person watches it.
+    """
+    return bool(os.environ.get("LABKIT_RUN_DIR")) or os.environ.get(HEADLESS) == "1"
+
+
+def interactive() -> bool:
+    """True in a kernel with a frontend that can show widgets (JupyterLab), not headless."""
+    if headless():
+        return False
+    try:
+        import ipywidgets  # noqa: F401, PLC0415 - decoration for interactive users only
+        from IPython import get_ipython  # noqa: PLC0415
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
 
 
 def open_lab(params_file: str | Path | list[str]) -> Lab:
@@ -130,3 +161,160 @@ def compatibility(lab: Lab) -> Any:
             for verdict in evaluate(lab.versions)
         ]
     )
+
+
+def dependent_checks(phase: str | None) -> list[str]:
+    """Ids of the checks that prove what a plan of ``phase`` changes (``1`` -> every 1.x.y)."""
+    return [entry.id for entry in ITEMS if phase is None or entry.id.startswith(f"{phase}.")]
+
+
+def _display(html: str, text: str) -> dict[str, Any]:
+    """One display_data output (an ipywidgets Output's entry) with HTML and a text fallback."""
+    data = {"text/html": redact(html), "text/plain": redact(text)}
+    return {"output_type": "display_data", "data": data, "metadata": {}}
+
+
+def _stream(text: str) -> dict[str, Any]:
+    return {"output_type": "stream", "name": "stdout", "text": redact(text)}
+
+
+class Confirmation:
+    """A plan shown once, with a confirm button when interactive; the click applies that plan.
+
+    ``confirm`` makes one. Interactively with ``apply_now``, nothing changes until the
+    button is clicked; the click applies exactly the shown plan (its lab and phase) and
+    replaces the output in place: progress per node, then the evidence and re-plan, then
+    the checks that depend on it. Headless with ``apply_now`` it applies at once.
+    """
+
+    def __init__(
+        self,
+        lab: Lab,
+        planned: Plan,
+        apply_now: bool,
+        *,
+        interactive: bool,
+        hosts: Mapping[str, RemoteHost] | None = None,
+        recheck: Callable[[], Results] | None = None,
+        progress: Callable[[str], None] = print,
+    ) -> None:
+        self.lab = lab
+        self.plan = planned
+        self.result: Plan | None = None  # the re-plan after applying, with its evidence
+        self.checks: Results | None = None  # the dependent checks, run again after applying
+        self.error: LabkitError | None = None
+        self.button: Any = None  # ipywidgets.Button when waiting for a click
+        self.output: Any = None  # the ipywidgets.Output replaced in place
+        self.widget: Any = None  # output above, button below: what the cell shows
+        self._hosts = hosts
+        self._recheck = recheck or (lambda: run_checks(lab, ids=dependent_checks(planned.phase)))
+        self._lock = threading.Lock()
+        if apply_now and planned.pending and interactive:
+            self._offer()
+        elif apply_now and planned.pending:
+            self._apply(progress)
+
+    @property
+    def label(self) -> str:
+        """The button's words: what a click does."""
+        return f"Apply {changes_phrase(self.plan.pending)} to {self.lab.name}"
+
+    def _offer(self) -> None:
+        import ipywidgets  # noqa: PLC0415 - interactive users only
+
+        self.button = ipywidgets.Button(
+            description=self.label,
+            button_style="warning",
+            icon="play",
+            tooltip=f"{self.label} (phase {self.plan.phase or 'all'}), then check again",
+            layout=ipywidgets.Layout(width="auto", min_width="18em"),
+        )
+        self.output = ipywidgets.Output()
+        self.output.outputs = (
+            _display(self.plan._repr_html_(), self.plan.text()),
+            _stream(f"{self.label}? Nothing changes until you click the button.\n"),
+        )
+        self.button.on_click(self._clicked)
+        self.widget = ipywidgets.VBox([self.output, self.button])
+
+    def _append(self, line: str) -> None:
+        with self._lock:  # nodes report from their own threads
+            self.output.outputs = (*self.output.outputs, _stream(line + "\n"))
+
+    def _clicked(self, _: object) -> None:
+        self.button.disabled = True
+        scope = f"phase {self.plan.phase}" if self.plan.phase else "every phase"
+        self.output.outputs = (_stream(f"applying {self.plan.lab}, {scope}\n"),)
+        self._apply(self._append)
+        shown = [self._result_output()]
+        if self.error is None:
+            self._append("checking again...")
+            self.checks = self._recheck()
+            shown.append(_display(check_table_html(self.checks.to_list()), repr(self.checks)))
+        else:
+            self.button.description = f"Retry: {self.label}"
+            self.button.disabled = False
+        with self._lock:
+            self.output.outputs = tuple(shown)
+
+    def _apply(self, progress: Callable[[str], None]) -> None:
+        self.error = None
+        try:
+            self.result = apply_plan(self.lab, self.plan, self._hosts, progress)
+        except LabkitError as exc:
+            self.error = exc
+
+    def _result_output(self) -> dict[str, Any]:
+        if self.error is not None:
+            text = f"apply failed: {self.error}"
+            return _display(f"<p><b>apply failed</b>: {_escape(str(self.error))}</p>", text)
+        assert self.result is not None  # set by _apply when there is no error
+        return _display(self.result._repr_html_(), self.result.text())
+
+    def text(self) -> str:
+        """What a terminal shows: the result or error when applied, else the plan and a note."""
+        if self.error is not None:
+            return f"apply failed: {self.error}"
+        if self.result is not None:
+            return self.result.text()
+        note = (
+            f"plan only: {changes_phrase(self.plan.pending)} pending; set apply = True to make them"
+            if self.plan.pending
+            else "nothing to change"
+        )
+        return f"{self.plan.text()}\n{note}"
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        if self.widget is not None:
+            bundle: dict[str, Any] = self.widget._repr_mimebundle_(**kwargs)
+            return bundle
+        if self.error is not None or self.result is not None:
+            shown = self._result_output()["data"]
+            return dict(shown)
+        note = self.text().rsplit("\n", 1)[-1]
+        return {
+            "text/html": redact(self.plan._repr_html_() + f"<p>{_escape(note)}</p>"),
+            "text/plain": redact(self.text()),
+        }
+
+
+def _escape(text: str) -> str:
+    return html.escape(str(redact(text)))
+
+
+def confirm(
+    lab: Lab,
+    planned: Plan,
+    apply: bool,
+    *,
+    hosts: Mapping[str, RemoteHost] | None = None,
+) -> Confirmation:
+    """Show ``planned``; apply it when ``apply`` (after a click when interactive, at once headless).
+
+    A cell ending with the result shows the plan (and the button), or what was applied.
+    A failed headless apply raises, so ``labkit run`` records the notebook as broken.
+    """
+    shown = Confirmation(lab, planned, apply, interactive=interactive(), hosts=hosts)
+    if shown.error is not None:
+        raise shown.error
+    return shown

@@ -164,7 +164,10 @@ class Argocd(_Model):
     """ArgoCD settings (phase 1.5)."""
 
     namespace: Namespace = "argocd"
+    # The one place naming the GitOps repository and the revision ArgoCD syncs from: every
+    # Application that deploys a folder of manifests/ must say the same (manifests validate).
     repo_url: str = ""
+    revision: Annotated[str, Field(min_length=1)] = "main"
     node_port: Port | None = None
 
 

@@ -3,31 +3,50 @@
 ``diff`` never writes. ``apply`` goes stage by stage (nodes of a stage in
 parallel, steps of a node in order): it diffs a step, runs its changes, records
 evidence of each (node, step, before -> after, command, exit code), then diffs
-everything again and raises StepError if anything is left to change.
+everything again and raises StepError if anything is left to change. A ``Plan``
+knows its phase (``"1"``, later ``"1.5"``...), so whoever shows it can apply
+exactly that plan. Showing it is ``report.plan_html``'s job; the notebook's
+confirm button is ``notebook.confirm``.
 """
 
 from __future__ import annotations
 
-import html
-import os
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from labkit.errors import CommandError, ConnectError, LabkitError, NotAllowed, StepError
+from labkit.errors import (
+    CommandError,
+    ConfigError,
+    ConnectError,
+    LabkitError,
+    NotAllowed,
+    StepError,
+)
 from labkit.facts import RemoteHost
+from labkit.hosts import attempt_each, open_hosts
 from labkit.params import Lab
 from labkit.results import record
 from labkit.secrets import redact
 from labkit.steps import Stage, Step, Target, stages_for
 from labkit.steps.base import Diff, DiffKind, Evidence
 
-__all__ = ["Entry", "Plan", "apply", "diff", "offer", "open_hosts"]
+__all__ = ["Entry", "Phase", "Plan", "apply", "apply_plan", "diff", "phase_of"]
 
 Progress = Callable[[str], None]
+Phase = str | int | None  # "1", "1.5"...; an int is read as its string; None: every phase
+
+
+def phase_of(phase: Phase) -> str | None:
+    """``phase`` as the plan's key: ``"1"``, ``"1.5"``, or None for every phase with steps."""
+    if phase is None:
+        return None
+    key = str(phase).strip()
+    if not re.fullmatch(r"\d+(\.\d+)?", key):
+        raise ConfigError(f"phase {phase!r}: expected a roadmap phase or step such as 1 or 1.5")
+    return key
 
 
 @dataclass(frozen=True)
@@ -56,10 +75,11 @@ class Entry:
 
 @dataclass
 class Plan:
-    """What each step would change on each node; after ``apply``, also what was done."""
+    """What each step of ``phase`` would change on each node; after ``apply``, what was done."""
 
     lab: str
     entries: list[Entry]
+    phase: str | None = None  # "1", "1.5"...; None: every phase with steps
     evidence: list[Evidence] = field(default_factory=list)
 
     @property
@@ -95,6 +115,7 @@ class Plan:
         """JSON-ready: per node its list of changes, then what cannot be done and the evidence."""
         return {
             "lab": self.lab,
+            "phase": self.phase,
             "nodes": self.changes(),
             "pending": self.pending,
             "cannot": self.cannot(),
@@ -142,57 +163,19 @@ class Plan:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        colours = {"none": "#d9f2d9", "change": "#fff3c4", "cannot": "#eeeeee"}
-        body = "".join(
-            f'<tr style="background:{colours[row["status"]]}"><td>{html.escape(row["node"])}</td>'
-            f"<td>{html.escape(row['step'])}</td><td>{html.escape(row['status'])}</td>"
-            f"<td>{html.escape(row['detail'])}</td>"
-            f"<td><pre>{html.escape(row['commands'])}</pre></td></tr>"
-            for row in self.rows()
+        from labkit.report import plan_html  # noqa: PLC0415 - report is heavy
+
+        return plan_html(
+            self.lab,
+            self.phase,
+            self.pending,
+            self.rows(),
+            [item.to_dict() for item in self.evidence],
         )
-        table = (
-            '<table class="labkit-table"><tr><th>node</th><th>step</th><th>status</th>'
-            f"<th>what / why</th><th>commands</th></tr>{body}</table>"
-        )
-        summary = f"<p><b>{html.escape(self.lab)}</b>: {self.pending} change(s) pending</p>"
-        return summary + table + (_evidence_html(self.evidence) if self.evidence else "")
 
-
-def _evidence_html(evidence: list[Evidence]) -> str:
-    rows = "".join(
-        "<tr>"
-        + "".join(
-            f"<td>{html.escape(str(item.to_dict()[key]))}</td>"
-            for key in ("node", "step", "before", "after", "argv", "exit_code", "error")
-        )
-        + "</tr>"
-        for item in evidence
-    )
-    head = "".join(
-        f"<th>{name}</th>"
-        for name in ("node", "step", "before", "after", "command", "exit", "error")
-    )
-    return (
-        f"<p>Evidence of {len(evidence)} change(s)</p>"
-        f'<table class="labkit-table"><tr>{head}</tr>{rows}</table>'
-    )
-
-
-@contextmanager
-def open_hosts(lab: Lab) -> Iterator[dict[str, RemoteHost]]:
-    """SSH hosts for every node of ``lab`` (closed on exit)."""
-    from labkit.hosts import Group  # noqa: PLC0415 - paramiko only when a plan talks to nodes
-
-    reach = lab
-    if lab.kind == "sandbox" and lab.sandbox is not None:
-        from labkit.sandbox.nodes import nodes_lab  # noqa: PLC0415 - sandbox only
-
-        reach = nodes_lab(lab, lab.path(lab.sandbox.state_dir))  # where each sshd listens
-    group = Group.from_lab(reach)
-    try:
-        yield {host.name: host for host in group}
-    finally:
-        group.close()
+    def __repr__(self) -> str:
+        phase = f"phase {self.phase}" if self.phase else "every phase"
+        return f"Plan({self.lab}, {phase}: {self.pending} change(s) on {len(self.nodes)} node(s))"
 
 
 def _targets(lab: Lab, hosts: Mapping[str, RemoteHost]) -> dict[str, Target]:
@@ -204,15 +187,11 @@ def _targets(lab: Lab, hosts: Mapping[str, RemoteHost]) -> dict[str, Target]:
 
 def _each_node(nodes: tuple[str, ...], work: Callable[[str], None]) -> None:
     """Run ``work`` for every node in parallel; one error names every node that failed."""
-    failures: dict[str, LabkitError] = {}
-    with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
-        futures = {name: pool.submit(work, name) for name in nodes}
-    for name, future in futures.items():
-        error = future.exception()
-        if isinstance(error, LabkitError):
-            failures[name] = error
-        elif error is not None:
-            raise error
+    failures = {
+        name: outcome
+        for name, outcome in attempt_each(nodes, work).items()
+        if isinstance(outcome, LabkitError)
+    }
     if not failures:
         return
     detail = "; ".join(f"{name}: {error}" for name, error in failures.items())
@@ -237,14 +216,15 @@ def _diff_stage(stage: Stage, targets: dict[str, Target]) -> list[Entry]:
     return [entry for name in stage.nodes for entry in found[name]]
 
 
-def diff(lab: Lab, hosts: Mapping[str, RemoteHost] | None = None, phase: int | None = None) -> Plan:
+def diff(lab: Lab, hosts: Mapping[str, RemoteHost] | None = None, phase: Phase = None) -> Plan:
     """What ``phase`` would change on every node; reads only."""
+    key = phase_of(phase)
     if hosts is None:
         with open_hosts(lab) as opened:
-            return diff(lab, opened, phase)
+            return diff(lab, opened, key)
     targets = _targets(lab, hosts)
-    entries = [e for stage in stages_for(lab, phase) for e in _diff_stage(stage, targets)]
-    plan = Plan(lab.name, entries)
+    entries = [e for stage in stages_for(lab, key) for e in _diff_stage(stage, targets)]
+    plan = Plan(lab.name, entries, key)
     record(
         "plans",
         [{"node": n, "applied": False, **c} for n, cs in plan.changes().items() for c in cs],
@@ -291,18 +271,19 @@ def _require_isolated(lab: Lab) -> None:
 def apply(
     lab: Lab,
     hosts: Mapping[str, RemoteHost] | None = None,
-    phase: int | None = None,
+    phase: Phase = None,
     progress: Progress = print,
 ) -> Plan:
     """Run every needed change, then re-diff; StepError if anything is left. Returns the re-diff."""
+    key = phase_of(phase)
     if hosts is None:
         _require_isolated(lab)
         with open_hosts(lab) as opened:
-            return apply(lab, opened, phase, progress)
+            return apply(lab, opened, key, progress)
     targets = _targets(lab, hosts)
     evidence: list[Evidence] = []
     try:
-        for stage in stages_for(lab, phase):
+        for stage in stages_for(lab, key):
             progress(f"== {stage.title}")
 
             def one(name: str, stage: Stage = stage) -> None:
@@ -316,7 +297,7 @@ def apply(
             _each_node(stage.nodes, one)
     finally:
         record("plans", [item.to_dict() for item in evidence])
-    after = diff(lab, hosts, phase)
+    after = diff(lab, hosts, key)
     after.evidence = evidence
     if after.pending:
         left = "; ".join(
@@ -331,33 +312,15 @@ def apply(
     return after
 
 
-def offer(lab: Lab, planned: Plan, apply_now: bool, phase: int | None = 1) -> Plan:
-    """Notebook helper: apply when ``apply_now``; else, when interactive, a button that applies.
-
-    Headless runs (``labkit run``) never wait for a click: without ``apply_now`` they
-    return the plan unchanged.
-    """
-    if apply_now:
-        return apply(lab, phase=phase)
-    if os.environ.get("LABKIT_RUN_DIR") or planned.pending == 0:
-        print(f"plan only: {planned.pending} change(s) pending; set apply = True to make them")
-        return planned
-    try:
-        import ipywidgets  # noqa: PLC0415 - decoration for interactive users only
-        from IPython.display import display  # noqa: PLC0415
-    except ImportError:
-        print(f"plan only: {planned.pending} change(s) pending; set apply = True to make them")
-        return planned
-    button = ipywidgets.Button(
-        description=f"Apply {planned.pending} change(s) to {lab.name}", button_style="warning"
-    )
-    output = ipywidgets.Output()
-
-    def clicked(_: object) -> None:
-        button.disabled = True
-        with output:
-            display(apply(lab, phase=phase))  # type: ignore[no-untyped-call]
-
-    button.on_click(clicked)
-    display(ipywidgets.VBox([button, output]))  # type: ignore[no-untyped-call]
-    return planned
+def apply_plan(
+    lab: Lab,
+    planned: Plan,
+    hosts: Mapping[str, RemoteHost] | None = None,
+    progress: Progress = print,
+) -> Plan:
+    """Apply the plan that was shown: its phase on its lab (what a confirm button does)."""
+    if planned.lab != lab.name:
+        raise ConfigError(
+            f"the plan shown is for lab {planned.lab}, not {lab.name}; run the plan cell again"
+        )
+    return apply(lab, hosts, planned.phase, progress)

@@ -15,6 +15,7 @@ from labkit.secrets import redact
 __all__ = [
     "STATUS_ICONS",
     "build_report",
+    "changes_phrase",
     "check_table_html",
     "check_table_text",
     "load_errors_figure",
@@ -22,6 +23,7 @@ __all__ = [
     "load_targets_figure",
     "load_timeseries_figure",
     "load_verdict_figure",
+    "plan_html",
     "promql_figure",
     "red_figure",
     "show",
@@ -99,6 +101,67 @@ def check_table_text(rows: Iterable[Mapping[str, Any]], width: int = 90) -> str:
     return "\n".join(lines)
 
 
+_PLAN_COLOURS = {"none": "#d9f2d9", "change": "#fff3c4", "cannot": "#eeeeee"}
+# A command wraps only between words: a path or a flag cut in two cannot be copied or read.
+_COMMAND_STYLE = (
+    "white-space:pre-wrap;word-break:keep-all;overflow-wrap:normal;"
+    "font:12px/1.4 monospace;margin:0 0 2px 0"
+)
+
+
+def changes_phrase(count: int) -> str:
+    """``1 change``, ``3 changes``."""
+    return f"{count} change{'' if count == 1 else 's'}"
+
+
+def plan_html(
+    lab: str,
+    phase: str | None,
+    pending: int,
+    rows: Iterable[Mapping[str, str]],
+    evidence: Iterable[Mapping[str, Any]] = (),
+) -> str:
+    """A plan as HTML: a summary line, one row per (node, step), then evidence of what was done."""
+    body = "".join(
+        f'<tr style="background:{_PLAN_COLOURS.get(row["status"], "#fff")}">'
+        f"<td>{_cell(row['node'])}</td><td>{_cell(row['step'])}</td>"
+        f"<td>{_cell(row['status'])}</td><td>{_cell(row['detail'])}</td><td>"
+        + "".join(
+            f'<div style="{_COMMAND_STYLE}">{_cell(command)}</div>'
+            for command in str(row["commands"]).splitlines()
+        )
+        + "</td></tr>"
+        for row in redact([dict(row) for row in rows])
+    )
+    table = (
+        '<table class="labkit-table labkit-plan"><tr><th>node</th><th>step</th><th>status</th>'
+        f"<th>what / why</th><th>commands</th></tr>{body}</table>"
+    )
+    scope = f"phase {phase}" if phase else "every phase"
+    summary = (
+        f'<p class="labkit-plan-summary"><b>{_cell(lab)}</b>, {_cell(scope)}: '
+        f"{changes_phrase(pending)} pending</p>"
+    )
+    done = list(redact([dict(item) for item in evidence]))
+    return _CSS + summary + table + (_evidence_html(done) if done else "")
+
+
+def _evidence_html(evidence: list[dict[str, Any]]) -> str:
+    keys = ("node", "step", "before", "after", "argv", "exit_code", "error")
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{_cell(item.get(key, ''))}</td>" for key in keys) + "</tr>"
+        for item in evidence
+    )
+    head = "".join(
+        f"<th>{name}</th>"
+        for name in ("node", "step", "before", "after", "command", "exit", "error")
+    )
+    return (
+        f'<p class="labkit-evidence-summary">Evidence of {changes_phrase(len(evidence))}</p>'
+        f'<table class="labkit-table labkit-evidence"><tr>{head}</tr>{rows}</table>'
+    )
+
+
 def show(value: Any) -> Any:
     """Display ``value`` in a notebook with secrets masked; returns it for chaining."""
     from IPython.display import HTML, display  # noqa: PLC0415 - notebooks only
@@ -142,7 +205,7 @@ def tracker(
     ``history`` is (date, checks) of earlier runs of the same lab, oldest first; the
     completion date is the last date where every check of that step passed.
     """
-    from labkit.checks.roadmap import STEPS, items_for  # noqa: PLC0415
+    from labkit.roadmap import STEPS, items_for  # noqa: PLC0415
 
     rows = []
     for step, title in STEPS.items():

@@ -24,11 +24,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from labkit.checks import Result, Status
 from labkit.secrets import redact
 
 __all__ = [
@@ -36,6 +36,8 @@ __all__ = [
     "SCHEMA",
     "Kind",
     "Records",
+    "Result",
+    "Status",
     "collect",
     "record",
     "run_dir",
@@ -43,6 +45,45 @@ __all__ = [
 ]
 
 SCHEMA = "labkit.results/1"
+
+
+class Status(StrEnum):
+    """What a check concluded."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    SKIP = "skip"
+    ERROR = "error"
+    NOT_IMPLEMENTED = "not implemented"
+
+
+@dataclass(frozen=True)
+class Result:
+    """A check's result as recorded in results.json (secrets already masked)."""
+
+    id: str
+    title: str
+    step: str
+    status: Status
+    expected: str
+    observed: str
+    evidence: str
+    duration_s: float
+    subject: str = ""
+    at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the results.json ``checks`` entry)."""
+        data = asdict(self)
+        data["status"] = str(self.status)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Result:
+        """Inverse of ``to_dict``."""
+        return cls(**{**data, "status": Status(data["status"])})
+
+
 Kind = Literal["checks", "load", "drills", "plans"]
 KINDS: tuple[Kind, ...] = ("checks", "load", "drills", "plans")
 # What a check needs to be counted and shown: Result's fields without a default.
@@ -124,7 +165,7 @@ def _parse(line: str) -> tuple[str, dict[str, Any]]:
 def _validate_check(item: dict[str, Any]) -> None:
     """Raise ValueError when a check record lacks a field or has an unknown status."""
     name = f"check {item['id']}" if "id" in item else "a check"
-    missing = [field for field in _CHECK_FIELDS if field not in item]
+    missing = [name for name in _CHECK_FIELDS if name not in item]
     if missing:
         raise ValueError(f"{name} has no {', '.join(missing)}")
     if item["status"] not in _STATUSES:

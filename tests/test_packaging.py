@@ -1,37 +1,67 @@
-"""Packaging: conda gets the same dependencies as pip; CI runs the README's test command."""
+"""Packaging: one locked set of packages for make, CI and conda; CI runs the README test command."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 import tomllib
 from pathlib import Path
 
 import yaml
+from packaging.markers import Marker
+from packaging.utils import canonicalize_name
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-# PyPI name -> conda-forge name where they differ
-CONDA_NAMES = {"kubernetes": "python-kubernetes", "redis": "redis-py"}
 
 
 def _name(requirement: str) -> str:
     return re.split(r"[\[<>=;! ]", requirement, maxsplit=1)[0].lower()
 
 
-def test_environment_yml_installs_every_dependency() -> None:
-    project = tomllib.loads((REPOSITORY / "pyproject.toml").read_text())["project"]
-    wanted = {_name(r) for r in project["dependencies"]}
-    wanted |= {_name(r) for r in project["optional-dependencies"]["test"]}
-    wanted -= {"types-pyyaml", "types-paramiko", "types-psutil", "pandas-stubs"}  # mypy only
+def _lock() -> dict[str, list[tuple[str, str]]]:
+    """requirements.lock: name -> [(exact version, environment marker or "")]."""
+    pins: dict[str, list[tuple[str, str]]] = {}
+    for line in (REPOSITORY / "requirements.lock").read_text().splitlines():
+        if not line or line.startswith((" ", "#")):
+            continue
+        requirement, _, marker = line.partition(";")
+        name, _, version = requirement.strip().partition("==")
+        assert version, f"requirements.lock: {line!r} is not pinned with =="
+        pins.setdefault(canonicalize_name(name), []).append((version, marker.strip()))
+    return pins
+
+
+def test_environment_yml_installs_the_locked_set() -> None:
     environment = yaml.safe_load((REPOSITORY / "environment.yml").read_text())
-    listed: set[str] = set()
-    for entry in environment["dependencies"]:
-        if isinstance(entry, dict):
-            listed |= {_name(item) for item in entry["pip"]}
-        else:
-            listed.add(_name(entry))
-    missing = {name for name in wanted if CONDA_NAMES.get(name, name) not in listed}
-    assert not missing, f"environment.yml lacks {sorted(missing)}"
-    assert "-e ." in next(e for e in environment["dependencies"] if isinstance(e, dict))["pip"]
+    pip = next(e for e in environment["dependencies"] if isinstance(e, dict))["pip"]
+    assert pip == ["-c requirements.lock", "-e .[test]"]
+    conda = [e for e in environment["dependencies"] if isinstance(e, str)]
+    assert sorted(conda) == ["pip", "python=3.11"]  # nothing else escapes the lock
+
+
+def test_the_lock_names_every_dependency_of_the_project() -> None:
+    project = tomllib.loads((REPOSITORY / "pyproject.toml").read_text())["project"]
+    wanted = [*project["dependencies"], *project["optional-dependencies"]["test"]]
+    pins = _lock()
+    missing = [r for r in wanted if canonicalize_name(_name(r)) not in pins]
+    assert not missing, f"requirements.lock lacks {missing}: run `make lock`"
+
+
+def test_every_installed_distribution_is_locked_at_its_exact_version() -> None:
+    # The venv itself seeds pip and setuptools; labkit is the project. Everything else the
+    # Makefile installs must come from the lock.
+    own = {"labkit", "pip", "setuptools"}
+    pins = _lock()
+    wrong = []
+    for distribution in importlib.metadata.distributions():
+        name = canonicalize_name(distribution.metadata["Name"])
+        if name in own:
+            continue
+        entries = pins.get(name, [])
+        versions = [v for v, marker in entries if not marker or Marker(marker).evaluate()]
+        if versions != [distribution.version]:
+            wrong.append(f"{name} {distribution.version} (lock: {versions or 'absent'})")
+    assert not wrong, f"installed but not locked at that version: {wrong}"
 
 
 def test_ci_runs_the_readme_test_command() -> None:

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).parent / "steps"))  # the in-memory test H
 from fakehost import FakeHost, Reply, ubuntu_node
 
 from labkit import plan
-from labkit.errors import StepError
+from labkit.errors import ConfigError, StepError
 from labkit.params import Lab, load_lab
 from labkit.secrets import MASK
 
@@ -216,3 +216,27 @@ def test_the_plan_shows_what_a_changing_step_cannot_do(tmp_path: Path) -> None:
     ]
     assert swap["status"] == "change" and "cannot here:" in swap["detail"]
     assert any(item["step"] == "swap" for item in result.cannot()["k3s-node-01"])
+
+
+@pytest.mark.parametrize(
+    ("given", "key"), [(1, "1"), ("1", "1"), ("1.5", "1.5"), (" 2 ", "2"), (None, None)]
+)
+def test_a_plan_knows_its_phase(tmp_path: Path, given: int | str | None, key: str | None) -> None:
+    result = plan.diff(lab_of(tmp_path), nodes(), phase=given)
+    assert result.phase == key and result.to_dict()["phase"] == key
+    assert (f"phase {key}" if key else "every phase") in repr(result) + result._repr_html_()
+
+
+@pytest.mark.parametrize("given", ["one", "1.", "1.5.2", "", "-1"])
+def test_a_phase_that_is_not_one_is_refused(given: str) -> None:
+    with pytest.raises(ConfigError, match="expected a roadmap phase or step"):
+        plan.phase_of(given)
+
+
+def test_the_html_shows_one_table_and_commands_that_wrap_only_between_words(
+    tmp_path: Path,
+) -> None:
+    shown = plan.diff(lab_of(tmp_path), nodes(), phase="1")._repr_html_()
+    assert shown.count("<table") == 1  # no evidence yet: the plan table alone
+    assert "word-break:keep-all" in shown and "overflow-wrap:normal" in shown
+    assert "<pre>" not in shown  # a <pre> inherits the notebook's break-anywhere wrapping

@@ -20,18 +20,17 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
-
-from labkit.errors import ConfigError
+from labkit.errors import ConfigError, LabkitError
 from labkit.load.engine import progress_lines, run_load
 from labkit.load.result import LoadResult
 from labkit.load.schedule import Schedule
-from labkit.load.server_stats import ServerWatch, redis_master
+from labkit.load.server_stats import ServerWatch
 from labkit.load.target import Target, resolve_target
 from labkit.load.verdict import Verdict, judge
 from labkit.load.workload import Creates, Mixed, Redirects, Workload
 from labkit.params import Lab
 from labkit.sandbox.shortener.cache import CACHE_PREFIX
+from labkit.stores import lab_redis_master
 
 __all__ = ["SCENARIOS", "ScenarioOutcome", "StepOutcome", "run_scenario"]
 
@@ -163,9 +162,9 @@ def _warm(lab: Lab, codes: tuple[str, ...]) -> None:
 def _forget(lab: Lab, codes: tuple[str, ...]) -> str:
     """Delete the codes' cache keys; returns what went wrong ("" when it worked)."""
     try:
-        with redis_master(lab) as client:
+        with lab_redis_master(lab) as client:
             client.delete(*[f"{_CACHE_PREFIX}{code}" for code in codes])
-    except (redis.RedisError, OSError) as exc:
+    except LabkitError as exc:
         return f"{type(exc).__name__}: {exc}"
     return ""
 

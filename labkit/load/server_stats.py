@@ -23,64 +23,19 @@ from contextlib import suppress
 from typing import Any
 
 import psutil
-import psycopg
-import redis
-from redis.sentinel import Sentinel
 
 from labkit.errors import LabkitError
 from labkit.load.recorder import latency_histogram, percentiles_ms
 from labkit.params import Lab
-from labkit.secrets import SecretRef
+from labkit.stores import RedisClient, lab_postgres, lab_redis_master
 
-__all__ = ["ServerWatch", "redis_master"]
+__all__ = ["ServerWatch"]
 
 _PROBE_TABLE = "labkit_write_probe"
 _TIMEOUT_S = 2.0
 
 
-def _secret(lab: Lab, ref: SecretRef) -> str:
-    return lab.secret(ref).reveal()
-
-
-def redis_master(lab: Lab) -> redis.Redis:
-    """A client to the Redis master (asked of the Sentinels when params list them)."""
-    settings = lab.redis
-    lab.require_allowed(settings.host)
-    password = _secret(lab, settings.password) if settings.password is not None else None
-    address: tuple[str, int] = (settings.host, settings.port)
-    if settings.sentinel_ports:
-        sentinel = Sentinel(
-            [(settings.host, port) for port in settings.sentinel_ports],
-            sentinel_kwargs={"socket_timeout": _TIMEOUT_S, "socket_connect_timeout": _TIMEOUT_S},
-            socket_timeout=_TIMEOUT_S,
-        )
-        found = sentinel.discover_master(settings.master_name)
-        address = (str(found[0]), int(found[1]))
-        lab.require_allowed(address[0])
-    return redis.Redis(
-        host=address[0],
-        port=address[1],
-        password=password,
-        socket_timeout=_TIMEOUT_S,
-        socket_connect_timeout=_TIMEOUT_S,
-    )
-
-
-def _postgres(lab: Lab) -> psycopg.Connection[Any]:
-    settings = lab.postgres
-    lab.require_allowed(settings.host)
-    return psycopg.connect(
-        host=settings.host,
-        port=settings.port,
-        user=settings.user,
-        password=_secret(lab, settings.password),
-        dbname=settings.database,
-        connect_timeout=int(_TIMEOUT_S),
-        autocommit=True,
-    )
-
-
-def _redis_snapshot(client: redis.Redis) -> dict[str, Any]:
+def _redis_snapshot(client: RedisClient) -> dict[str, Any]:
     stats: dict[str, Any] = client.info("stats")
     commands: dict[str, Any] = client.info("commandstats")
     return {
@@ -134,9 +89,9 @@ class ServerWatch:
         self._started = time.monotonic()
         self._started_wall = time.time()  # the PromQL window's start
         try:
-            with redis_master(self.lab) as client:
+            with lab_redis_master(self.lab) as client:
                 self._redis_before = _redis_snapshot(client)
-        except (redis.RedisError, OSError) as exc:
+        except LabkitError as exc:
             self.problems["redis"] = f"{type(exc).__name__}: {exc}"
         self._find_components()
         self._cpu_before = {name: _cpu_s(tree) for name, tree in self._components.items()}
@@ -169,9 +124,9 @@ class ServerWatch:
         if self.redis_probe_hz <= 0:
             return
         try:
-            client = redis_master(self.lab)
+            client = lab_redis_master(self.lab)
             client.ping()
-        except (redis.RedisError, OSError) as exc:
+        except LabkitError as exc:
             self.problems.setdefault("redis_probe", f"{type(exc).__name__}: {exc}")
             return
         with client:
@@ -179,7 +134,7 @@ class ServerWatch:
                 started = time.perf_counter_ns()
                 try:
                     client.ping()
-                except (redis.RedisError, OSError) as exc:
+                except LabkitError as exc:
                     self.problems["redis_probe"] = f"{type(exc).__name__}: {exc}"
                     continue
                 self._redis_probe.record_value(max(1, (time.perf_counter_ns() - started) // 1000))
@@ -189,9 +144,9 @@ class ServerWatch:
         if self._redis_before is None:
             return figures
         try:
-            with redis_master(self.lab) as client:
+            with lab_redis_master(self.lab) as client:
                 after = _redis_snapshot(client)
-        except (redis.RedisError, OSError) as exc:
+        except LabkitError as exc:
             self.problems["redis"] = f"{type(exc).__name__}: {exc}"
             return figures
         before = self._redis_before
@@ -224,12 +179,12 @@ class ServerWatch:
             self.problems["postgres_probe"] = "write probe runs only on the sandbox"
             return
         try:
-            connection = _postgres(self.lab)
+            connection = lab_postgres(self.lab, timeout_s=_TIMEOUT_S)
             connection.execute(
                 f"CREATE TABLE IF NOT EXISTS {_PROBE_TABLE} "
                 "(id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())"
             )
-        except (psycopg.Error, OSError) as exc:
+        except LabkitError as exc:
             self.problems["postgres_probe"] = f"{type(exc).__name__}: {exc}".strip()
             return
         with connection:
@@ -238,13 +193,13 @@ class ServerWatch:
                 try:
                     # autocommit: one INSERT is one transaction, committed (and fsynced) here.
                     connection.execute(f"INSERT INTO {_PROBE_TABLE} DEFAULT VALUES")
-                except psycopg.Error as exc:
+                except LabkitError as exc:
                     self.problems["postgres_probe"] = f"{type(exc).__name__}: {exc}".strip()
                     continue
                 self._postgres_probe.record_value(
                     max(1, (time.perf_counter_ns() - started) // 1000)
                 )
-            with suppress(psycopg.Error):
+            with suppress(LabkitError):
                 connection.execute(f"TRUNCATE {_PROBE_TABLE}")  # keep the probe table empty
 
     def _postgres_figures(self) -> dict[str, Any]:

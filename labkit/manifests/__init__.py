@@ -19,6 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from labkit.errors import ConfigError
+from labkit.manifests.apps import applications
 from labkit.manifests.dashboards import check_dashboards
 from labkit.manifests.documents import (
     Document,
@@ -26,14 +27,20 @@ from labkit.manifests.documents import (
     kustomization_namespaces,
     load_documents,
 )
+from labkit.manifests.namespaces import check_namespaces
+from labkit.manifests.ordering import BOOTSTRAP, check_ordering
 from labkit.manifests.pins import check_pins
+from labkit.manifests.principals import check_principals
 from labkit.manifests.schemas import kubernetes_minor, schema, structure
+from labkit.manifests.sentinel import check_sentinels
+from labkit.manifests.traffic import check_rate_limit, check_traffic
 from labkit.manifests.tree import duplicates, tree
 from labkit.params import Lab
 
 __all__ = [
     "Document",
     "Problem",
+    "bootstrap_files",
     "default_root",
     "load_documents",
     "validate",
@@ -43,6 +50,18 @@ __all__ = [
 def default_root() -> Path:
     """The manifests/ folder of the repository this labkit was installed from."""
     return Path(__file__).resolve().parents[2] / "manifests"
+
+
+def bootstrap_files(root: Path | None = None) -> list[Path]:
+    """What labkit applies by hand in phase 1.5, in order, after ArgoCD's install manifest.
+
+    ``argocd-cm.yaml`` (the Application health check that makes sync waves wait) and then
+    the root app. Apply the ConfigMap with a field manager of its own: the install manifest
+    holds an empty argocd-cm too, and re-applying it under the same manager would remove the
+    health check.
+    """
+    root = (root or default_root()).resolve()
+    return [root / name for name in BOOTSTRAP]
 
 
 def validate(lab: Lab, root: Path | None = None) -> list[Problem]:
@@ -61,5 +80,12 @@ def validate(lab: Lab, root: Path | None = None) -> list[Problem]:
     problems += tree(documents, root)
     problems += duplicates(documents, kustomizations)
     problems += check_pins(documents, lab, root)
+    problems += check_principals(documents, kustomizations)
+    problems += check_traffic(documents)
+    problems += check_sentinels(documents, kustomizations)
+    apps = applications(documents, root)
+    problems += check_ordering(documents, apps, kustomizations, lab, root)
+    problems += check_namespaces(apps, kustomizations)
+    problems += check_rate_limit(documents, apps, lab)
     problems += check_dashboards(documents)
     return problems

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ __all__ = [
     "kustomization_namespaces",
     "load_documents",
     "problem",
+    "seconds",
     "sources",
 ]
 
@@ -153,3 +155,12 @@ def sources(document: Document) -> Iterator[tuple[str, dict[str, Any]]]:
         for index, item in enumerate(sources):
             if isinstance(item, dict):
                 yield f"spec.sources.{index}", item
+
+
+def seconds(value: Any) -> float | None:
+    """An Envoy/Istio duration ('5s', '500ms', '1m', '1.5s') in seconds, or None."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)", str(value).strip())
+    if not match:
+        return None
+    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[match.group(2)]
+    return float(match.group(1)) * scale

@@ -7,7 +7,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from labkit.manifests.documents import Document, Problem, field_value, problem, sources
+from labkit.manifests.documents import (
+    Document,
+    Problem,
+    field_value,
+    problem,
+    seconds,
+    sources,
+)
 from labkit.params import Lab
 
 __all__ = ["check_pins"]
@@ -81,13 +88,11 @@ def _pin_applications(pins: _Pins, lab: Lab, root: Path) -> None:
         "gateway": (lab.versions.istio, "versions.istio"),
         "external-secrets": (lab.versions.eso, "versions.eso"),
     }
+    _pin_gitops_repository(pins, lab, root)
     for app in pins.find(lambda d: d.kind == "Application"):
         for field, source in sources(app):
             repo = str(source.get("repoURL", ""))
             revision = source.get("targetRevision")
-            path = source.get("path")
-            if isinstance(path, str) and path.startswith(f"{root.name}/") and lab.argocd.repo_url:
-                pins.equal(app, f"{field}.repoURL", repo, lab.argocd.repo_url, "argocd.repo_url")
             if "postgres-operator" in repo.lower():
                 pins.equal(
                     app, f"{field}.targetRevision", revision, lab.versions.pgo, "versions.pgo"
@@ -119,6 +124,45 @@ def _pin_applications(pins: _Pins, lab: Lab, root: Path) -> None:
                     lab.observability.namespace,
                     "observability.namespace",
                 )
+
+
+def _pin_gitops_repository(pins: _Pins, lab: Lab, root: Path) -> None:
+    """Every Application deploying a folder of this repository names params' repo and revision."""
+    settings = lab.argocd
+    own = [
+        (app, field, source)
+        for app in pins.find(lambda d: d.kind == "Application")
+        for field, source in sources(app)
+        if str(source.get("path", "")).startswith(f"{root.name}/")
+    ]
+    if own and not settings.repo_url:
+        named = sorted({str(source.get("repoURL", "")) for _, _, source in own})
+        pins.problems.append(
+            Problem(
+                str(lab.files[-1]) if lab.files else "params",
+                "(params)",
+                "argocd.repo_url",
+                f"not set, so nothing says which repository ArgoCD syncs {len(own)} "
+                f"Application source(s) from (they name {', '.join(named)}); set it to the "
+                "repository that holds these manifests",
+            )
+        )
+    for app, field, source in own:
+        if settings.repo_url:
+            pins.equal(
+                app,
+                f"{field}.repoURL",
+                source.get("repoURL"),
+                settings.repo_url,
+                "argocd.repo_url",
+            )
+        pins.equal(
+            app,
+            f"{field}.targetRevision",
+            source.get("targetRevision"),
+            settings.revision,
+            "argocd.revision",
+        )
 
 
 def _pin_postgres(pins: _Pins, lab: Lab) -> None:
@@ -397,15 +441,6 @@ def _pin_secrets(pins: _Pins, lab: Lab) -> None:
             )
 
 
-def _seconds(value: Any) -> float | None:
-    """An Envoy/Istio duration ('5s', '500ms', '1m', '1.5s') in seconds, or None."""
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)", str(value).strip())
-    if not match:
-        return None
-    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[match.group(2)]
-    return float(match.group(1)) * scale
-
-
 def _pin_istio(pins: _Pins, lab: Lab) -> None:
     settings = lab.istio
     services = pins.find(lambda d: d.kind == "VirtualService")
@@ -424,7 +459,7 @@ def _pin_istio(pins: _Pins, lab: Lab) -> None:
             pins.equal(
                 service,
                 f"{route}.timeout",
-                _seconds(service.get(f"{route}.timeout")),
+                seconds(service.get(f"{route}.timeout")),
                 settings.timeout_s,
                 "istio.timeout_s",
             )
@@ -438,7 +473,7 @@ def _pin_istio(pins: _Pins, lab: Lab) -> None:
             pins.equal(
                 service,
                 f"{route}.retries.perTryTimeout",
-                _seconds(service.get(f"{route}.retries.perTryTimeout")),
+                seconds(service.get(f"{route}.retries.perTryTimeout")),
                 settings.retry_per_try_timeout_s,
                 "istio.retry_per_try_timeout_s",
             )
@@ -477,7 +512,7 @@ def _pin_istio(pins: _Pins, lab: Lab) -> None:
         pins.equal(
             filter_,
             f"{bucket}.fill_interval",
-            _seconds(filter_.get(f"{bucket}.fill_interval")),
+            seconds(filter_.get(f"{bucket}.fill_interval")),
             float(rate.per_seconds),
             "istio.rate_limit.per_seconds",
         )

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.errors import ConfigError, LabkitError
-from labkit.hosts import known_hosts_name
+from labkit.known_hosts import known_hosts_name
 from labkit.params import Lab, Node
 from labkit.sandbox import processes
 

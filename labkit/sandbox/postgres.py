@@ -28,9 +28,9 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from psycopg import sql
 
+from labkit import stores
 from labkit.errors import CommandError, ConnectError, LabkitError
 from labkit.params import Lab
 from labkit.sandbox import processes
@@ -146,26 +146,12 @@ def _run_tool(name: str, argv: list[str], env: dict[str, str] | None = None) -> 
 
 def connect(
     host: str, port: int, user: str, password: Secret, dbname: str = "postgres", timeout_s: int = 5
-) -> psycopg.Connection[Any]:
-    """A psycopg connection (autocommit); failures become ConnectError naming the endpoint."""
-    try:
-        return psycopg.connect(
-            host=host,
-            port=port,
-            user=user,
-            password=password.reveal(),
-            dbname=dbname,
-            connect_timeout=timeout_s,
-            autocommit=True,
-        )
-    except psycopg.OperationalError as exc:
-        message = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
-        raise ConnectError(
-            f"postgres {user}@{host}:{port}/{dbname}: cannot connect ({message})"
-        ) from exc
+) -> stores.PostgresConnection:
+    """A connection (autocommit) to one of the sandbox's servers; ConnectError names where."""
+    return stores.postgres(stores.Endpoint(host, port), user, password, dbname, timeout_s=timeout_s)
 
 
-def _superuser(lab: Lab, state_dir: Path, role: str) -> psycopg.Connection[Any]:
+def _superuser(lab: Lab, state_dir: Path, role: str) -> stores.PostgresConnection:
     password = _internal_secret(state_dir, "superuser")
     return connect(lab.postgres.host, _port(lab, role), SUPERUSER, password, timeout_s=3)
 

@@ -21,11 +21,8 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-
-from labkit.errors import LabkitError
+from labkit import stores
+from labkit.errors import ConnectError, LabkitError
 from labkit.params import Lab
 from labkit.sandbox import processes
 from labkit.secrets import resolve
@@ -73,18 +70,11 @@ def _password(lab: Lab) -> str | None:
 
 def redis_client(
     lab: Lab, port: int, host: str | None = None, timeout_s: float = 2.0
-) -> redis.Redis:
-    """A redis-py client to one instance (data node or Sentinel) with short timeouts."""
-    return redis.Redis(
-        host=host or lab.redis.host,
-        port=port,
-        password=_password(lab) if port not in lab.redis.sentinel_ports else None,
-        socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s,
-        decode_responses=True,
-        # One try: a check or a readiness poll reports what it saw now, not after backoff.
-        retry=Retry(NoBackoff(), 0),
-    )
+) -> stores.RedisClient:
+    """A client to one of the sandbox's instances (data node or Sentinel) with short timeouts."""
+    endpoint = stores.Endpoint(host or lab.redis.host, port)
+    sentinel = port in lab.redis.sentinel_ports
+    return stores.lab_redis(lab, endpoint, sentinel=sentinel, timeout_s=timeout_s)
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -146,7 +136,7 @@ def _ping(lab: Lab, port: int) -> bool:
     try:
         with closing(redis_client(lab, port, timeout_s=1.0)) as client:
             return client.ping() is True
-    except redis.RedisError:
+    except ConnectError:
         return False
 
 
@@ -159,7 +149,7 @@ def _replica_linked(lab: Lab, port: int) -> Callable[[], bool]:
         try:
             with closing(redis_client(lab, port, timeout_s=1.0)) as client:
                 info = client.info("replication")
-        except redis.RedisError:
+        except ConnectError:
             return False
         return info.get("role") == "master" or info.get("master_link_status") == "up"
 
@@ -168,11 +158,10 @@ def _replica_linked(lab: Lab, port: int) -> Callable[[], bool]:
 
 def sentinel_master(lab: Lab, port: int) -> tuple[str, int] | None:
     """The master address one Sentinel reports for ``master_name`` (None when it knows none)."""
-    with closing(redis_client(lab, port, timeout_s=1.0)) as client:
-        reply = client.sentinel_get_master_addr_by_name(lab.redis.master_name)
-    if not isinstance(reply, tuple | list) or len(reply) != 2:
-        return None  # redis-py answers False or None when the Sentinel knows no such master
-    return str(reply[0]), int(reply[1])
+    sentinel = stores.Endpoint(lab.redis.host, port)
+    lab.require_allowed(sentinel.host)
+    master = stores.sentinel_view(sentinel, lab.redis.master_name, timeout_s=1.0)
+    return (master.host, master.port) if master is not None else None
 
 
 def _sentinels_agree(lab: Lab) -> Callable[[], bool]:
@@ -189,7 +178,7 @@ def _sentinels_agree(lab: Lab) -> Callable[[], bool]:
                 if int(fields.get("num-other-sentinels", 0)) < len(lab.redis.sentinel_ports) - 1:
                     return False
                 views.add((fields.get("ip"), fields.get("port")))
-        except redis.RedisError:
+        except ConnectError:
             return False
         return len(views) == 1
 
@@ -285,7 +274,7 @@ def _describe_data(lab: Lab, state_dir: Path, port: int) -> dict[str, Any]:
     try:
         with closing(redis_client(lab, port, timeout_s=1.0)) as client:
             info = client.info("replication")
-    except redis.RedisError as exc:
+    except ConnectError as exc:
         entry["detail"] = f"not answering: {exc}"
         return entry
     if info.get("role") == "master":
@@ -310,7 +299,7 @@ def _describe_sentinel(lab: Lab, state_dir: Path, port: int) -> dict[str, Any]:
         return entry
     try:
         master = sentinel_master(lab, port)
-    except redis.RedisError as exc:
+    except ConnectError as exc:
         entry["detail"] = f"not answering: {exc}"
         return entry
     entry["healthy"] = master is not None

@@ -41,7 +41,7 @@ __all__ = [
     "write_file",
 ]
 
-PHASES_WITH_STEPS = (1,)
+PHASES_WITH_STEPS = ("1",)  # phases (or steps, "1.5") whose plan has SSH steps
 
 
 @dataclass(frozen=True)
@@ -53,9 +53,9 @@ class Stage:
     steps: tuple[Step, ...]
 
 
-def stages_for(lab: Lab, phase: int | None = None) -> list[Stage]:
-    """The ordered stages of ``phase`` (None: every phase that has steps)."""
-    if phase is not None and phase not in PHASES_WITH_STEPS:
+def stages_for(lab: Lab, phase: str | int | None = None) -> list[Stage]:
+    """The ordered stages of ``phase`` ("1"; None: every phase that has steps)."""
+    if phase is not None and str(phase) not in PHASES_WITH_STEPS:
         return []  # later phases change the cluster through ArgoCD, not over SSH
     first = lab.k3s.cluster_init_node
     others = tuple(name for name in lab.node_names if name != first)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,15 @@ def _write(path: str | None, document: dict[str, Any]) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(redact(document), indent=2) + "\n", encoding="utf-8")
         print(f"plan written to {target}")
+
+
+def _phase(value: str) -> str:
+    """``--phase``: a roadmap phase or step ("1", "1.5"), as the plan keys it."""
+    if not re.fullmatch(r"\d+(\.\d+)?", value.strip()):
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: expected a phase such as 1 or a step such as 1.5"
+        )
+    return value.strip()
 
 
 def _plan(arguments: argparse.Namespace) -> int:
@@ -51,6 +61,6 @@ def register(subparsers: Any) -> None:
     ):
         command = subparsers.add_parser(name, help=text)
         command.add_argument("--params", action="append", required=True, metavar="FILE")
-        command.add_argument("--phase", type=int, choices=range(8), metavar="N")
+        command.add_argument("--phase", type=_phase, metavar="N", help="1 (or a step: 1.5)")
         command.add_argument("--json", metavar="FILE", help="write the plan per node as JSON")
         command.set_defaults(handler=handler)

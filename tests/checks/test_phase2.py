@@ -150,6 +150,6 @@ def test_homelab_skips_what_needs_the_cluster_without_connecting() -> None:
 
 @pytest.mark.parametrize("item_id", DATA_PLANE)
 def test_each_item_is_implemented(item_id: str) -> None:
-    from labkit.checks.base import implemented_ids
+    from labkit.checks import implemented_ids
 
     assert item_id in implemented_ids()

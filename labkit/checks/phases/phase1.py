@@ -28,7 +28,7 @@ _K3S_PORTS = {6443: "tcp", 2379: "tcp", 2380: "tcp", 8472: "udp", 10250: "tcp"}
 
 def _hosts(context: Context) -> Mapping[str, Host]:
     def open_all() -> tuple[ExitStack, Mapping[str, Host]]:
-        from labkit.plan import open_hosts  # noqa: PLC0415 - paramiko only when checks run
+        from labkit.hosts import open_hosts  # noqa: PLC0415 - paramiko only when checks run
 
         stack = ExitStack()
         return stack, stack.enter_context(open_hosts(context.lab))

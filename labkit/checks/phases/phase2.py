@@ -14,17 +14,13 @@ import stat
 import time
 import uuid
 from contextlib import closing
-from typing import Any
 
-import psycopg
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-
+from labkit import stores
 from labkit.checks.base import Context, Outcome, implements
-from labkit.errors import ConfigError
+from labkit.errors import ConfigError, ConnectError
 from labkit.params import Lab
 from labkit.secrets import Secret, resolve
+from labkit.stores import Endpoint, PostgresConnection, RedisClient
 
 __all__: list[str] = []  # checks register themselves; nothing here is called directly
 
@@ -48,34 +44,24 @@ def _postgres_password(lab: Lab) -> Secret | str:
     return resolve(ref, lab.base_dir)
 
 
-def _postgres_session(context: Context) -> psycopg.Connection[Any] | str:
+def _postgres_session(context: Context) -> PostgresConnection | str:
     """One connection as the lab user, shared by 2.2.5/2.2.6; a string says why there is none."""
 
-    def factory() -> psycopg.Connection[Any] | str:
+    def factory() -> PostgresConnection | str:
         lab = context.lab
         password = _postgres_password(lab)
         if isinstance(password, str):
             return password
-        lab.require_allowed(lab.postgres.host)
         try:
-            return psycopg.connect(
-                host=lab.postgres.host,
-                port=lab.postgres.port,
-                user=lab.postgres.user,
-                password=password.reveal(),
-                dbname=lab.postgres.database,
-                connect_timeout=int(_TIMEOUT_S),
-                autocommit=True,
-            )
-        except psycopg.OperationalError as exc:
-            lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-            return f"cannot connect to {_postgres_endpoint(lab)}: {lines[-1] if lines else exc!r}"
+            return stores.lab_postgres(lab, timeout_s=_TIMEOUT_S)
+        except ConnectError as exc:
+            return str(exc)
 
     def close(connection: object) -> None:
-        if isinstance(connection, psycopg.Connection):
+        if isinstance(connection, PostgresConnection):
             connection.close()
 
-    result: psycopg.Connection[Any] | str = context.resource("postgres.lab_user", factory, close)
+    result: PostgresConnection | str = context.resource("postgres.lab_user", factory, close)
     return result
 
 
@@ -180,66 +166,54 @@ def postgres_credentials_secret(context: Context) -> Outcome:
 # -- Redis (2.3) ----------------------------------------------------------------------------
 
 
-def _client(lab: Lab, host: str, port: int, sentinel: bool = False) -> redis.Redis:
-    lab.require_allowed(host)
-    password = None
-    if not sentinel and lab.redis.password is not None:
-        password = resolve(lab.redis.password, lab.base_dir).reveal()
-    return redis.Redis(
-        host=host,
-        port=port,
-        password=password,
-        socket_timeout=_TIMEOUT_S,
-        socket_connect_timeout=_TIMEOUT_S,
-        decode_responses=True,
-        # One try: a check or a readiness poll reports what it saw now, not after backoff.
-        retry=Retry(NoBackoff(), 0),
-    )
+def _client(lab: Lab, endpoint: Endpoint) -> RedisClient:
+    return stores.lab_redis(lab, endpoint, timeout_s=_TIMEOUT_S)
 
 
 def _sentinel_views(lab: Lab) -> dict[str, str]:
     """What each Sentinel says the master is (``host:port``), or its error."""
-    views = {}
-    for port in lab.redis.sentinel_ports:
-        where = f"{lab.redis.host}:{port}"
-        try:
-            with closing(_client(lab, lab.redis.host, port, sentinel=True)) as client:
-                reply = client.sentinel_get_master_addr_by_name(lab.redis.master_name)
-        except redis.RedisError as exc:
-            views[where] = f"error: {exc}"
-            continue
-        if isinstance(reply, tuple | list) and len(reply) == 2:
-            views[where] = f"{reply[0]!s}:{reply[1]}"
-        else:
-            views[where] = "no master known"  # redis-py answers False/None for an unknown name
-    return views
+    for sentinel in stores.lab_sentinels(lab):
+        lab.require_allowed(sentinel.host)
+    views = stores.sentinel_views(
+        stores.lab_sentinels(lab), lab.redis.master_name, timeout_s=_TIMEOUT_S
+    )
+    return {
+        str(where): (
+            f"error: {view}"
+            if isinstance(view, ConnectError)
+            else str(view)
+            if view is not None
+            else "no master known"
+        )
+        for where, view in views.items()
+    }
 
 
-def _master(lab: Lab) -> tuple[str, int]:
+def _master(lab: Lab) -> Endpoint:
     """The master endpoint: where the Sentinels agree it is, else ``redis.host:port``."""
     views = set(_sentinel_views(lab).values())
     if len(views) == 1:
         agreed = next(iter(views))
         host, _, port = agreed.rpartition(":")
         if port.isdigit():
-            return host, int(port)
-    return lab.redis.host, lab.redis.port
+            return Endpoint(host.strip("[]"), int(port))
+    return Endpoint(lab.redis.host, lab.redis.port)
 
 
-def _master_client(context: Context) -> tuple[redis.Redis, str]:
-    def factory() -> tuple[redis.Redis, str]:
-        host, port = _master(context.lab)
-        return _client(context.lab, host, port), f"{host}:{port}"
+def _master_client(context: Context) -> tuple[RedisClient, str]:
+    def factory() -> tuple[RedisClient, str]:
+        master = _master(context.lab)
+        return _client(context.lab, master), str(master)
 
-    def close(value: tuple[redis.Redis, str]) -> None:
+    def close(value: tuple[RedisClient, str]) -> None:
         value[0].close()
 
-    result: tuple[redis.Redis, str] = context.resource("redis.master", factory, close)
+    result: tuple[RedisClient, str] = context.resource("redis.master", factory, close)
     return result
 
 
-def _redis_down(expected: str, endpoint: str, exc: redis.RedisError) -> Outcome:
-    return Outcome.judge(False, expected, f"{endpoint}: {exc}", "redis-py", endpoint)
+def _redis_down(expected: str, endpoint: str, exc: ConnectError) -> Outcome:
+    return Outcome.judge(False, expected, str(exc), "redis-py", endpoint)
 
 
 @implements("2.3.1")
@@ -250,7 +224,7 @@ def redis_running(context: Context) -> list[Outcome]:
     expected = f"role master with {lab.redis.replicas} online replica(s)"
     try:
         info = client.info("replication")
-    except redis.RedisError as exc:
+    except ConnectError as exc:
         return [_redis_down(expected, endpoint, exc)]
     replicas = [
         value for key, value in info.items() if key.startswith("slave") and isinstance(value, dict)
@@ -288,7 +262,7 @@ def redis_ping(context: Context) -> Outcome:
     client, endpoint = _master_client(context)
     try:
         answer = client.ping()
-    except redis.RedisError as exc:
+    except ConnectError as exc:
         return _redis_down("PONG", endpoint, exc)
     observed = "PONG" if answer in (True, "PONG") else repr(answer)
     return Outcome.judge(observed == "PONG", "PONG", observed, "PING", endpoint)
@@ -312,7 +286,7 @@ def redis_write(context: Context) -> Outcome:
     value = _test_value(context)
     try:
         answer = client.set(_TEST_KEY, value, ex=600)
-    except redis.RedisError as exc:
+    except ConnectError as exc:
         return _redis_down("OK", endpoint, exc)
     if answer is True:
         _written(context).append(value)  # 2.3.4 then reads it back, never writes it again
@@ -338,19 +312,19 @@ def redis_read(context: Context) -> Outcome:
         if not _written(context):
             client.set(_TEST_KEY, value, ex=600)
         answer = client.get(_TEST_KEY)
-    except redis.RedisError as exc:
+    except ConnectError as exc:
         return _redis_down(value, endpoint, exc)
     return Outcome.judge(answer == value, value, repr(answer), f"GET {_TEST_KEY}", endpoint)
 
 
-def _wait_replicas(client: redis.Redis, wanted: int, timeout_s: float) -> int:
+def _wait_replicas(client: RedisClient, wanted: int, timeout_s: float) -> int:
     """Poll the restarted master until ``wanted`` replicas are online again; returns how many."""
     deadline = time.monotonic() + timeout_s
     online = 0
     while time.monotonic() < deadline:
         try:
             info = client.info("replication")
-        except redis.RedisError:
+        except ConnectError:
             info = {}
         online = sum(
             1
@@ -375,23 +349,23 @@ def redis_persistence(context: Context) -> Outcome:
         return Outcome.skip("restarts the Redis master to prove it: runs only with apply")
     from labkit.sandbox import Sandbox  # noqa: PLC0415 - the sandbox only exists on a sandbox lab
 
-    host, port = _master(lab)
-    endpoint = f"{host}:{port}"
+    master = _master(lab)
+    endpoint = str(master)
     key, value = "labkit:persistence", uuid.uuid4().hex
     expected = f"{key} = {value} after a restart, still master"
     try:
-        with closing(_client(lab, host, port)) as client:
+        with closing(_client(lab, master)) as client:
             client.set(key, value)
             before = client.info("server").get("run_id")
             persistence = client.info("persistence")
-        Sandbox(lab).restart_redis(port)
-        with closing(_client(lab, host, port)) as client:
+        Sandbox(lab).restart_redis(master.port)
+        with closing(_client(lab, master)) as client:
             after_info = client.info("server")
             answer = client.get(key)
             role = client.info("replication").get("role")
             online = _wait_replicas(client, lab.redis.replicas, 30.0)
             client.delete(key)
-    except redis.RedisError as exc:
+    except ConnectError as exc:
         return _redis_down(expected, endpoint, exc)
     restarted = after_info.get("run_id") != before
     return Outcome.judge(
@@ -422,7 +396,7 @@ def redis_memory_limit(context: Context) -> Outcome:
     try:
         configured = int(str(client.config_get("maxmemory").get("maxmemory", 0)))
         used = int(str(client.info("memory").get("used_memory", 0)))
-    except redis.RedisError as exc:
+    except ConnectError as exc:
         return _redis_down(expected, endpoint, exc)
     return Outcome.judge(
         configured == limit and 0 < used < configured,
@@ -440,7 +414,7 @@ def redis_eviction_policy(context: Context) -> Outcome:
     client, endpoint = _master_client(context)
     try:
         policy = client.config_get("maxmemory-policy").get("maxmemory-policy")
-    except redis.RedisError as exc:
+    except ConnectError as exc:
         return _redis_down(lab.redis.maxmemory_policy, endpoint, exc)
     return Outcome.judge(
         policy == lab.redis.maxmemory_policy,

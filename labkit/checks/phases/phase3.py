@@ -13,13 +13,11 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-
 from labkit.checks.base import Context, Outcome, implements
 from labkit.errors import LabkitError
-from labkit.load.server_stats import redis_master
 from labkit.sandbox.shortener.cache import CACHE_PREFIX
 from labkit.shlink import ShlinkClient
+from labkit.stores import RedisClient, lab_redis_master
 
 _PROBE_TAG = "labkit-check"
 _SCAN_LIMIT = 10_000  # keys examined when counting the cache; enough to tell empty from populated
@@ -139,7 +137,7 @@ def redirects(context: Context) -> Outcome:
     )
 
 
-def _count(client: redis.Redis, pattern: str) -> int:
+def _count(client: RedisClient, pattern: str) -> int:
     count = 0
     for _ in client.scan_iter(match=pattern, count=500):
         count += 1
@@ -155,7 +153,7 @@ def cache_populated(context: Context) -> Outcome:
     probe = _probe(context)
     if probe.created is not None:
         _client(context).resolve(probe.slug)  # a redirect is what fills a cache-aside cache
-    with closing(redis_master(lab)) as client:
+    with closing(lab_redis_master(lab)) as client:
         cached = _count(client, CACHE_PREFIX + "*")
         total = int(client.dbsize())
         probe_key = CACHE_PREFIX + probe.slug
