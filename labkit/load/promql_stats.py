@@ -79,9 +79,11 @@ def window_figures(lab: Lab, start: float, end: float) -> dict[str, Any]:
     url, why = locate(lab, "prometheus")
     if not url:
         return {"skipped": why}
-    seconds = max(1, math.ceil(end - start))
-    window = f"{seconds}s"
-    figures: dict[str, Any] = {"url": url, "window_s": seconds, "queries": {}}
+    # The step's own window, never longer: a sample from before the step (a cache being
+    # filled, say) must not count. Rounded down to the millisecond PromQL durations take.
+    milliseconds = max(1, math.floor((end - start) * 1000))
+    window = f"{milliseconds}ms"
+    figures: dict[str, Any] = {"url": url, "window_s": milliseconds / 1000, "queries": {}}
     try:
         with client(lab, "prometheus") as api:
             assert isinstance(api, Prometheus)
