@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 # What the sandbox runs, as program:package (installed as root when a program is missing).
 SYSTEM_TOOLS := sshd:openssh-server ssh-keygen:openssh-client redis-server:redis-server \
 	redis-sentinel:redis-sentinel ip:iproute2 unshare:util-linux ping:iputils-ping sudo:sudo \
-	ps:procps prometheus:prometheus promtool:prometheus \
+	ps:procps nft:nftables prometheus:prometheus promtool:prometheus \
 	prometheus-alertmanager:prometheus-alertmanager prometheus-node-exporter:prometheus-node-exporter \
 	prometheus-redis-exporter:prometheus-redis-exporter \
 	prometheus-postgres-exporter:prometheus-postgres-exporter

@@ -21,6 +21,7 @@ _COMMAND_MODULES: list[str] = [
     "labkit.load.commands",
     "labkit.steps.commands",
     "labkit.manifests_commands",
+    "labkit.runbooks.commands",
 ]
 
 
@@ -74,6 +75,28 @@ def _run(arguments: argparse.Namespace) -> int:
     return outcome.exit_code
 
 
+def _drill(arguments: argparse.Namespace) -> int:
+    from labkit.drills import run_drill  # noqa: PLC0415
+    from labkit.params import load_lab  # noqa: PLC0415
+    from labkit.results import write_results  # noqa: PLC0415
+
+    lab = load_lab(*arguments.params)
+    outcome = run_drill(
+        lab,
+        arguments.scenario,
+        apply=arguments.apply,
+        confirm=arguments.confirm or "",
+        progress=lambda message: print(message, file=sys.stderr, flush=True),
+    )
+    print(outcome.summary())
+    if arguments.json:
+        write_results(Path(arguments.json), lab=lab.name, checks=[], drills=[outcome.to_dict()])
+        print(f"results written to {arguments.json}")
+    if outcome.status == "skip":
+        return 0
+    return 0 if outcome.ok else 1
+
+
 def _cell_timeout(text: str) -> float:
     """An argparse type: a whole, finite number of seconds above zero."""
     try:
@@ -125,23 +148,49 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=_run)
 
+    drill = sub.add_parser(
+        "drill", help="a failure under load, measured, then the lab restored and checked"
+    )
+    drill.add_argument("--params", action="append", required=True, metavar="FILE")
+    drill.add_argument(
+        "--scenario",
+        required=True,
+        choices=["redis-master", "postgres-primary", "shortener-worker", "node-cut"],
+    )
+    drill.add_argument("--json", metavar="FILE", help="write the result in the results.json schema")
+    drill.add_argument(
+        "--apply", action="store_true", help="on a lab other than the sandbox: allow the fault"
+    )
+    drill.add_argument("--confirm", metavar="LAB", help="on a lab other than the sandbox: its name")
+    drill.set_defaults(handler=_drill)
+
     for module_name in _COMMAND_MODULES:
         importlib.import_module(module_name).register(sub)
     return parser
 
 
+# The only statuses the command line exits with (README): 0 fine, 1 a check failed,
+# 2 labkit or what it drives broke, 130 interrupted.
+STATUSES = (0, 1, 2, 130)
+
+
+def _status(code: int) -> int:
+    """``code`` when it is one of the documented statuses, else 2 (something broke)."""
+    return code if code in STATUSES else 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``labkit`` console script; returns the exit status."""
+    """Entry point of the ``labkit`` console script; returns the exit status (0, 1, 2, 130)."""
     parser = _parser()
     arguments = parser.parse_args(argv)
     try:
-        code = int(arguments.handler(arguments))
+        code = _status(int(arguments.handler(arguments)))
     except ConfigError as exc:
         print(f"labkit: {exc}", file=sys.stderr)
         return 2
     except LabkitError as exc:
         print(f"labkit: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _status(exc.exit_code)  # a remote command's own status is in its message
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): stop quietly, as other command-line tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

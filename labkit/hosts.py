@@ -4,8 +4,10 @@ The only module that imports paramiko. Host keys are verified against the
 known_hosts file named in params; an unknown key is recorded only when the
 params allow trust-on-first-use, and a changed key always refuses the
 connection. Addresses outside the lab's allow-list are refused before a socket
-is opened. Every paramiko or socket failure becomes a ``ConnectError`` naming
-the node, and every error message goes through ``redact``.
+is opened, and so is a sandbox address while the sandbox's bridge does not carry
+it (``SandboxDown``: with the sandbox down it would leave by the default route).
+Every paramiko or socket failure becomes a ``ConnectError`` naming the node, and
+every error message goes through ``redact``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,14 @@ from typing import TypeVar
 
 import paramiko
 
-from labkit.errors import CommandError, ConfigError, ConnectError, LabkitError, WaitTimeout
+from labkit.errors import (
+    CommandError,
+    ConfigError,
+    ConnectError,
+    LabkitError,
+    SandboxDown,
+    WaitTimeout,
+)
 from labkit.known_hosts import known_hosts_name
 from labkit.params import Lab, Node, Ssh
 from labkit.secrets import redact
@@ -82,7 +91,8 @@ class GroupError(CommandError):
         self.host = ", ".join(failures)
         self.argv = argv
         first = next(iter(failures.values()))
-        self.exit_code = first.exit_code if isinstance(first, CommandError) else -1
+        # The first failure's remote status, when it was a command that ran (None: it never did).
+        self.remote_status = first.remote_status if isinstance(first, CommandError) else None
         self.stderr = "\n".join(
             failure.stderr for failure in failures.values() if isinstance(failure, CommandError)
         )
@@ -170,8 +180,7 @@ class Host:
         self._lock = threading.Lock()
         self._client: paramiko.SSHClient | None = None
         self._endpoint = self._resolve_endpoint(ssh_config if ssh.use_ssh_config else None)
-        if lab is not None:
-            lab.require_allowed(self._endpoint.address)  # before any socket exists
+        self._require_allowed()  # before any socket exists
 
     @property
     def name(self) -> str:
@@ -217,6 +226,14 @@ class Host:
     def _where(self) -> str:
         return f"{self.name} ({self._endpoint.user}@{self._endpoint.address}:{self._endpoint.port})"
 
+    def _require_allowed(self) -> None:
+        if self.lab is None:
+            return
+        try:
+            self.lab.require_allowed(self._endpoint.address)
+        except SandboxDown as exc:
+            raise SandboxDown(f"{self.name}: {exc}") from None
+
     def connect(self) -> None:
         """Open the SSH connection now (otherwise the first command does it)."""
         self._connected()
@@ -234,8 +251,7 @@ class Host:
 
     def _open(self) -> paramiko.SSHClient:
         endpoint = self._endpoint
-        if self.lab is not None:
-            self.lab.require_allowed(endpoint.address)
+        self._require_allowed()  # again: the sandbox may have gone down since
         known_hosts = self._path(self.ssh.known_hosts)
         client = paramiko.SSHClient()
         if known_hosts.is_file():

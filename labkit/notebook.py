@@ -8,13 +8,13 @@ results.json and the report.
 from __future__ import annotations
 
 import html
-import os
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from labkit.checks import Results, run_checks
+from labkit.environment import HEADLESS, PARAMS_OVERRIDE, headless, params_override
 from labkit.errors import LabkitError
 from labkit.facts import RemoteHost
 from labkit.params import Lab, load_lab
@@ -24,13 +24,13 @@ from labkit.results import record
 from labkit.roadmap import ITEMS
 from labkit.secrets import redact
 
-PARAMS_OVERRIDE = "LABKIT_PARAMS_OVERRIDE"
-HEADLESS = "LABKIT_HEADLESS"  # "1": never wait for a click (papermill run by hand)
-
 __all__ = [
     "HEADLESS",
     "PARAMS_OVERRIDE",
     "Confirmation",
+    "Skipped",
+    "applications",
+    "argocd_access",
     "check",
     "compatibility",
     "confirm",
@@ -42,15 +42,6 @@ __all__ = [
     "open_lab",
     "show",
 ]
-
-
-def headless() -> bool:
-    """True under ``labkit run`` (it sets ``LABKIT_RUN_DIR``) or with ``LABKIT_HEADLESS=1``.
-
-    Nothing then waits for a click. Papermill run by hand is told apart the same way
-    (``LABKIT_HEADLESS=1 papermill ...``): a kernel cannot see whether a person watches it.
-    """
-    return bool(os.environ.get("LABKIT_RUN_DIR")) or os.environ.get(HEADLESS) == "1"
 
 
 def interactive() -> bool:
@@ -75,7 +66,7 @@ def open_lab(params_file: str | Path | list[str]) -> Lab:
     files = params_file if isinstance(params_file, list) else [params_file]
     # The test suite points the committed notebooks (run by nbval, which cannot inject
     # parameters) at a private sandbox; `labkit run` clears this for its kernels.
-    override = os.environ.get(PARAMS_OVERRIDE, "")
+    override = params_override()
     return load_lab(*([override] if override else files))
 
 
@@ -161,6 +152,66 @@ def compatibility(lab: Lab) -> Any:
             for verdict in evaluate(lab.versions)
         ]
     )
+
+
+class Skipped:
+    """What a notebook cell shows when its step cannot run on this lab, and why."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"skip: {self.reason}"
+
+    def _repr_html_(self) -> str:
+        import html  # noqa: PLC0415
+
+        return f"<p><b>skip</b>: {html.escape(self.reason)}</p>"
+
+
+def argocd_access(lab: Lab) -> Any:
+    """The ArgoCD UI's address and login (the password masked), or a Skipped saying why not."""
+    import pandas as pd  # noqa: PLC0415
+
+    from labkit import gitops  # noqa: PLC0415 - the kubernetes client only for cluster labs
+
+    shown = _with_argocd(lab, gitops.access)
+    if isinstance(shown, Skipped):
+        return shown
+    return pd.DataFrame([{"what": key, "value": value} for key, value in shown.items()])
+
+
+def applications(lab: Lab, wait: bool = False) -> Any:
+    """ArgoCD's Applications as a table (sync, health, revision, message, failing resources).
+
+    With ``wait``, first wait (progress printed, deadline ``cluster.wait_timeout_s``) until
+    every Application is Synced and Healthy. On the sandbox, before phase 1 saved a
+    kubeconfig, or before ArgoCD is installed: a Skipped saying why.
+    """
+    from labkit import gitops  # noqa: PLC0415 - the kubernetes client only for cluster labs
+
+    def read(cluster: Any, lab: Lab) -> Any:
+        if wait:
+            return gitops.wait_synced(cluster, lab, progress=print)
+        return gitops.applications(cluster, lab)
+
+    return _with_argocd(lab, read)
+
+
+def _with_argocd(lab: Lab, read: Callable[[Any, Lab], Any]) -> Any:
+    """``read(cluster, lab)``, or a Skipped saying why there is no cluster or no ArgoCD yet."""
+    from labkit.cluster import Cluster  # noqa: PLC0415 - the kubernetes client on demand
+    from labkit.cluster.plan import unreachable_reason  # noqa: PLC0415
+    from labkit.errors import NotFound  # noqa: PLC0415
+
+    reason = unreachable_reason(lab)
+    if reason:
+        return Skipped(reason)
+    with Cluster.open(lab) as cluster:
+        try:
+            return read(cluster, lab)
+        except NotFound as exc:
+            return Skipped(f"ArgoCD is not installed yet ({exc}); apply phase 1.5 first")
 
 
 def dependent_checks(phase: str | None) -> list[str]:

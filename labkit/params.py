@@ -25,10 +25,12 @@ from pydantic import (
 )
 
 from labkit.errors import ConfigError, NotAllowed
+from labkit.routes import require_sandbox_route
 from labkit.secrets import Secret, SecretRef, resolve
 
 __all__ = [
     "Argocd",
+    "ClusterAccess",
     "K3s",
     "Lab",
     "Node",
@@ -160,15 +162,28 @@ class K3s(_Model):
     packages: list[str] = ["curl", "ca-certificates"]  # node prep (1.2), apt, when missing
 
 
+class ClusterAccess(_Model):
+    """How labkit reaches the Kubernetes API (phases 1.3-5): kubeconfig, context, timeouts."""
+
+    kubeconfig: Path | None = None  # None: the file phase 1 saved (k3s.kubeconfig)
+    context: str | None = None  # None: the kubeconfig's current-context
+    request_timeout_s: Annotated[float, Field(gt=0, le=600)] = 15.0
+    wait_timeout_s: Annotated[float, Field(gt=0, le=7200)] = 600.0
+
+
 class Argocd(_Model):
-    """ArgoCD settings (phase 1.5)."""
+    """ArgoCD settings (phase 1.5): the pinned install manifest, its NodePort, the GitOps repo."""
 
     namespace: Namespace = "argocd"
     # The one place naming the GitOps repository and the revision ArgoCD syncs from: every
     # Application that deploys a folder of manifests/ must say the same (manifests validate).
     repo_url: str = ""
     revision: Annotated[str, Field(min_length=1)] = "main"
-    node_port: Port | None = None
+    node_port: Annotated[int, Field(ge=30000, le=32767)] | None = None
+    # A local copy of install.yaml for air-gapped labs; None: the pinned release's URL.
+    install_manifest: Path | None = None
+    repo_username: str = ""
+    repo_password: SecretRef | None = None  # a token for a private repository
 
 
 class Postgres(_Model):
@@ -255,6 +270,12 @@ class Shlink(_Model):
 class Istio(_Model):
     """Istio settings (phase 4)."""
 
+    namespace: Namespace = "istio-system"  # istiod, the ingress gateway, mesh-wide policies
+    gateway_service: Namespace = "istio-ingressgateway"  # the gateway's Service (port 80)
+    # The gateway's external address (its NodePort or LoadBalancer), e.g.
+    # http://192.168.2.242:31080; must be in the allow-list. "": through a port-forward to
+    # one gateway pod (the API's port-forward, as `kubectl port-forward` does).
+    gateway_url: str = ""
     profile: Literal["default", "demo", "minimal", "ambient"] = "default"
     mtls: Literal["STRICT", "PERMISSIVE"] = "STRICT"
     rate_limit: RateLimit = RateLimit()
@@ -278,6 +299,27 @@ class Observability(_Model):
     grafana_password: SecretRef | None = None
 
 
+class Ladder(_Model):
+    """A climbing rate ladder: ``start_rps``, times ``factor`` each step, until the targets
+    break or the generator is the limit, bounded by ``max_rps``, ``max_steps`` and
+    ``max_total_s`` (one scenario's steps, warm-ups included)."""
+
+    start_rps: Annotated[float, Field(gt=0)] = 100.0
+    factor: Annotated[float, Field(gt=1)] = 2.0
+    max_rps: Annotated[float, Field(gt=0)] = 10_000.0
+    max_steps: Annotated[int, Field(ge=1, le=20)] = 6
+    max_total_s: Annotated[float, Field(gt=0)] = 180.0
+
+    def rates(self) -> list[float]:
+        """Every rate the ladder may climb to, in order (it stops earlier when targets break)."""
+        rates: list[float] = []
+        rate = self.start_rps
+        while rate <= self.max_rps and len(rates) < self.max_steps:
+            rates.append(round(rate, 1))
+            rate *= self.factor
+        return rates
+
+
 class Targets(_Model):
     """The ADR's performance targets (phase 6)."""
 
@@ -286,6 +328,8 @@ class Targets(_Model):
     redis_latency_us: tuple[float, float] = (200.0, 500.0)
     postgres_write_p99_ms: tuple[float, float] = (5.0, 10.0)
     rate_steps: list[Annotated[int, Field(ge=1)]] = [1000, 5000, 10000]
+    # When set, the scenarios climb this ladder (until targets break) instead of rate_steps.
+    ladder: Ladder | None = None
     warmup_s: Annotated[float, Field(ge=0)] = 5.0
     step_duration_s: Annotated[float, Field(gt=0)] = 30.0
 
@@ -310,6 +354,25 @@ class SandboxMonitoring(_Model):
     evaluation_interval_s: Annotated[float, Field(ge=0.5, le=300)] = 5.0
 
 
+class Drills(_Model):
+    """Failure drills (phase 7.3): the steady load they run under and when the fault comes."""
+
+    rate_rps: Annotated[float, Field(gt=0)] = 500.0  # the mixed scenario's rate
+    duration_s: Annotated[float, Field(gt=0)] = 12.0  # measured, after the warm-up
+    warmup_s: Annotated[float, Field(ge=0)] = 1.0
+    fault_at_s: Annotated[float, Field(ge=0)] = 3.0  # into the measured part
+    cut_s: Annotated[float, Field(gt=0)] = 3.0  # node-cut: how long the link stays down
+
+    @model_validator(mode="after")
+    def _fault_inside(self) -> Drills:
+        if self.fault_at_s >= self.duration_s:
+            raise ValueError(
+                f"fault_at_s {self.fault_at_s} is not before the end of the load "
+                f"(duration_s {self.duration_s}); the drill would measure no recovery"
+            )
+        return self
+
+
 class SandboxSettings(_Model):
     """Where and how the sandbox runs its miniature lab on this machine."""
 
@@ -332,6 +395,7 @@ class Lab(_Model):
     ssh: Ssh
     versions: Versions
     k3s: K3s
+    cluster: ClusterAccess = ClusterAccess()
     argocd: Argocd = Argocd()
     postgres: Postgres
     redis: Redis = Redis()
@@ -339,6 +403,7 @@ class Lab(_Model):
     istio: Istio = Istio()
     observability: Observability = Observability()
     targets: Targets = Targets()
+    drills: Drills = Drills()
     allow_list: Annotated[list[AllowEntry], Field(min_length=1)]
     sandbox: SandboxSettings | None = None
     source: list[Path] = []  # every file this lab was read from, in layer order
@@ -411,12 +476,21 @@ class Lab(_Model):
         return value if value.is_absolute() else (self.base_dir / value).resolve()
 
     def require_allowed(self, address: str) -> None:
-        """Raise NotAllowed unless ``address`` is in this lab's allow-list."""
+        """Raise NotAllowed unless ``address`` is in this lab's allow-list.
+
+        A sandbox address (in the sandbox's node subnet) must also be carried by the
+        sandbox's bridge right now, or SandboxDown: with the sandbox down, this machine
+        would route it out through its default gateway. Call this before every connection.
+        """
         if not address_allowed(address, self.allow_list):
             raise NotAllowed(
                 f"{address} is not in lab {self.name}'s allow_list {self.allow_list}; "
                 "labkit contacts only addresses the params allow (add it there if it is yours)"
             )
+        if self.sandbox is not None:
+            files = " ".join(f"--params {path}" for path in self.files)
+            default = [path.name for path in self.files] in ([], ["local.yaml"])
+            require_sandbox_route(self.sandbox, address, "" if default else files)
 
 
 def address_allowed(address: str, allow_list: list[str]) -> bool:

@@ -33,7 +33,16 @@ from labkit.secrets import redact
 from labkit.steps import Stage, Step, Target, stages_for
 from labkit.steps.base import Diff, DiffKind, Evidence
 
-__all__ = ["Entry", "Phase", "Plan", "apply", "apply_plan", "diff", "phase_of"]
+__all__ = [
+    "Entry",
+    "Phase",
+    "Plan",
+    "apply",
+    "apply_plan",
+    "diff",
+    "is_cluster_phase",
+    "phase_of",
+]
 
 Progress = Callable[[str], None]
 Phase = str | int | None  # "1", "1.5"...; an int is read as its string; None: every phase
@@ -178,6 +187,13 @@ class Plan:
         return f"Plan({self.lab}, {phase}: {self.pending} change(s) on {len(self.nodes)} node(s))"
 
 
+def is_cluster_phase(phase: Phase) -> bool:
+    """Whether ``phase`` (``"1.5"``) is applied through the Kubernetes API, not over SSH."""
+    from labkit.cluster.plan import is_cluster_phase as cluster_phase  # noqa: PLC0415
+
+    return cluster_phase(phase)
+
+
 def _targets(lab: Lab, hosts: Mapping[str, RemoteHost]) -> dict[str, Target]:
     shared: dict[str, Any] = {}
     return {
@@ -219,11 +235,16 @@ def _diff_stage(stage: Stage, targets: dict[str, Target]) -> list[Entry]:
 def diff(lab: Lab, hosts: Mapping[str, RemoteHost] | None = None, phase: Phase = None) -> Plan:
     """What ``phase`` would change on every node; reads only."""
     key = phase_of(phase)
-    if hosts is None:
+    if is_cluster_phase(key):  # objects in the cluster, read through the Kubernetes API
+        from labkit.cluster.plan import diff_entries  # noqa: PLC0415 - the kubernetes client
+
+        entries = [Entry(*row) for row in diff_entries(lab, str(key))]
+    elif hosts is None:
         with open_hosts(lab) as opened:
             return diff(lab, opened, key)
-    targets = _targets(lab, hosts)
-    entries = [e for stage in stages_for(lab, key) for e in _diff_stage(stage, targets)]
+    else:
+        targets = _targets(lab, hosts)
+        entries = [e for stage in stages_for(lab, key) for e in _diff_stage(stage, targets)]
     plan = Plan(lab.name, entries, key)
     record(
         "plans",
@@ -248,7 +269,7 @@ def _apply_step(step: Step, target: Target, evidence: list[Evidence], progress: 
         try:
             code, took = change.apply(target.host)
         except CommandError as exc:
-            evidence.append(record(False, exc.exit_code, 0.0, str(exc)))
+            evidence.append(record(False, exc.remote_status, 0.0, str(exc)))
             raise StepError(f"step {step.name}: {exc}") from exc
         evidence.append(record(True, code, round(took, 3)))
 
@@ -276,14 +297,19 @@ def apply(
 ) -> Plan:
     """Run every needed change, then re-diff; StepError if anything is left. Returns the re-diff."""
     key = phase_of(phase)
-    if hosts is None:
+    cluster = is_cluster_phase(key)
+    if hosts is None and not cluster:
         _require_isolated(lab)
         with open_hosts(lab) as opened:
             return apply(lab, opened, key, progress)
-    targets = _targets(lab, hosts)
+    targets = _targets(lab, hosts) if hosts is not None else {}
     evidence: list[Evidence] = []
     try:
-        for stage in stages_for(lab, key):
+        if cluster:
+            from labkit.cluster.plan import apply_objects  # noqa: PLC0415 - kubernetes client
+
+            apply_objects(lab, str(key), evidence, progress=progress)
+        for stage in [] if cluster else stages_for(lab, key):
             progress(f"== {stage.title}")
 
             def one(name: str, stage: Stage = stage) -> None:

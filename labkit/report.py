@@ -4,20 +4,29 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from labkit import environment
 from labkit.secrets import redact
 
 __all__ = [
     "STATUS_ICONS",
+    "application_table_html",
+    "application_table_text",
+    "architecture_figure",
     "build_report",
+    "cache_flush_figure",
     "changes_phrase",
     "check_table_html",
     "check_table_text",
+    "doctor_html",
+    "drill_timeline_figure",
+    "drills_table_html",
+    "export_slides",
+    "has_slides",
     "load_errors_figure",
     "load_spectrum_figure",
     "load_targets_figure",
@@ -26,6 +35,9 @@ __all__ = [
     "plan_html",
     "promql_figure",
     "red_figure",
+    "runbook_html",
+    "runbooks_html",
+    "scale_figure",
     "show",
     "show_figure",
     "tracker",
@@ -98,6 +110,39 @@ def check_table_text(rows: Iterable[Mapping[str, Any]], width: int = 90) -> str:
         subject = f"{row['subject']}: " if row.get("subject") else ""
         lines.append(f"{row['id']:<7} {STATUS_ICONS.get(status, '')} {status:<15} {row['title']}")
         lines.append(f"{'':<7} {'':<17} -> {(subject + observed)[:width]}")
+    return "\n".join(lines)
+
+
+_APP_COLUMNS = ("name", "sync", "health", "revision", "message", "failing")
+
+
+def _app_good(row: Mapping[str, Any]) -> bool:
+    return row.get("sync") == "Synced" and row.get("health") == "Healthy"
+
+
+def application_table_html(rows: Iterable[Mapping[str, Any]]) -> str:
+    """An HTML table of ArgoCD Applications: sync, health, revision, last message, failing."""
+    body = "".join(
+        f'<tr style="background:{_COLOURS["pass" if _app_good(row) else "fail"]}">'
+        + "".join(f"<td>{_cell(row.get(column, ''))}</td>" for column in _APP_COLUMNS)
+        + "</tr>"
+        for row in redact([dict(row) for row in rows])
+    )
+    head = "".join(f"<th>{column}</th>" for column in _APP_COLUMNS)
+    return f'{_CSS}<table class="labkit-table"><tr>{head}</tr>{body}</table>'
+
+
+def application_table_text(rows: Iterable[Mapping[str, Any]], width: int = 60) -> str:
+    """A plain-text table of ArgoCD Applications (redacted)."""
+    lines = [f"{'application':<22} {'sync':<10} {'health':<12} {'revision':<9} message"]
+    for row in redact([dict(row) for row in rows]):
+        message = re.sub(r"\s+", " ", str(row.get("message", "")))[:width]
+        lines.append(
+            f"{row.get('name', ''):<22} {row.get('sync', ''):<10} {row.get('health', ''):<12} "
+            f"{str(row.get('revision', ''))[:8]:<9} {message}"
+        )
+        if row.get("failing"):
+            lines.append(f"{'':<22} failing: {row['failing']}")
     return "\n".join(lines)
 
 
@@ -295,6 +340,17 @@ def _load_table_html(load: list[Mapping[str, Any]]) -> str:
     return f'<table class="labkit-table">{head}{"".join(body)}</table>'
 
 
+def _adr_html(run_dir: Path) -> str:
+    path = run_dir / "adr.md"
+    if not path.exists():
+        return ""
+    text = path.read_text(encoding="utf-8")
+    return (
+        '<h2>ADR from measured data</h2><p>Written to <a href="adr.md">adr.md</a>:</p>'
+        f'<pre style="white-space:pre-wrap">{_cell(text)}</pre>'
+    )
+
+
 def build_report(run_dir: Path) -> Path:
     """Write ``report.html`` for a run folder: one page, viewable offline, charts included."""
     import plotly.io as pio  # noqa: PLC0415
@@ -337,6 +393,10 @@ def build_report(run_dir: Path) -> Path:
 <tr><th>notebook</th><th>status</th><th>took</th><th>error</th></tr>{notebook_rows}</table>
 <h2>Checks</h2>{check_table_html(checks)}
 <h2>Load</h2>{_load_table_html(results.get("load", []))}
+<h2>Drills</h2>{drills_table_html(results.get("drills", []))}
+{_adr_html(run_dir)}
+<h2>Runbooks</h2>{runbooks_html(results.get("runbooks", []))}
+{_slides_links(run_dir)}
 <h2>Charts</h2>{"".join(charts) or "<p>No charts in this run.</p>"}
 <h2>Versions</h2><pre>{_cell(json.dumps(run.get("versions", {}), indent=1))}</pre>
 </body></html>
@@ -347,8 +407,19 @@ def build_report(run_dir: Path) -> Path:
 
 
 def _charts_dir() -> Path | None:
-    run = os.environ.get("LABKIT_RUN_DIR")
-    return Path(run) / "charts" if run else None
+    run = environment.run_dir()
+    return run / "charts" if run else None
+
+
+def _slides_links(run_dir: Path) -> str:
+    """Links to the run's static slideshows (``<notebook>.slides.html``), if any."""
+    slides = sorted(run_dir.glob("*.slides.html"))
+    if not slides:
+        return ""
+    links = "".join(
+        f'<li><a href="{_cell(path.name)}">{_cell(path.name)}</a></li>' for path in slides
+    )
+    return f"<h2>Slides</h2><p>Open offline in a browser (reveal.js inlined).</p><ul>{links}</ul>"
 
 
 def show_figure(figure: Any, name: str) -> Path | None:
@@ -572,3 +643,395 @@ def promql_figure(frame: Any, title: str, unit: str) -> Any:
     figure.update_yaxes(title_text=unit, rangemode="tozero")
     figure.update_layout(title=title, legend={"orientation": "h"})
     return figure
+
+
+# ============================================================================================
+# Drill figures and table (labkit.drills, issue 14). Inputs are results.json ``drills`` entries.
+# ============================================================================================
+
+
+def drill_timeline_figure(entry: Mapping[str, Any]) -> Any:
+    """Throughput, failed requests and P99 per bucket of one drill, the fault marked."""
+    import plotly.graph_objects as go  # noqa: PLC0415
+    from plotly.subplots import make_subplots  # noqa: PLC0415
+
+    rows = entry.get("timeline", [])
+    bucket = rows[1]["t_s"] - rows[0]["t_s"] if len(rows) > 1 else 1.0
+    times = [row["t_s"] for row in rows]
+    figure = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        subplot_titles=("answered and failed requests per second", "P99 latency"),
+    )
+    figure.add_trace(
+        go.Bar(
+            x=times, y=[row["ok"] / bucket for row in rows], name="ok / s", marker_color="#2ca02c"
+        ),
+        row=1,
+        col=1,
+    )
+    figure.add_trace(
+        go.Bar(
+            x=times,
+            y=[row["failed"] / bucket for row in rows],
+            name="failed / s",
+            marker_color="#d62728",
+        ),
+        row=1,
+        col=1,
+    )
+    figure.add_trace(
+        go.Scatter(
+            x=times, y=[row["p99_ms"] for row in rows], name="P99 ms", line={"color": "#1f77b4"}
+        ),
+        row=2,
+        col=1,
+    )
+    target = entry.get("measured", {}).get("p99_target_ms")
+    if target:
+        figure.add_hline(y=target, line_dash="dot", line_color="#555", row=2, col=1)
+    fault = entry.get("fault", {})
+    if "at_s" in fault:
+        figure.add_vline(x=fault["at_s"], line_dash="dash", line_color="#d62728")
+        figure.add_annotation(
+            x=fault["at_s"],
+            y=1.06,
+            yref="paper",
+            text="fault",
+            showarrow=False,
+            font={"color": "#d62728"},
+        )
+    promoted = entry.get("failover", {}).get("promoted_s")
+    if promoted is not None and "at_s" in fault:
+        figure.add_vline(x=fault["at_s"] + promoted, line_dash="dot", line_color="#9467bd")
+    figure.update_layout(
+        barmode="stack",
+        title=f"Drill {entry.get('scenario', '')}: {fault.get('action', '')}",
+        legend={"orientation": "h"},
+    )
+    figure.update_xaxes(
+        title_text="seconds from the start of the load (warm-up included)", row=2, col=1
+    )
+    figure.update_yaxes(title_text="requests / s", row=1, col=1, rangemode="tozero")
+    figure.update_yaxes(title_text="ms", row=2, col=1, rangemode="tozero", type="log")
+    return figure
+
+
+def _figure(value: Any) -> str:
+    return "—" if value is None else _cell(value)
+
+
+def drills_table_html(drills: list[Mapping[str, Any]]) -> str:
+    """One row per drill: fault, error window, recovery, writes lost, failover, restored."""
+    if not drills:
+        return "<p>No drills in this run.</p>"
+    head = (
+        "<tr><th>drill</th><th>status</th><th>fault</th><th>failed after the fault</th>"
+        "<th>error window s</th><th>first success s</th><th>P99 back under target s</th>"
+        "<th>writes acknowledged / lost</th><th>failover</th><th>restored</th></tr>"
+    )
+    body = []
+    for entry in drills:
+        measured = entry.get("measured", {})
+        writes = entry.get("writes", {})
+        verdicts = entry.get("verdicts", [])
+        held = all(verdict.get("ok") for verdict in verdicts)
+        status = entry.get("status", "")
+        if status == "done":
+            status = (
+                "✅ held"
+                if held
+                else "❌ " + ", ".join(str(v.get("what")) for v in verdicts if not v.get("ok"))
+            )
+        else:
+            status = f"{status}: {entry.get('reason', '')}"
+        if measured.get("saturated_before_fault"):
+            status += (
+                f" (the lab was saturated before the fault: P99 {measured.get('p99_before_ms')} "
+                "ms; the figures after it include that backlog)"
+            )
+        body.append(
+            f"<tr><td>{_cell(entry.get('scenario', ''))}</td><td>{_cell(status)}</td>"
+            f"<td>{_cell(entry.get('fault', {}).get('action', ''))}</td>"
+            f"<td>{_cell(measured.get('failed', ''))} "
+            f"{_cell(measured.get('failed_by_category', ''))}</td>"
+            f"<td>{_figure(measured.get('error_window_s'))}</td>"
+            f"<td>{_figure(measured.get('first_success_s'))}</td>"
+            f"<td>{_figure(measured.get('p99_recovered_s'))}</td>"
+            f"<td>{_cell(writes.get('acknowledged', ''))} / {_cell(writes.get('lost', ''))} "
+            f"{_cell(writes.get('lost_codes') or '')}</td>"
+            f"<td>{_cell(entry.get('failover', {}).get('summary', ''))}</td>"
+            f"<td>{_cell('; '.join(entry.get('restored', {}).get('actions', [])))} "
+            f"{_cell(entry.get('restored', {}).get('checks', ''))}</td></tr>"
+        )
+    return f'<table class="labkit-table">{head}{"".join(body)}</table>'
+
+
+# ============================================================================================
+# Runbooks, doctor and the demo's figures (notebook 07). Inputs are plain dicts: the
+# results.json ``runbooks`` entries, doctor.json, and the architecture's boxes and edges.
+# ============================================================================================
+
+_RUNBOOK_STATES = {
+    "pass": "#d9f2d9",
+    "fail": "#f8d0d0",
+    "skip": "#eeeeee",
+    "planned": "#fff3c4",
+}
+
+
+def _rows_html(rows: Sequence[Mapping[str, Any]]) -> str:
+    if not rows:
+        return ""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    head = "".join(f"<th>{_cell(column)}</th>" for column in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_cell(row.get(column, ''))}</td>" for column in columns) + "</tr>"
+        for row in rows
+    )
+    return f'<table class="labkit-table"><tr>{head}</tr>{body}</table>'
+
+
+def runbook_html(outcome: Mapping[str, Any]) -> str:
+    """One runbook's outcome: status and summary, its steps (command, what was seen), measures."""
+    outcome = redact(dict(outcome))
+    status = str(outcome.get("status", ""))
+    steps = [
+        {
+            "step": row.get("step", ""),
+            "state": row.get("state", ""),
+            "command": row.get("command", ""),
+            "seen": row.get("seen", ""),
+            "took s": row.get("took_s", ""),
+        }
+        for row in outcome.get("steps", [])
+    ]
+    icon = STATUS_ICONS.get(status, "📝" if status == "planned" else "")
+    return (
+        f'{_CSS}<div><p style="background:{_RUNBOOK_STATES.get(status, "#fff")};padding:4px">'
+        f"<b>{_cell(outcome.get('title', ''))}</b> ({_cell(outcome.get('runbook', ''))}, "
+        f"{_cell(outcome.get('doc', ''))}): {icon} <b>{_cell(status)}</b> — "
+        f"{_cell(outcome.get('summary', ''))}</p>"
+        f"{_rows_html(steps)}{_rows_html(list(outcome.get('measured', [])))}</div>"
+    )
+
+
+def runbooks_html(outcomes: list[Mapping[str, Any]]) -> str:
+    """The report's runbooks section: each outcome, or a sentence when none ran."""
+    if not outcomes:
+        return "<p>No runbooks in this run.</p>"
+    return "".join(runbook_html(outcome) for outcome in outcomes)
+
+
+def doctor_html(report: Mapping[str, Any]) -> str:
+    """doctor's evidence: findings, component status, recent errors, data-plane facts."""
+    report = redact(dict(report))
+    findings = report.get("findings", [])
+    listed = "".join(f"<li>{_cell(item)}</li>" for item in findings) or "<li>no findings</li>"
+    components = [
+        {
+            "component": entry.get("name", ""),
+            "role": entry.get("role", ""),
+            "address": entry.get("address", ""),
+            "healthy": entry.get("healthy", ""),
+            "detail": entry.get("detail", ""),
+        }
+        for entry in report.get("components", [])
+    ]
+    errors = [
+        {"component": name, "recent lines": len(lines), "last": lines[-1] if lines else ""}
+        for name, lines in report.get("errors", {}).items()
+    ]
+    plane = [
+        {"source": name, "facts": json.dumps(facts, default=str)}
+        for name, facts in report.get("data_plane", {}).items()
+    ]
+    skipped = "".join(f"<p>skipped: {_cell(reason)}</p>" for reason in report.get("skipped", []))
+    where = f"<p>evidence in {_cell(report['folder'])}</p>" if report.get("folder") else ""
+    return (
+        f"{_CSS}<p><b>doctor</b>: lab {_cell(report.get('lab', ''))} at "
+        f"{_cell(report.get('at', ''))}</p><ul>{listed}</ul>{_rows_html(components)}"
+        f"{_rows_html(errors)}{_rows_html(plane)}{skipped}{where}"
+    )
+
+
+def cache_flush_figure(series: Mapping[str, Any], threshold: float | None = None) -> Any:
+    """Hit ratio per sampling interval around the flush (t = 0), requests per interval beneath."""
+    import plotly.graph_objects as go  # noqa: PLC0415
+    from plotly.subplots import make_subplots  # noqa: PLC0415
+
+    rows = list(series.get("hit_ratio", []))
+    figure = make_subplots(
+        rows=2, cols=1, shared_xaxes=True, subplot_titles=("hit ratio", "requests per interval")
+    )
+    times = [row["t_s"] for row in rows]
+    figure.add_trace(
+        go.Scatter(
+            x=times,
+            y=[row["hit_ratio"] for row in rows],
+            mode="lines+markers",
+            name="hit ratio",
+            line={"shape": "hv"},
+        ),
+        row=1,
+        col=1,
+    )
+    figure.add_trace(
+        go.Bar(x=times, y=[row["requests"] for row in rows], name="requests"), row=2, col=1
+    )
+    figure.add_vline(x=0, line_dash="dash", annotation_text="flush")
+    if threshold is not None:
+        figure.add_hline(y=threshold, line_dash="dot", row=1, col=1, annotation_text="recovered")
+    figure.update_yaxes(range=[0, 1.05], row=1, col=1)
+    figure.update_xaxes(title_text="seconds from the flush", row=2, col=1)
+    figure.update_layout(title="Redirect cache flushed under load", showlegend=False)
+    return figure
+
+
+def scale_figure(measured: Sequence[Mapping[str, Any]]) -> Any:
+    """Throughput and p99 at each worker count the scale runbook measured."""
+    import plotly.graph_objects as go  # noqa: PLC0415
+    from plotly.subplots import make_subplots  # noqa: PLC0415
+
+    labels = [f"{row['when']}: {row['workers']} worker(s)" for row in measured]
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("answered / s", "p99 ms"))
+    figure.add_trace(go.Bar(x=labels, y=[row["achieved_rps"] for row in measured]), row=1, col=1)
+    figure.add_trace(go.Bar(x=labels, y=[row["p99_ms"] for row in measured]), row=1, col=2)
+    offered = measured[0]["target_rps"] if measured else 0
+    figure.update_layout(title=f"Scaling at {offered}/s offered", showlegend=False)
+    return figure
+
+
+_GROUP_COLOURS = {
+    "client": "#dfe7fd",
+    "edge": "#fde2cf",
+    "app": "#d9f2d9",
+    "cache": "#f8d0d0",
+    "database": "#e3d7f5",
+    "node": "#eeeeee",
+    "observe": "#fff3c4",
+}
+
+
+def architecture_figure(diagram: Mapping[str, Any]) -> Any:
+    """Boxes and arrows (``boxes``: id, label, x, y, group; ``edges``: from, to, label)."""
+    import plotly.graph_objects as go  # noqa: PLC0415
+
+    boxes = {box["id"]: box for box in diagram.get("boxes", [])}
+    figure = go.Figure()
+    for edge in diagram.get("edges", []):
+        start, end = boxes[edge["from"]], boxes[edge["to"]]
+        figure.add_annotation(
+            x=end["x"],
+            y=end["y"],
+            ax=start["x"],
+            ay=start["y"],
+            xref="x",
+            yref="y",
+            axref="x",
+            ayref="y",
+            showarrow=True,
+            arrowhead=3,
+            arrowwidth=1.5,
+            standoff=28,
+            startstandoff=28,
+            text="",
+        )
+        if edge.get("label"):
+            figure.add_annotation(
+                x=(start["x"] + end["x"]) / 2,
+                y=(start["y"] + end["y"]) / 2,
+                text=f"<i>{html.escape(str(edge['label']))}</i>",
+                showarrow=False,
+                font={"size": 10, "color": "#555"},
+                bgcolor="rgba(255,255,255,0.8)",
+            )
+    for box in boxes.values():
+        figure.add_annotation(
+            x=box["x"],
+            y=box["y"],
+            text=html.escape(str(box["label"])).replace("\n", "<br>"),
+            showarrow=False,
+            bordercolor="#666",
+            borderwidth=1,
+            borderpad=8,
+            bgcolor=_GROUP_COLOURS.get(str(box.get("group")), "#ffffff"),
+            font={"size": 12},
+        )
+    xs = [box["x"] for box in boxes.values()] or [0]
+    ys = [box["y"] for box in boxes.values()] or [0]
+    figure.update_xaxes(visible=False, range=[min(xs) - 0.8, max(xs) + 0.8])
+    figure.update_yaxes(visible=False, range=[min(ys) - 0.8, max(ys) + 0.8])
+    figure.update_layout(
+        title=str(diagram.get("title", "Architecture")),
+        plot_bgcolor="white",
+        height=460,
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+    )
+    return figure
+
+
+# ============================================================================================
+# Static slideshows: an executed notebook whose cells carry slideshow metadata becomes one
+# self-contained reveal.js page (``<notebook>.slides.html``) that opens offline.
+# ============================================================================================
+
+_SLIDES_TEMPLATES = Path(__file__).resolve().parent / "data" / "nbconvert"
+_IMPORT = re.compile(r"@import\s+url\([^)]*\)\s*;?")
+# A script fetched from the network (plotly's notebook output asks a CDN for MathJax, which
+# no cell here needs): dropped, so that the page makes no request when it is opened.
+_REMOTE_SCRIPT = re.compile(r"<script\b[^>]*\bsrc=\"https?://[^\"]*\"[^>]*>\s*</script>", re.I)
+
+
+def _reveal_assets() -> dict[str, str]:
+    """reveal.js's script, styles and notes plugin, read from the sphinx-revealjs package."""
+    import importlib.util  # noqa: PLC0415
+
+    spec = importlib.util.find_spec("sphinx_revealjs")  # its files only; never imported
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "reveal.js's files come from the sphinx-revealjs package, which is not installed: "
+            "run `make .venv/.installed`"
+        )
+    root = Path(next(iter(spec.submodule_search_locations))) / "_static" / "revealjs"
+
+    def read(relative: str, script: bool) -> str:
+        text = (root / relative).read_text(encoding="utf-8")
+        # Inline text must not end its own element early; a font @import would be fetched.
+        return text.replace("</script", "<\\/script") if script else _IMPORT.sub("", text)
+
+    return {
+        "js": read("dist/reveal.js", True),
+        "notes": read("plugin/notes/notes.js", True),
+        "css": read("dist/reveal.css", False),
+        "theme": read("dist/theme/white.css", False),
+    }
+
+
+def has_slides(notebook: Mapping[str, Any]) -> bool:
+    """True when some cell of the notebook (nbformat JSON) carries a slide type."""
+    return any(
+        cell.get("metadata", {}).get("slideshow", {}).get("slide_type")
+        for cell in notebook.get("cells", [])
+    )
+
+
+def export_slides(notebook: Path) -> Path:
+    """Write ``<notebook>.slides.html`` beside an executed notebook: reveal.js, all inlined."""
+    import nbformat  # noqa: PLC0415
+    from nbconvert import SlidesExporter  # noqa: PLC0415
+
+    node = nbformat.read(notebook, as_version=4)  # type: ignore[no-untyped-call]
+    for cell in node.cells:  # parameters (the notebook's and papermill's) are not slides
+        if {"parameters", "injected-parameters"} & set(cell.metadata.get("tags", [])):
+            cell.metadata["slideshow"] = {"slide_type": "skip"}
+    exporter = SlidesExporter(  # type: ignore[no-untyped-call]
+        template_name="labkit-slides", extra_template_basedirs=[str(_SLIDES_TEMPLATES)]
+    )
+    body, _ = exporter.from_notebook_node(
+        node, resources={"labkit_reveal": _reveal_assets(), "metadata": {"name": notebook.stem}}
+    )
+    target = notebook.with_name(f"{notebook.stem}.slides.html")
+    target.write_text(redact(_REMOTE_SCRIPT.sub("", body)), encoding="utf-8")
+    return target

@@ -8,8 +8,17 @@ Schema ``labkit.results/1``::
       "checks": [ {id, title, step, status, expected, observed, evidence,
                    duration_s, subject, at} ... ],
       "load":   [ load results (labkit.load's schema: target_rps, achieved_rps, latency_ms ...) ],
-      "drills": [ drill results ],
-      "plans":  [ {node, step, change, argv, applied, exit_code} ... ]
+      "drills": [ {kind: "drill", scenario, what, lab, status (done|skip), reason,
+                   rate_rps, duration_s, fault: {action, at_s}, measured: {requests,
+                   failed, failed_by_category, error_window_s, first_failure_s,
+                   last_failure_s, first_success_s, p99_recovered_s, p99_target_ms,
+                   p99_before_ms, p99_after_ms}, timeline: [{t_s, requests, ok, failed,
+                   p99_ms}], writes: {acknowledged, lost, lost_codes, lost_after_restore},
+                   failover: {summary, ... the components' own times}, restored: {ok,
+                   actions, checks, problems}, verdicts: [{what, expected, measured, ok}],
+                   load: {achieved_rps, requests, errors, generator_limited}} ... ],
+      "plans":  [ {node, step, change, argv, applied, exit_code} ... ],
+      "runbooks": [ {runbook, title, lab, status, summary, doc, steps, measured, series} ... ]
     }
 
 Notebooks executed by ``labkit run`` add to it through ``record``: the runner
@@ -23,12 +32,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
+from labkit.environment import notebook_name, run_dir
 from labkit.secrets import redact
 
 __all__ = [
@@ -84,8 +93,8 @@ class Result:
         return cls(**{**data, "status": Status(data["status"])})
 
 
-Kind = Literal["checks", "load", "drills", "plans"]
-KINDS: tuple[Kind, ...] = ("checks", "load", "drills", "plans")
+Kind = Literal["checks", "load", "drills", "plans", "runbooks"]
+KINDS: tuple[Kind, ...] = ("checks", "load", "drills", "plans", "runbooks")
 # What a check needs to be counted and shown: Result's fields without a default.
 _CHECK_FIELDS = tuple(
     f.name for f in fields(Result) if f.default is MISSING and f.default_factory is MISSING
@@ -93,18 +102,12 @@ _CHECK_FIELDS = tuple(
 _STATUSES = tuple(str(status) for status in Status)
 
 
-def run_dir() -> Path | None:
-    """The run folder when executing under ``labkit run``, else None (interactive use)."""
-    value = os.environ.get("LABKIT_RUN_DIR")
-    return Path(value) if value else None
-
-
 def record(kind: Kind, items: list[dict[str, Any]]) -> Path | None:
     """Append ``items`` to this run's records; a no-op outside ``labkit run``. Returns the file."""
     folder = run_dir()
     if folder is None:
         return None
-    notebook = os.environ.get("LABKIT_NOTEBOOK", "interactive")
+    notebook = notebook_name()
     path = folder / "records" / f"{notebook}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as handle:

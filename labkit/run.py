@@ -5,7 +5,7 @@ notebook), ``results.json`` (see labkit.results), the executed notebooks,
 ``report.html``, ``charts/`` and ``logs/``. A failing cell, a timeout, a dead
 kernel, a record that cannot be read or a Ctrl-C is recorded and the report is still
 written; the run folder is scrubbed of secrets however the run ends. Exit status: 0
-every check passed or skipped, 1 a check failed, 2 the run itself broke (a Ctrl-C is
+every check passed or skipped, 1 a check or a runbook failed, 2 the run itself broke (a Ctrl-C is
 re-raised once the run is recorded).
 """
 
@@ -28,10 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from labkit.checks import Result, Results
+from labkit.environment import for_notebook, notebook_cells, notebook_name
 from labkit.errors import ConfigError, LabkitError
 from labkit.params import Lab, load_lab
 from labkit.results import collect, write_results
-from labkit.secrets import SPOOL, RedactingFilter, redact, register_spooled
+from labkit.secrets import RedactingFilter, redact, register_spooled
 
 __all__ = ["REPOSITORY", "RunOutcome", "available_notebooks", "run_labbook"]
 
@@ -148,8 +149,8 @@ class _CellProgress(logging.Filter):
         message = record.getMessage()
         if not message.startswith("Executing Cell"):
             return False
-        notebook = os.environ.get("LABKIT_NOTEBOOK", "")
-        total = os.environ.get("LABKIT_NOTEBOOK_CELLS", "?")
+        notebook = notebook_name("")
+        total = notebook_cells()
         record.msg = f"[labkit run]   {notebook}: cell {message.split()[2].strip('-')}/{total}"
         record.args = None
         return True
@@ -217,12 +218,9 @@ def _execute(
         "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     environment = {
-        "LABKIT_RUN_DIR": str(run_dir),
-        "LABKIT_NOTEBOOK": notebook.stem,
-        "LABKIT_NOTEBOOK_CELLS": str(_cell_count(notebook) + 1),  # papermill adds its own cell
+        # papermill adds a cell of its own to the notebook's
+        **for_notebook(run_dir, notebook, _cell_count(notebook) + 1, spool),
         "PLOTLY_RENDERER": "plotly_mimetype+notebook",
-        "LABKIT_PARAMS_OVERRIDE": "",  # the run's params, never a leftover test override
-        SPOOL: str(spool),  # the kernel's only: the runner reading it must not write it back
     }
     print(f"[labkit run] {notebook.name}: running", file=sys.stderr, flush=True)
     try:
@@ -402,6 +400,7 @@ def _finish(
     faults: list[str],
 ) -> RunOutcome:
     """Write results.json, run.json and report.html from what the notebooks recorded."""
+    from labkit.adr import write_adr  # noqa: PLC0415
     from labkit.report import build_report  # noqa: PLC0415 - report imports plotly
 
     records = collect(run_dir)
@@ -411,6 +410,16 @@ def _finish(
     checks = Results(Result.from_dict(_check_fields(item)) for item in records.by_kind["checks"])
     broken = bool(faults) or any(entry["status"] != "ok" for entry in entries)
     exit_code = 2 if broken else checks.exit_code
+    # A runbook that ran and failed its measure (a restore unequal to its backup) fails the
+    # run like a failing check does.
+    failed_runbooks = [
+        f"runbook {item.get('runbook')} failed: {item.get('summary')}"
+        for item in records.by_kind["runbooks"]
+        if item.get("status") == "fail"
+    ]
+    if failed_runbooks and exit_code == 0:
+        exit_code = 1
+    notes = notes + failed_runbooks
     status = {0: "passed", 1: "failed", 2: "broken"}[exit_code]
     write_results(
         run_dir / "results.json",
@@ -420,6 +429,7 @@ def _finish(
         load=records.by_kind["load"],
         drills=records.by_kind["drills"],
         plans=records.by_kind["plans"],
+        runbooks=records.by_kind["runbooks"],
     )
     run_info = {
         "run_id": run_id,
@@ -438,10 +448,11 @@ def _finish(
         },
         "notebooks": entries,
         "checks": checks.counts(),
-        "notes": notes + faults,
+        "notes": notes + faults + _export_slides(run_dir, entries),
     }
     (run_dir / "run.json").write_text(json.dumps(redact(run_info), indent=2) + "\n")
     try:
+        write_adr(run_dir)
         build_report(run_dir)
     except Exception as exc:
         (run_dir / "report.html").write_text(
@@ -450,6 +461,28 @@ def _finish(
         )
         exit_code, status = 2, "broken"
     return RunOutcome(run_dir, status, exit_code)
+
+
+def _export_slides(run_dir: Path, entries: list[dict[str, Any]]) -> list[str]:
+    """Static slideshows of the executed notebooks that have slides; returns notes for run.json.
+
+    A slideshow that cannot be made is a note, not a broken run: the run's results stand.
+    """
+    from labkit.report import export_slides, has_slides  # noqa: PLC0415
+
+    notes = []
+    for entry in entries:
+        executed = run_dir / entry["output"]
+        try:
+            if not has_slides(json.loads(executed.read_text(encoding="utf-8"))):
+                continue
+            made = export_slides(executed)
+        except (OSError, ValueError) as exc:
+            notes.append(f"slides of {entry['notebook']} not exported: {exc}")
+            log.error("slides of %s: %s", entry["notebook"], exc)
+            continue
+        notes.append(f"slides: {made.name} (opens offline)")
+    return notes
 
 
 def _check_fields(item: dict[str, Any]) -> dict[str, Any]:

@@ -18,11 +18,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from labkit.environment import secret_spool
 from labkit.errors import ConfigError
 
 __all__ = [
     "MASK",
-    "SPOOL",
     "RedactingFilter",
     "Secret",
     "SecretRef",
@@ -140,9 +140,6 @@ def resolve(ref: SecretRef, base_dir: Path | None = None) -> Secret:
     )
 
 
-SPOOL = "LABKIT_SECRET_SPOOL"
-
-
 def register(value: str) -> None:
     """Mask ``value`` wherever labkit writes from now on.
 
@@ -156,7 +153,7 @@ def register(value: str) -> None:
         new = value not in _values
         _values.add(value)
         _forms.update(written_forms(value))
-    spool = os.environ.get(SPOOL)
+    spool = secret_spool()
     if new and spool:
         descriptor = os.open(spool, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         with os.fdopen(descriptor, "a", encoding="utf-8") as handle:

@@ -31,6 +31,7 @@ __all__ = [
     "Endpoint",
     "PostgresConnection",
     "RedisClient",
+    "Subscription",
     "lab_postgres",
     "lab_redis",
     "lab_redis_master",
@@ -239,3 +240,38 @@ def lab_redis_master(
     else:
         master = Endpoint(lab.redis.host, lab.redis.port)
     return lab_redis(lab, reach(master) if reach else master, timeout_s=timeout_s)
+
+
+class Subscription:
+    """Messages on pub/sub channels of one Redis or Sentinel (a Sentinel's ``+switch-master``)."""
+
+    def __init__(self, client: RedisClient, channels: Sequence[str]) -> None:
+        self.client = client
+        self.pubsub = client.pubsub()
+        try:
+            self.pubsub.subscribe(*channels)
+        except (redis.RedisError, OSError) as exc:
+            raise ConnectError(
+                f"redis {client.endpoint}: SUBSCRIBE failed: {type(exc).__name__}: "
+                f"{_last_line(exc)}"
+            ) from exc
+
+    def next(self, timeout_s: float) -> tuple[str, str] | None:
+        """The next ``(channel, data)`` within ``timeout_s``, or None; ConnectError when lost."""
+        try:
+            message = self.pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout_s)
+        except (redis.RedisError, OSError) as exc:
+            raise ConnectError(
+                f"redis {self.client.endpoint}: subscription lost: {_last_line(exc)}"
+            ) from exc
+        if not message or message.get("type") != "message":
+            return None
+        return str(message["channel"]), str(message["data"])
+
+    def close(self) -> None:
+        """Unsubscribe and close both connections (errors on the way out do not matter)."""
+        for closer in (self.pubsub.close, self.client.close):
+            try:
+                closer()
+            except (redis.RedisError, OSError):
+                continue

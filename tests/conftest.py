@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from labkit.params import Lab, load_lab
+from labkit.routes import route_to
 from labkit.sandbox import Sandbox
 
 _SANDBOXES = itertools.count()
@@ -161,6 +162,16 @@ def _guarded(connect: Callable[..., Any]) -> Callable[..., Any]:
                     f"a test tried to connect to {address[0]}: tests talk only to loopback "
                     "and to namespaces they created"
                 )
+            if not host.is_loopback:
+                # A namespace's address is real only while its link carries it: refuse one
+                # the kernel would send through a gateway (a sandbox that is down).
+                route = route_to(str(host))
+                if route is None or route.gateway is not None:
+                    raise AssertionError(
+                        f"a test tried to connect to {address[0]}, which this machine would "
+                        f"route {f'via {route.gateway} dev {route.device}' if route else 'nowhere'}"
+                        ": its namespace is not up"
+                    )
         return connect(sock, address, *args)
 
     return guard

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -11,6 +13,8 @@ import pytest
 
 import labkit.run
 from labkit.cli import main
+from labkit.errors import CheckFailed, CommandError, ConnectError, LabkitError
+from labkit.hosts import CommandTimeout, GroupError
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 
@@ -96,3 +100,87 @@ def test_cell_timeout_reaches_the_runner(
 ) -> None:
     assert main(["run", "--params", "params/local.yaml", *argv]) == 0
     assert [call["cell_timeout_s"] for call in run_calls] == [seconds]
+
+
+def test_a_remote_command_failing_during_sandbox_up_exits_2(tmp_path: Path) -> None:
+    """initdb really fails (its data directory is a file): the CLI exits 2, not initdb's 1."""
+    from labkit.params import load_lab
+    from labkit.sandbox import Sandbox
+    from tests.conftest import write_sandbox_params
+
+    params = write_sandbox_params(tmp_path, "exit-status")
+    lab = load_lab(params)
+    sandbox = Sandbox(lab)
+    data = sandbox.state_dir / "postgres" / "primary"
+    data.parent.mkdir(parents=True, mode=0o700)
+    data.touch()  # where initdb must make a directory
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "labkit.cli", "sandbox", "up", "--params", str(params)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=REPOSITORY,
+            check=False,
+        )
+    finally:
+        sandbox.down()
+    assert "initdb" in done.stderr and "exited 1" in done.stderr, done.stderr[-2000:]
+    assert "Not a directory" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (CommandError("k3s-node-01", ["false"], 1, ""), 2),
+        (CommandError("k3s-node-01", ["ssh-keygen"], 255, ""), 2),
+        (CommandTimeout("k3s-node-01", ["sleep", "9"], -1, "", "no exit after 1s"), 2),
+        (GroupError(["true"], {"k3s-node-01": CommandError("k3s-node-01", ["x"], 7, "")}), 2),
+        (GroupError(["true"], {"k3s-node-01": ConnectError("k3s-node-01: refused")}), 2),
+        (CheckFailed("1.1.1 failed"), 1),
+    ],
+)
+def test_the_command_line_exits_only_with_documented_statuses(
+    error: LabkitError, status: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(**arguments: object) -> int:
+        raise error
+
+    monkeypatch.setattr(labkit.run, "run_labbook", broken)
+    assert main(["run", "--params", "params/local.yaml"]) == status
+
+
+def test_a_command_error_keeps_the_remote_status_apart() -> None:
+    error = CommandError("k3s-node-01", ["false"], 255, "boom")
+    assert (error.remote_status, error.exit_code) == (255, 2)
+    group = GroupError(["x"], {"k3s-node-01": error, "k3s-node-02": ConnectError("refused")})
+    assert (group.remote_status, group.exit_code) == (255, 2)
+    assert GroupError(["x"], {"k3s-node-02": ConnectError("refused")}).remote_status is None
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        ([], "typed confirmation 'homelab'"),
+        (["--apply", "--confirm", "homelab"], "cluster layer"),
+    ],
+)
+def test_a_drill_on_the_homelab_is_a_skip_written_to_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], reason: str
+) -> None:
+    target = tmp_path / "drill.json"
+    params = str(REPOSITORY / "params" / "homelab.yaml")
+    argv = ["drill", "--params", params, "--scenario", "redis-master", "--json", str(target)]
+    assert main([*argv, *extra]) == 0
+    assert "SKIP" in capsys.readouterr().out
+    (drill,) = json.loads(target.read_text())["drills"]
+    assert drill["status"] == "skip" and reason in drill["reason"]
+
+
+def test_an_unknown_drill_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    params = str(REPOSITORY / "params" / "local.yaml")
+    with pytest.raises(SystemExit):
+        main(["drill", "--params", params, "--scenario", "disk-full"])
+    assert "invalid choice" in capsys.readouterr().err

@@ -144,7 +144,8 @@ def test_failing_command_raises_with_node_command_exit_and_stderr(lab: Lab) -> N
     assert "ls /no/such/dir" in message
     assert "exited 2" in message
     assert "No such file or directory" in message
-    assert caught.value.exit_code == 2
+    assert caught.value.remote_status == 2
+    assert caught.value.exit_code == 2  # the command line's status: labkit's, not ls's
 
 
 def test_sudo_when_params_say_so_and_not_otherwise(lab: Lab) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from labkit.cli import main
-from labkit.errors import ConfigError, NotAllowed
+from labkit.errors import ConfigError, LabkitError, NotAllowed, SandboxDown
 from labkit.params import address_allowed, load_lab, load_layers
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -167,23 +167,31 @@ def test_duplicate_key_beside_a_merge_key_is_still_an_error(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize(
-    ("address", "allowed"),
+    ("address", "allowed", "refusal"),
     [
-        ("127.0.0.1", True),
-        ("10.77.0.13", True),
-        ("10.77.1.13", False),
-        ("8.8.8.8", False),
-        ("example.org", False),
+        ("127.0.0.1", True, None),
+        # Allowed, but a sandbox address: contacted only while the sandbox's bridge carries it.
+        ("10.77.0.13", True, SandboxDown),
+        ("10.77.1.13", False, NotAllowed),
+        ("8.8.8.8", False, NotAllowed),
+        ("example.org", False, NotAllowed),
     ],
 )
-def test_allow_list(address: str, allowed: bool) -> None:
+def test_allow_list(address: str, allowed: bool, refusal: type[LabkitError] | None) -> None:
     lab = load_lab(REPOSITORY / "params" / "local.yaml")
+    assert lab.sandbox is not None
+    # A bridge that does not exist: the sandbox of this lab is down, whatever runs here.
+    lab = lab.model_copy(update={"sandbox": lab.sandbox.model_copy(update={"bridge": "lkt-none"})})
     assert address_allowed(address, lab.allow_list) is allowed
-    if allowed:
+    if refusal is None:
         lab.require_allowed(address)
+        return
+    with pytest.raises(refusal) as caught:
+        lab.require_allowed(address)
+    if refusal is NotAllowed:
+        assert f"{address} is not in lab sandbox's allow_list" in str(caught.value)
     else:
-        with pytest.raises(NotAllowed, match=f"{address} is not in lab sandbox's allow_list"):
-            lab.require_allowed(address)
+        assert "the sandbox is not running: `labkit sandbox up`" in str(caught.value)
 
 
 def test_no_params_is_a_config_error() -> None:

@@ -218,8 +218,8 @@ def test_the_plan_shows_what_a_changing_step_cannot_do(tmp_path: Path) -> None:
     assert any(item["step"] == "swap" for item in result.cannot()["k3s-node-01"])
 
 
-@pytest.mark.parametrize(
-    ("given", "key"), [(1, "1"), ("1", "1"), ("1.5", "1.5"), (" 2 ", "2"), (None, None)]
+@pytest.mark.parametrize(  # "1.5" plans the cluster: tests/cluster/test_gitops.py
+    ("given", "key"), [(1, "1"), ("1", "1"), ("1.2", "1.2"), (" 2 ", "2"), (None, None)]
 )
 def test_a_plan_knows_its_phase(tmp_path: Path, given: int | str | None, key: str | None) -> None:
     result = plan.diff(lab_of(tmp_path), nodes(), phase=given)

@@ -103,4 +103,5 @@ def test_write_results_masks_secrets(tmp_path: Path) -> None:
         "load",
         "drills",
         "plans",
+        "runbooks",
     }

@@ -352,3 +352,39 @@ def test_bad_params_exit_2_before_anything_runs(
     assert code == 2
     assert "redis.maxmemroy: unknown key" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_notebook_with_slides_gets_an_offline_slideshow(workspace: Path) -> None:
+    path = workspace / "notebooks" / "07-slides.ipynb"
+    _notebook(path, "print('on a slide')")
+    notebook = nbformat.read(path, as_version=4)
+    notebook.cells[1].metadata["slideshow"] = {"slide_type": "slide"}
+    nbformat.write(notebook, path)
+    run_dir = _run(workspace, notebooks=["00", "07"])
+    slides = run_dir / "07-slides.slides.html"
+    assert slides.is_file() and not (run_dir / "00-preflight.slides.html").exists()
+    page = slides.read_text()
+    assert "on a slide" in page and external_fetches(page) == []
+    run = json.loads((run_dir / "run.json").read_text())
+    assert "slides: 07-slides.slides.html (opens offline)" in run["notes"]
+    assert 'href="07-slides.slides.html"' in (run_dir / "report.html").read_text()
+
+
+def test_a_failed_runbook_fails_the_run(workspace: Path) -> None:
+    record = (
+        "from labkit.results import record\n"
+        "record('runbooks', [{'runbook': 'backup-restore', 'status': 'fail', "
+        "'summary': 'the restore differs'}])"
+    )
+    _notebook(workspace / "notebooks" / "07-ops.ipynb", record)
+    outcome = run_labbook(
+        [workspace / "lab.yaml"],
+        notebooks=["07"],
+        out=workspace / "out",
+        notebooks_dir=workspace / "notebooks",
+    )
+    assert outcome.exit_code == 1 and outcome.status == "failed"
+    run = json.loads((outcome.run_dir / "run.json").read_text())
+    assert "runbook backup-restore failed: the restore differs" in run["notes"]
+    results = json.loads((outcome.run_dir / "results.json").read_text())
+    assert results["runbooks"][0]["status"] == "fail"

@@ -18,3 +18,9 @@ def test_loopback_is_allowed() -> None:
         server.listen()
         with socket.create_connection(server.getsockname(), timeout=5):
             pass
+
+
+def test_a_test_network_address_is_stopped_while_no_link_of_ours_carries_it() -> None:
+    # 10.79.255.0/24 belongs to no test: the kernel would send it through the default route.
+    with socket.socket() as sock, pytest.raises(AssertionError, match="its namespace is not up"):
+        sock.connect(("10.79.255.9", 22))

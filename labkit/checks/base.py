@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labkit.errors import LabkitError
 from labkit.params import Lab
@@ -17,7 +17,18 @@ from labkit.results import Result, Status
 from labkit.roadmap import item
 from labkit.secrets import redact
 
-__all__ = ["Context", "Outcome", "Result", "Status", "implementations", "implements"]
+__all__ = [
+    "Context",
+    "Outcome",
+    "Result",
+    "Status",
+    "cluster_for",
+    "implementations",
+    "implements",
+]
+
+if TYPE_CHECKING:
+    from labkit.cluster.client import Cluster
 
 _log = logging.getLogger("labkit.checks")
 
@@ -102,3 +113,11 @@ class Context:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def cluster_for(context: Context) -> Cluster:
+    """The lab's Cluster for this check run: opened on first use, closed with the context."""
+    from labkit.cluster.client import Cluster  # noqa: PLC0415 - the kubernetes client on demand
+
+    opened: Cluster = context.resource("cluster", lambda: Cluster.open(context.lab), Cluster.close)
+    return opened

@@ -37,7 +37,8 @@ def plan(
     """The runs that ``run`` would make: scenario, rate, durations, requests (a DataFrame)."""
     import pandas as pd  # noqa: PLC0415
 
-    rates = rates or [float(rate) for rate in lab.targets.rate_steps]
+    ladder = lab.targets.ladder if rates is None else None
+    rates = rates or (ladder.rates() if ladder else [float(r) for r in lab.targets.rate_steps])
     duration = duration_s if duration_s is not None else lab.targets.step_duration_s
     warmup = warmup_s if warmup_s is not None else lab.targets.warmup_s
     rows = [
@@ -49,6 +50,7 @@ def plan(
             "measured s": duration,
             "requests": round(rate * (warmup + duration)),
             "target": lab.shlink.base_url,
+            "ladder": "climbs until targets break" if ladder else "fixed",
         }
         for name in scenarios or list(SCENARIOS)
         for rate in rates

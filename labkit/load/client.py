@@ -33,7 +33,14 @@ from typing import Any, cast
 
 import httptools
 
-__all__ = ["SAMPLE_FIELDS", "STATUS_SPAN", "Failed", "Pool", "is_parse_error", "quiet_parse_errors"]
+__all__ = [
+    "SAMPLE_FIELDS",
+    "STATUS_SPAN",
+    "Failed",
+    "Pool",
+    "is_parse_error",
+    "quiet_parse_errors",
+]
 
 # Five ints per response in Pool.samples: operation code * STATUS_SPAN + status, then
 # intended, dispatched, written and done (ns). Status codes have three digits.
@@ -195,6 +202,39 @@ class _Connection(asyncio.Protocol):
             )
 
 
+class _BodyConnection(_Connection):
+    """A connection that also keeps the response bodies of the pool's ``capture`` operations.
+
+    Only a traced run (a drill) uses it: the parser calls ``on_body`` only when the
+    protocol has one, so ordinary runs pay nothing for it.
+    """
+
+    __slots__ = ("body",)
+
+    def __init__(self, pool: Pool) -> None:
+        self.body: list[bytes] = []
+        super().__init__(pool)
+
+    def on_body(self, body: bytes) -> None:
+        """httptools callback: a piece of the response body."""
+        if self.operation in self.pool.capture:
+            self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        """Keep ``(operation key, intended, status, body)`` of a captured response, then go on."""
+        if self.written and self.operation in self.pool.capture:
+            self.pool.bodies.append(
+                (
+                    self.operation,
+                    self.intended,
+                    self.parser.get_status_code(),
+                    b"".join(self.body),
+                )
+            )
+        self.body.clear()
+        super().on_message_complete()
+
+
 def _not_connected(raw: bytes) -> None:
     raise ConnectionError("labkit load: write on a connection that is not open yet")
 
@@ -210,6 +250,7 @@ class Pool:
         on_error: Failed,
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 10.0,
+        capture: frozenset[int] = frozenset(),
     ) -> None:
         self.host = host
         self.port = port
@@ -224,6 +265,10 @@ class Pool:
         self.opening = 0
         self.connects = 0  # connections opened, for honest connection accounting
         self._tasks: set[asyncio.Task[None]] = set()
+        # Operation keys whose response bodies are kept in ``bodies`` (a traced run's writes).
+        self.capture = capture
+        self.bodies: list[tuple[int, int, int, bytes]] = []
+        self._protocol: type[_Connection] = _BodyConnection if capture else _Connection
 
     @property
     def open(self) -> int:
@@ -326,7 +371,7 @@ class Pool:
         loop = asyncio.get_running_loop()
         try:
             _, protocol = await asyncio.wait_for(
-                loop.create_connection(lambda: _Connection(self), self.host, self.port),
+                loop.create_connection(lambda: self._protocol(self), self.host, self.port),
                 self.connect_timeout_s,
             )
         except TimeoutError as exc:

@@ -29,6 +29,8 @@ def _bench_url(arguments: argparse.Namespace) -> int:
     lab = load_lab(*arguments.params) if arguments.params else None
     allow_list = lab.allow_list if lab is not None else LOOPBACK
     target = resolve_target(arguments.url, allow_list)  # refused here, before any request
+    if lab is not None:
+        lab.require_allowed(target.address)  # a sandbox address only while the sandbox is up
     result = run_load(
         target,
         Fixed(target.host_header, target.path),

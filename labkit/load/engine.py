@@ -25,6 +25,7 @@ from labkit.load.recorder import Recorder, percentiles_ms
 from labkit.load.result import LoadResult
 from labkit.load.schedule import Schedule
 from labkit.load.target import Target
+from labkit.load.trace import Trace
 from labkit.load.worker import Progress, WorkerSpec
 from labkit.load.workload import Workload
 
@@ -195,10 +196,16 @@ def run_load(
     read_timeout_s: float = 10.0,
     limits: Limits = Limits(),
     progress: Callable[[LoadProgress], None] | None = None,
+    trace: bool = False,
+    capture: tuple[str, ...] = (),
+    on_start: Callable[[int], None] | None = None,
 ) -> LoadResult:
     """Send ``workload`` to an already-checked ``target`` on ``schedule``; merged result.
 
-    ``progress`` (if given) gets the counts so far about once a second.
+    ``progress`` (if given) gets the counts so far about once a second. ``trace`` keeps
+    every measured request's outcome (``LoadResult.trace``), and the short codes the
+    ``capture`` operations' answers name; ``on_start`` gets t0 (``time.monotonic_ns``
+    clock) once every worker is ready, so a caller can time something against the plan.
     """
     if processes < 1 or connections < processes:
         raise LabkitError(
@@ -213,6 +220,8 @@ def run_load(
         workers=processes,
         connect_timeout_s=connect_timeout_s,
         read_timeout_s=read_timeout_s,
+        trace=trace,
+        capture=capture,
     )
     load_avg = os.getloadavg()[0]
     children: list[_Worker] = []
@@ -225,6 +234,8 @@ def run_load(
         t0 = time.monotonic_ns() + _START_MARGIN_NS
         for child in children:
             child.send(t0)
+        if on_start is not None:
+            on_start(t0)
         latest = [Progress(0, 0, 0)] * processes
         reports = [0] * processes
         shown = 0
@@ -255,6 +266,13 @@ def run_load(
     for worker in workers:
         recorder.merge(worker["recorder"])
     reason = _judge(workers, recorder, limits)
+    traced = (
+        Trace.merge(t0, workload.operations, [worker.pop("trace") for worker in workers])
+        if trace
+        else None
+    )
+    for worker in workers:
+        worker.pop("trace", None)
     return LoadResult(
         name=name,
         url=target.url,
@@ -269,4 +287,5 @@ def run_load(
         generator_reason=reason,
         load_avg_1m=load_avg,
         cores=os.cpu_count() or 1,
+        trace=traced,
     )

@@ -23,6 +23,7 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from labkit.load.recorder import Recorder, percentiles_ms
+from labkit.load.trace import Trace
 
 __all__ = ["LoadResult", "spectrum"]
 
@@ -61,6 +62,7 @@ class LoadResult:
     started_at: str = field(
         default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     )
+    trace: Trace | None = None  # a traced run's per-request record (drills); not in to_dict
 
     @property
     def measured_wall_s(self) -> float:

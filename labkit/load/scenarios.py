@@ -32,7 +32,7 @@ from labkit.params import Lab
 from labkit.sandbox.shortener.cache import CACHE_PREFIX
 from labkit.stores import lab_redis_master
 
-__all__ = ["SCENARIOS", "ScenarioOutcome", "StepOutcome", "run_scenario"]
+__all__ = ["SCENARIOS", "ScenarioOutcome", "StepOutcome", "build_workload", "run_scenario"]
 
 SCENARIOS = {
     "create": "URL creation through the REST API (write-heavy)",
@@ -88,6 +88,7 @@ class ScenarioOutcome:
     steps: list[StepOutcome] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
     stopped: str = ""  # why the ladder stopped early, if it did
+    climbing: bool = False  # the ladder climbed until targets broke (params targets.ladder)
 
     @property
     def highest_good_rate(self) -> float | None:
@@ -109,6 +110,7 @@ class ScenarioOutcome:
                 "verdicts": verdicts,
                 "highest_good_rps": self.highest_good_rate,
                 "stopped": self.stopped,
+                "climbing": self.climbing,
             }
             for step in self.steps
         ]
@@ -227,6 +229,14 @@ def _workload(
     return Mixed(Redirects(host, hot), Creates(host, run_tag, _api_key(lab))), ()
 
 
+def build_workload(
+    lab: Lab, scenario: str, target: Target, progress: Callable[[str], None] = print
+) -> Workload:
+    """The workload of ``scenario`` against ``target`` (seeding and warming done); drills use
+    the mixed one."""
+    return _workload(lab, scenario, target, _COLD_CODES, progress)[0]
+
+
 def run_scenario(
     lab: Lab,
     scenario: str,
@@ -240,17 +250,27 @@ def run_scenario(
     cold_codes: int = _COLD_CODES,
     progress: Callable[[str], None] = print,
 ) -> ScenarioOutcome:
-    """Run ``scenario`` at each rate of the ladder (default: the lab's ``targets.rate_steps``)."""
+    """Run ``scenario`` up the ladder: ``rates`` if given, else the lab's ``targets.ladder``
+    (climbing until the targets break or the generator is the limit), else ``rate_steps``."""
     if scenario not in SCENARIOS:
         raise ConfigError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
     targets = lab.targets
     target = resolve_target(lab.shlink.base_url, lab.allow_list)  # refused before any request
-    rates = rates or [float(rate) for rate in targets.rate_steps]
+    ladder = targets.ladder if rates is None else None  # explicit rates: a fixed ladder
+    rates = rates or (ladder.rates() if ladder else [float(rate) for rate in targets.rate_steps])
     duration = duration_s if duration_s is not None else targets.step_duration_s
     warmup = warmup_s if warmup_s is not None else targets.warmup_s
     workload, cold = _workload(lab, scenario, target, cold_codes, progress)
-    outcome = ScenarioOutcome(scenario)
+    outcome = ScenarioOutcome(scenario, climbing=ladder is not None)
+    spent = 0.0
     for rate in rates:
+        if ladder is not None and spent + warmup + duration > ladder.max_total_s:
+            outcome.stopped = (
+                f"the ladder's time budget ({ladder.max_total_s:g}s per scenario) ends before "
+                f"{rate:.0f}/s; the ceiling may be higher"
+            )
+            break
+        spent += warmup + duration
         progress(f"{scenario}: {rate:.0f} req/s for {duration:g}s after {warmup:g}s warm-up")
         problem = _forget(lab, cold) if cold else ""
         flusher = _Flusher(lab, cold, flush_every_s) if cold else None
@@ -272,7 +292,16 @@ def run_scenario(
             watch.figures.setdefault("problems", {})["cache flush"] = problem
         step = StepOutcome(result, watch.figures)
         outcome.steps.append(step)
-        outcome.verdicts += judge(lab, scenario, step.to_dict())
+        verdicts = judge(lab, scenario, step.to_dict())
+        outcome.verdicts += verdicts
+        broken = [v for v in verdicts if v.ok is False]
+        if ladder is not None and (broken or result.generator_limited):
+            outcome.stopped = f"the knee: at {rate:.0f}/s " + (
+                "; ".join(f"{v.target} {v.measured} (target {v.expected})" for v in broken)
+                if broken
+                else f"the generator was the limit ({result.generator_reason})"
+            )
+            break
         if result.error_rate > _HOPELESS_ERROR_RATE:
             outcome.stopped = (
                 f"{result.error_rate:.0%} errors at {rate:.0f}/s; higher steps would only "

@@ -4,8 +4,11 @@ HTTP latency cannot show the ADR's back-end targets, so a ``ServerWatch`` runs
 next to the engine:
 
 * Redis: ``INFO stats`` keyspace hits/misses and ``INFO commandstats`` deltas
-  (hit ratio, server-side µs per call), plus a client-side probe (``PING`` round
-  trips in an HdrHistogram: what Shlink's Redis client waits, the ADR's 200-500 µs);
+  (hit ratio, server-side µs per call), ``INFO latencystats`` percentiles of the
+  cache's commands (Redis's own per-command latency: the ADR's 200-500 µs is judged
+  on it; on the sandbox the stats are reset at the start of each step), plus a
+  client-side probe (``PING`` round trips in an HdrHistogram: what a client on this
+  loaded machine waits, kept beside it as context);
 * PostgreSQL: a timed write probe (``INSERT`` + commit into a probe table of
   labkit's own, sandbox only) in an HdrHistogram (the ADR's 5-10 ms P99);
 * processes: CPU seconds and memory (PSS) of the sandbox's components (with children), psutil;
@@ -46,6 +49,25 @@ def _redis_snapshot(client: RedisClient) -> dict[str, Any]:
             for name, value in commands.items()
         },
     }
+
+
+_DATA_COMMANDS = ("get", "set", "del")  # what the redirect cache sends
+
+
+def _latency_stats(client: RedisClient) -> dict[str, dict[str, float]]:
+    """Redis's own per-command latency percentiles (``INFO latencystats``, Redis 7+), µs.
+
+    Only the redirect cache's commands; an older Redis answers an empty section (empty).
+    """
+    stats: dict[str, Any] = client.info("latencystats")
+    figures = {}
+    for command in _DATA_COMMANDS:
+        values = stats.get(f"latency_percentiles_usec_{command}")
+        if isinstance(values, dict):
+            figures[command] = {
+                name.replace(".", "_"): float(value) for name, value in values.items()
+            }
+    return figures
 
 
 def _process_tree(pid: int) -> list[psutil.Process]:
@@ -90,6 +112,10 @@ class ServerWatch:
         self._started_wall = time.time()  # the PromQL window's start
         try:
             with lab_redis_master(self.lab) as client:
+                if self.lab.kind == "sandbox":
+                    # INFO latencystats is cumulative since the last reset: start the step's
+                    # own (the hit/miss and commandstats deltas below start from zero then).
+                    client.config_resetstat()
                 self._redis_before = _redis_snapshot(client)
         except LabkitError as exc:
             self.problems["redis"] = f"{type(exc).__name__}: {exc}"
@@ -146,9 +172,18 @@ class ServerWatch:
         try:
             with lab_redis_master(self.lab) as client:
                 after = _redis_snapshot(client)
+                latency = _latency_stats(client)
         except LabkitError as exc:
             self.problems["redis"] = f"{type(exc).__name__}: {exc}"
             return figures
+        if self.lab.kind == "sandbox":
+            figures["server_latency_us"] = latency
+        else:
+            figures["server_latency_us"] = {}
+            self.problems["redis_latencystats"] = (
+                "INFO latencystats is cumulative since the server's last reset; labkit resets "
+                "it only on the sandbox (on a cluster the exporter's figures are the source)"
+            )
         before = self._redis_before
         hits, misses = after["hits"] - before["hits"], after["misses"] - before["misses"]
         commands = {}

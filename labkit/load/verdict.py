@@ -85,6 +85,7 @@ def judge(lab: Lab, scenario: str, step: dict[str, Any]) -> list[Verdict]:
         judged: bool = True,
         source: str = "",
         cross_check: str = "",
+        why_not_judged: str = "generator-limited: the client, not the lab, set this figure",
     ) -> None:
         if value is None:
             rows.append(
@@ -101,7 +102,7 @@ def judge(lab: Lab, scenario: str, step: dict[str, Any]) -> list[Verdict]:
                 )
             )
             return
-        note = "" if judged else "generator-limited: the client, not the lab, set this figure"
+        note = "" if judged else why_not_judged
         rows.append(
             Verdict(
                 scenario,
@@ -158,11 +159,26 @@ def judge(lab: Lab, scenario: str, step: dict[str, Any]) -> list[Verdict]:
             source=source,
             cross_check=cross_check,
         )
-    probe = server.get("redis", {}).get("probe_us", {})
     low, high = targets.redis_latency_us
-    redis_p99 = probe.get("p99") if probe.get("count") else None
+    commands = server.get("redis", {}).get("server_latency_us", {})
+    server_p99 = max((float(v["p99"]) for v in commands.values() if "p99" in v), default=None)
     row(
-        "Redis latency P99 (client probe)",
+        "Redis latency P99 (server, INFO latencystats)",
+        f"<= {high:g} µs",
+        server_p99,
+        server_p99 is not None and server_p99 <= high,
+        "µs",
+        high,
+        server.get("problems", {}).get(
+            "redis_latencystats", "no cache command in INFO latencystats during the step"
+        ),
+    )
+    probe = server.get("redis", {}).get("probe_us", {})
+    redis_p99 = probe.get("p99") if probe.get("count") else None
+    # Context, not judged: a Python client's PING round trip on a machine that also runs
+    # the load generator measures that machine's scheduling as much as Redis.
+    row(
+        "Redis round trip P99 (client probe, context)",
         f"{low:g}-{high:g} µs",
         redis_p99,
         redis_p99 is not None and redis_p99 <= high,
@@ -170,6 +186,8 @@ def judge(lab: Lab, scenario: str, step: dict[str, Any]) -> list[Verdict]:
         high,
         server.get("problems", {}).get("redis_probe", "no probe sample"),
         source="client probe (PING round trips)",
+        judged=False,
+        why_not_judged="context: the client's round trip on the loaded load machine",
     )
     postgres = server.get("postgres", {}).get("probe_ms", {})
     pg_low, pg_high = targets.postgres_write_p99_ms

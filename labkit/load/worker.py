@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from labkit.load.client import SAMPLE_FIELDS, STATUS_SPAN, Pool, quiet_parse_errors
-from labkit.load.recorder import Recorder
+from labkit.load.recorder import ERROR_CATEGORIES, Recorder
 from labkit.load.schedule import Schedule, Span
 from labkit.load.workload import Fixed, Workload
 
@@ -31,6 +32,7 @@ _PROGRESS_S = 1.0
 _DRAIN_EVERY = 2048  # responses; bounds memory, and one vectorised drain stays under 1 ms
 _monotonic_ns = time.monotonic_ns
 _ONE_REQUEST = Schedule.constant(1, 1)
+_CATEGORY = {name: index for index, name in enumerate(ERROR_CATEGORIES)}
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,10 @@ class WorkerSpec:
     connections: int = 64
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 10.0
+    # A traced run (a drill) keeps every measured request's outcome and times, and the
+    # response bodies of the ``capture`` operations (see labkit.load.trace).
+    trace: bool = False
+    capture: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -81,7 +87,11 @@ class _Run:
             self.error,
             spec.connect_timeout_s,
             spec.read_timeout_s,
+            capture=frozenset(self.keys[name] for name in spec.capture if name in self.keys),
         )
+        # A traced run's record (labkit.load.trace): answered rows, failures without answer.
+        self.trace_rows: list[npt.NDArray[np.int64]] = []
+        self.trace_errors: list[tuple[int, int, int, int]] = []
         self.sent = 0
         self.answered = 0  # responses drained from the pool's samples, warm-up included
         self.unanswered = 0  # requests ended without an HTTP answer, warm-up included
@@ -103,6 +113,8 @@ class _Run:
         # exactly the warm-up's indices before ``measure_start_ns``.
         if intended < self.measure_start_ns:
             return
+        if self.spec.trace:
+            self.trace_errors.append((operation, _CATEGORY[category], intended, now))
         # last_done_ns stays the last *answer*: a read timeout charged seconds later (or
         # "not_sent" at the end) must not stretch the run that achieved_rps divides by.
         self.recorder.error(
@@ -125,6 +137,8 @@ class _Run:
             rows = rows[rows[:, 1] >= self.measure_start_ns]  # warm-up: sent, not measured
             if not len(rows):
                 return
+        if self.spec.trace:
+            self.trace_rows.append(rows[:, (0, 1, 4)].copy())
         key, intended, dispatched, written, done = rows.T
         self.last_done_ns = max(self.last_done_ns, int(done.max()))
         corrected = (done - intended) // 1000
@@ -259,12 +273,22 @@ class _Run:
         self.drain()
         self.pool.abandon(time.monotonic_ns())
         wire = self.recorder.to_wire()
+        trace = None
+        if self.spec.trace:
+            trace = {
+                "rows": np.concatenate(self.trace_rows)
+                if self.trace_rows
+                else np.zeros((0, 3), dtype=np.int64),
+                "errors": self.trace_errors,
+                "bodies": self.pool.bodies,
+            }
         wall_s = (time.monotonic_ns() - wall_start) / _NS
         planned_end_ns = t0_ns + int(self.spec.schedule.duration_s * _NS)
         return {
             "worker": self.spec.worker,
             "loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
             "recorder": wire,
+            "trace": trace,
             "cpu_s": _cpu_s() - cpu_start,
             "wall_s": wall_s,
             "sent": self.sent,

@@ -8,6 +8,9 @@ namespace with an overlayfs over /etc, /usr (so /bin, /sbin, /lib on merged-usr
 systems), /var, /root, /opt, /home, /srv, /tmp and /run whose upper layers live
 under ``<state>/nodes/<name>/layers``. Writes there change nothing on the host.
 
+The bridge is fenced (``labkit.sandbox.firewall``): when this machine forwards
+IPv4, nothing is routed from the bridge to its other networks or back.
+
 What is still shared with the host (kernel-wide, not namespaced): loaded kernel
 modules, swap, non-``net.*`` sysctls, the clock, and files outside the
 overlaid directories (e.g. /work, /mnt, /boot). Provisioning steps that touch
@@ -36,10 +39,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from labkit.errors import ConfigError, LabkitError
+from labkit.errors import ConfigError, LabkitError, SandboxDown
 from labkit.known_hosts import known_hosts_name
 from labkit.params import Lab, Node
-from labkit.sandbox import processes
+from labkit.sandbox import firewall, processes
 
 __all__ = [
     "OVERLAID",
@@ -333,7 +336,12 @@ def _current_user() -> str:
     return pwd.getpwuid(os.geteuid()).pw_name
 
 
-def _banner(address: str, port: int, timeout_s: float) -> bool:
+def _banner(lab: Lab, address: str, port: int, timeout_s: float) -> bool:
+    """True when an SSH server greets on ``address``; False (nothing sent) off the bridge."""
+    try:
+        lab.require_allowed(address)
+    except SandboxDown:
+        return False  # the bridge does not carry it (yet): never let it leave by another route
     with socket.create_connection((address, port), timeout=timeout_s) as connection:
         connection.settimeout(timeout_s)
         return connection.recv(64).startswith(b"SSH-")
@@ -364,6 +372,7 @@ def start_nodes(
         _keygen(key, f"labkit-{lab.name}")
     if isolate:
         _ensure_bridge(lab)
+        firewall.ensure_fence(settings.bridge)  # before any node can send through the bridge
     started: list[tuple[Node, processes.Managed, str, int]] = []
     for index, node in enumerate(lab.nodes):
         directory = _node_dir(state_dir, node)
@@ -405,14 +414,16 @@ def start_nodes(
             "veth": veth_name(lab, node) if isolate else None,
         }
         (directory / "node.json").write_text(json.dumps(record, indent=2) + "\n")
-        managed = processes.start(f"node-{node.name}", argv, state_dir)
+        # A loopback node shares this machine's ports; an isolated one has its namespace's own.
+        listens = [] if isolate else [(address, port)]
+        managed = processes.start(f"node-{node.name}", argv, state_dir, listens=listens)
         progress(f"node {node.name}: sshd starting on {address}:{port} (pid {managed.pid})")
         started.append((node, managed, address, port))
     _write_known_hosts(lab, state_dir)
     for node, managed, address, port in started:
         processes.poll_until(
             f"node {node.name} (sshd on {address}:{port})",
-            lambda address=address, port=port: _banner(address, port, 1.0),  # type: ignore[misc]
+            lambda address=address, port=port: _banner(lab, address, port, 1.0),  # type: ignore[misc]
             settings.startup_timeout_s,
             managed,
         )
@@ -454,6 +465,11 @@ def stop_nodes(lab: Lab, state_dir: Path, *, remove_layers: bool = False) -> Non
             problems.append(f"{node.name}: {exc}")
     if root and settings.bridge in _links():
         _command(["ip", "link", "del", settings.bridge])
+    if root:
+        try:
+            firewall.remove_fence(settings.bridge)
+        except LabkitError as exc:
+            problems.append(str(exc))
     if problems:
         raise LabkitError("sandbox nodes not fully stopped: " + "; ".join(problems))
 
@@ -489,7 +505,7 @@ def nodes_status(lab: Lab, state_dir: Path) -> list[dict[str, Any]]:
         healthy = False
         if pid is not None:
             try:
-                healthy = _banner(address, port, 1.0)
+                healthy = _banner(lab, address, port, 1.0)
             except OSError:
                 healthy = False
         if record is None:

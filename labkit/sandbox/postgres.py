@@ -23,6 +23,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import time
 from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
@@ -31,7 +32,7 @@ from typing import Any
 from psycopg import sql
 
 from labkit import stores
-from labkit.errors import CommandError, ConnectError, LabkitError
+from labkit.errors import CommandError, ConnectError, LabkitError, WaitTimeout
 from labkit.params import Lab
 from labkit.sandbox import processes
 from labkit.secrets import Secret, register
@@ -41,11 +42,19 @@ __all__ = [
     "SUPERUSER",
     "binaries_dir",
     "connect",
+    "failover",
+    "in_recovery",
+    "kill",
     "managed",
     "postgres_status",
     "promote_standby",
+    "restore_topology",
+    "run_tool",
     "start_postgres",
     "stop_postgres",
+    "superuser_connection",
+    "superuser_passfile",
+    "timeline",
 ]
 
 SUPERUSER = "postgres"
@@ -191,13 +200,20 @@ def _server_argv(lab: Lab, state_dir: Path, role: str) -> list[str]:
     ]
 
 
-def _start_server(lab: Lab, state_dir: Path, role: str, timeout_s: float) -> None:
+def _start_server(
+    lab: Lab, state_dir: Path, role: str, timeout_s: float, ready_as: str | None = None
+) -> None:
+    """Start the server of ``role``'s data directory; wait until it is ready as ``ready_as``
+    (default: its own role; a drill restarts the primary's directory as a standby)."""
     process = processes.start(
-        f"postgres-{role}", _wrap(_server_argv(lab, state_dir, role)), state_dir
+        f"postgres-{role}",
+        _wrap(_server_argv(lab, state_dir, role)),
+        state_dir,
+        listens=[(lab.postgres.host, _port(lab, role))],
     )
     processes.poll_until(
         f"postgres-{role} on {lab.postgres.host}:{_port(lab, role)}",
-        _ready(lab, state_dir, role),
+        _ready(lab, state_dir, ready_as or role),
         timeout_s,
         process,
         interval_s=0.2,
@@ -255,14 +271,18 @@ def _ensure_roles(lab: Lab, state_dir: Path, shlink_password: Secret) -> None:
             )
 
 
-def _clone_standby(lab: Lab, state_dir: Path) -> None:
+def _clone_standby(
+    lab: Lab, state_dir: Path, role: str = "standby", source: str = "primary"
+) -> None:
+    """``pg_basebackup -R`` of the ``source`` server into ``role``'s (empty) data directory."""
     replicator = _internal_secret(state_dir, "replicator")
     passfile = _directory(state_dir) / "secrets" / "pgpass"
-    line = f"{lab.postgres.host}:{lab.postgres.port}:*:{REPLICATION_USER}:{replicator.reveal()}\n"
+    # Any port: after a drill's failover a directory is cloned from the other server.
+    line = f"{lab.postgres.host}:*:*:{REPLICATION_USER}:{replicator.reveal()}\n"
     descriptor = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as handle:
         handle.write(line)
-    standby = _data(state_dir, "standby")
+    standby = _data(state_dir, role)
     _run_tool(
         "pg_basebackup",
         [
@@ -272,7 +292,7 @@ def _clone_standby(lab: Lab, state_dir: Path) -> None:
             "-h",
             lab.postgres.host,
             "-p",
-            str(lab.postgres.port),
+            str(_port(lab, source)),
             "-U",
             REPLICATION_USER,
             "-X",
@@ -281,7 +301,7 @@ def _clone_standby(lab: Lab, state_dir: Path) -> None:
             "-c",
             "fast",
             "-d",
-            f"passfile={passfile} application_name=standby",
+            f"passfile={passfile} application_name={role}",
         ],
     )
 
@@ -318,23 +338,25 @@ def stop_postgres(state_dir: Path) -> None:
         processes.stop(managed(state_dir, role), timeout_s=30.0)
 
 
-def promote_standby(lab: Lab, state_dir: Path, timeout_s: int = 30) -> None:
+def promote_standby(lab: Lab, state_dir: Path, timeout_s: int = 30, role: str = "standby") -> None:
     """Promote the standby to a primary (the failover step after the primary is lost)."""
-    with closing(_superuser(lab, state_dir, "standby")) as connection:
+    with closing(_superuser(lab, state_dir, role)) as connection:
         row = connection.execute(
             "SELECT pg_promote(wait => true, wait_seconds => %s)", (timeout_s,)
         ).fetchone()
     if row is None or row[0] is not True:
         raise LabkitError(
-            f"sandbox postgres-standby: pg_promote did not finish within {timeout_s}s; "
-            f"see {managed(state_dir, 'standby').logfile}"
+            f"sandbox postgres-{role}: pg_promote did not finish within {timeout_s}s; "
+            f"see {managed(state_dir, role).logfile}"
         )
 
 
 def _describe(lab: Lab, state_dir: Path, role: str) -> dict[str, Any]:
     process = managed(state_dir, role)
     port = _port(lab, role)
-    entry = processes.describe(process, "postgres", f"{lab.postgres.host}:{port}")
+    entry = processes.describe(
+        process, "postgres", f"{lab.postgres.host}:{port}", listen=(lab.postgres.host, port)
+    )
     if entry["pid"] is None:
         return entry
     try:
@@ -359,3 +381,170 @@ def postgres_status(lab: Lab, state_dir: Path) -> list[dict[str, Any]]:
     """One JSON-ready entry per server: pid, address, role (as the server reports it), health."""
     roles = _ROLES if lab.postgres.standby_port is not None else _ROLES[:1]
     return [_describe(lab, state_dir, role) for role in roles]
+
+
+# -- drills: a crash, and the way back to the layout params describe ----------------------
+
+
+def kill(state_dir: Path, role: str) -> int:
+    """SIGKILL the server of ``role`` with all its processes (a crash); returns its pid."""
+    process = managed(state_dir, role)
+    pid = process.pid
+    if pid is None:
+        raise LabkitError(f"sandbox postgres-{role}: not running, so there is nothing to kill")
+    processes.kill(process, pid)
+    return pid
+
+
+def in_recovery(lab: Lab, state_dir: Path, role: str) -> bool | None:
+    """True for a standby, False for a primary, None when the server does not answer."""
+    try:
+        with closing(_superuser(lab, state_dir, role)) as connection:
+            row = connection.execute("SELECT pg_is_in_recovery()").fetchone()
+    except ConnectError:
+        return None
+    return bool(row and row[0])
+
+
+def timeline(lab: Lab, state_dir: Path, role: str, checkpoint: bool = False) -> int:
+    """The timeline of ``role``'s last checkpoint (``pg_control_checkpoint()``).
+
+    A promotion starts a new timeline; ``checkpoint`` (on a primary) writes one first
+    so the control file shows it at once.
+    """
+    with closing(_superuser(lab, state_dir, role)) as connection:
+        if checkpoint:
+            connection.execute("CHECKPOINT")
+        row = connection.execute("SELECT timeline_id FROM pg_control_checkpoint()").fetchone()
+    if row is None:
+        raise LabkitError(f"sandbox postgres-{role}: pg_control_checkpoint() returned no row")
+    return int(row[0])
+
+
+def failover(
+    lab: Lab, state_dir: Path, misses: int = 3, interval_s: float = 0.1, timeout_s: float = 30.0
+) -> tuple[int, int]:
+    """The supervisor's failover step: once the primary fails ``misses`` probes in a row,
+    promote the standby. Returns (lost-detected, promoted) ``time.monotonic_ns()`` times."""
+    deadline = time.monotonic() + timeout_s
+    failed = 0
+    while failed < misses:
+        if time.monotonic() >= deadline:
+            raise WaitTimeout(
+                f"sandbox postgres-primary: still answering after {timeout_s:.0f}s; no failover"
+            )
+        failed = failed + 1 if in_recovery(lab, state_dir, "primary") is None else 0
+        if failed < misses:
+            time.sleep(interval_s)
+    detected = time.monotonic_ns()
+    promote_standby(lab, state_dir)
+    return detected, time.monotonic_ns()
+
+
+def _streaming(lab: Lab, state_dir: Path, role: str) -> Callable[[], bool]:
+    """True once ``role`` (a primary) has a standby streaming from it."""
+
+    def check() -> bool:
+        try:
+            with closing(_superuser(lab, state_dir, role)) as connection:
+                row = connection.execute(
+                    "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"
+                ).fetchone()
+        except ConnectError:
+            return False
+        return bool(row and row[0] >= 1)
+
+    return check
+
+
+def _fast_stop(state_dir: Path, role: str, timeout_s: float = 30.0) -> None:
+    """PostgreSQL's fast shutdown (SIGINT): sessions end, WAL reaches the standby, then exit."""
+    process = managed(state_dir, role)
+    pid = process.pid
+    if pid is None:
+        return
+    processes.interrupt(process, pid, timeout_s)
+
+
+def _reclone(lab: Lab, state_dir: Path, role: str, source: str, timeout_s: float) -> None:
+    """Stop what is left of ``role``, clone it afresh from ``source``, start it as a standby."""
+    processes.stop(managed(state_dir, role), timeout_s=30.0)
+    shutil.rmtree(_data(state_dir, role), ignore_errors=True)
+    _clone_standby(lab, state_dir, role=role, source=source)
+    _start_server(lab, state_dir, role, timeout_s, ready_as="standby")
+    processes.poll_until(
+        f"postgres-{role} streaming from postgres-{source}",
+        _streaming(lab, state_dir, source),
+        timeout_s,
+        managed(state_dir, role),
+        interval_s=0.2,
+    )
+
+
+def restore_topology(
+    lab: Lab, state_dir: Path, progress: Callable[[str], None] = print
+) -> list[str]:
+    """The primary back on ``postgres.port``, a standby streaming on ``standby_port``.
+
+    After a failover (the primary lost, the standby promoted): the old primary's
+    directory is cloned afresh from the promoted standby and streams from it; then a
+    planned switchover (fast shutdown of the promoted standby, which hands its last WAL
+    to the clone, and promotion of the clone) returns the primary role to
+    ``postgres.port``, and the standby is cloned afresh from it. Returns what was done.
+    """
+    timeout_s = lab.sandbox.startup_timeout_s if lab.sandbox else 60.0
+    if lab.postgres.standby_port is None:
+        raise LabkitError("sandbox postgres: params postgres.standby_port is not set")
+    done: list[str] = []
+    primary = in_recovery(lab, state_dir, "primary") if managed(state_dir, "primary").pid else None
+    standby = in_recovery(lab, state_dir, "standby") if managed(state_dir, "standby").pid else None
+    if primary is None and standby is False:
+        progress("postgres: cloning the lost primary afresh from the promoted standby")
+        _reclone(lab, state_dir, "primary", "standby", timeout_s)
+        done.append(
+            f"postgres-primary ({lab.postgres.port}) cloned from the promoted standby "
+            f"({lab.postgres.standby_port}) and streaming from it"
+        )
+        progress("postgres: switchover back (fast shutdown of the standby, promote the primary)")
+        _fast_stop(state_dir, "standby")
+        promote_standby(lab, state_dir, role="primary")
+        done.append(
+            f"switchover: postgres-standby ({lab.postgres.standby_port}) shut down fast, "
+            f"postgres-primary ({lab.postgres.port}) promoted"
+        )
+        primary, standby = False, None
+    if primary is not False:
+        raise LabkitError(
+            f"sandbox postgres: no server accepts writes on {lab.postgres.port} and the standby "
+            f"on {lab.postgres.standby_port} is no primary either; `labkit sandbox down` then "
+            "`up` restarts both from their data"
+        )
+    if standby is not True or not _streaming(lab, state_dir, "primary")():
+        progress("postgres: cloning the standby afresh from the primary")
+        _reclone(lab, state_dir, "standby", "primary", timeout_s)
+        done.append(f"postgres-standby ({lab.postgres.standby_port}) cloned afresh, streaming")
+    return done
+
+
+def superuser_connection(
+    lab: Lab, state_dir: Path, role: str = "primary", dbname: str = "postgres"
+) -> stores.PostgresConnection:
+    """A superuser connection (autocommit) to the ``primary`` or ``standby``: runbooks."""
+    password = _internal_secret(state_dir, "superuser")
+    return connect(lab.postgres.host, _port(lab, role), SUPERUSER, password, dbname, timeout_s=3)
+
+
+def superuser_passfile(lab: Lab, state_dir: Path, role: str = "primary") -> Path:
+    """A libpq passfile (mode 600) for the superuser, so tools get the password off argv."""
+    password = _internal_secret(state_dir, "superuser")
+    path = _directory(state_dir) / "secrets" / f"pgpass-superuser-{role}"
+    line = f"{lab.postgres.host}:{_port(lab, role)}:*:{SUPERUSER}:{password.reveal()}\n"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(line)
+    return path
+
+
+def run_tool(name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+    """Run a PostgreSQL client tool of the wheel (as ``nobody`` under root); CommandError."""
+    _run_tool(name, argv, env)

@@ -4,14 +4,18 @@ Only processes this module started are ever signalled: a pidfile holds the pid
 and that process's start time (``/proc/<pid>/stat`` field 22), and a pid whose
 start time differs (reused after a reboot or a crash) is not ours. Each process
 leads its own session, so stopping it signals its whole process group (uvicorn's
-workers included).
+workers included). Before a process is started, the ports it will listen on must
+be free: a foreign server already there would otherwise answer its readiness
+polls and pass for it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -25,7 +29,10 @@ __all__ = [
     "Managed",
     "alive",
     "describe",
+    "interrupt",
+    "kill",
     "poll_until",
+    "port_in_use",
     "read_pid",
     "start",
     "start_time",
@@ -52,13 +59,25 @@ class Managed:
         return pid if recorded is not None and recorded == start_time(pid) else None
 
 
-def describe(managed: Managed, kind: str, address: str, role: str | None = None) -> dict[str, Any]:
-    """A component's status entry; when its process is gone, ``detail`` says whether it crashed."""
+def describe(
+    managed: Managed,
+    kind: str,
+    address: str,
+    role: str | None = None,
+    listen: tuple[str, int] | None = None,
+) -> dict[str, Any]:
+    """A component's status entry; when its process is gone, ``detail`` says whether it crashed.
+
+    ``listen`` is where the component listens: when it is not running and another
+    program holds that port, ``detail`` says so (the component could not start there).
+    """
     pid = managed.pid
     detail = ""
     if pid is None:
         crashed = read_pid(managed.pidfile) is not None
         detail = "crashed (pidfile left, process gone)" if crashed else "not running"
+        if listen is not None and port_in_use(*listen):
+            detail += f"; {_in_use(*listen)}"
     return {
         "name": managed.name,
         "kind": kind,
@@ -97,6 +116,28 @@ def start_time(pid: int) -> int | None:
     return int(stat.rsplit(")", 1)[-1].split()[19])  # field 22 overall; 20 after "comm)"
 
 
+def port_in_use(host: str, port: int) -> bool:
+    """True when a program already listens on ``host:port`` (a local bind test; sends nothing)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As the servers themselves bind: a connection in TIME_WAIT does not count, a listener does.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return True
+            raise LabkitError(f"cannot test port {port} on {host}: {exc.strerror}") from None
+    return False
+
+
+def _in_use(host: str, port: int) -> str:
+    return (
+        f"port {port} on {host} is in use by a program that is not this sandbox's "
+        f"(`ss -ltnp 'sport = :{port}'` names it)"
+    )
+
+
 def _write_pidfile(pidfile: Path, pid: int) -> None:
     pidfile.write_text(f"{pid} {start_time(pid) or 0}\n")
 
@@ -132,11 +173,14 @@ def start(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     pid_of: Callable[[int], int] | None = None,
+    listens: Sequence[tuple[str, int]] = (),
 ) -> Managed:
     """Start ``argv`` detached (own session), logging to ``<state>/logs/<name>.log``.
 
     ``pid_of`` maps the spawned pid to the pid to supervise, for programs that
     daemonise or run inside a wrapper; by default it is the spawned pid.
+    ``listens`` are the (host, port) it will listen on: each must be free, or a
+    LabkitError names the port before anything starts.
     """
     logs = state_dir / "logs"
     run = state_dir / "run"
@@ -145,6 +189,12 @@ def start(
     managed = Managed(name, run / f"{name}.pid", logs / f"{name}.log")
     if managed.pid is not None:
         return managed  # already running: starting twice changes nothing
+    for host, port in listens:
+        if port_in_use(host, port):
+            raise LabkitError(
+                f"sandbox {name}: {_in_use(host, port)}; stop it, or give the sandbox "
+                "another port in params"
+            )
     with managed.logfile.open("ab") as log:
         try:
             process = subprocess.Popen(
@@ -234,3 +284,32 @@ def _reap(pid: int) -> None:
     # A child of this process stays a zombie until waited for.
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
+
+
+def kill(managed: Managed, pid: int, timeout_s: float = 10.0) -> None:
+    """SIGKILL ``pid`` (``managed``'s process) and its group, as a crash would; wait till gone.
+
+    The pidfile stays: ``describe`` then says the process crashed.
+    """
+    _signal(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout_s
+    while alive(pid):
+        _reap(pid)
+        if time.monotonic() >= deadline:
+            raise LabkitError(
+                f"sandbox {managed.name}: pid {pid} survived SIGKILL {timeout_s:.0f}s"
+            )
+        time.sleep(0.01)
+
+
+def interrupt(managed: Managed, pid: int, timeout_s: float = 30.0) -> None:
+    """SIGINT ``pid`` (a server's own fast shutdown); SIGKILL after ``timeout_s``; pidfile gone."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGINT)
+    deadline = time.monotonic() + timeout_s
+    while alive(pid) and time.monotonic() < deadline:
+        _reap(pid)
+        time.sleep(0.05)
+    if alive(pid):
+        kill(managed, pid)
+    managed.pidfile.unlink(missing_ok=True)

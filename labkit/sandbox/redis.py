@@ -32,6 +32,7 @@ __all__ = [
     "managed",
     "redis_client",
     "redis_status",
+    "rejoin",
     "restart_redis",
     "sentinel_master",
     "start_redis",
@@ -189,7 +190,12 @@ def _start_data_node(lab: Lab, state_dir: Path, port: int, timeout_s: float) -> 
     name = f"redis-{port}"
     if managed(state_dir, name).pid is None:
         config = _data_config(lab, state_dir, port)
-        processes.start(name, [_binary("redis-server"), str(config)], state_dir)
+        processes.start(
+            name,
+            [_binary("redis-server"), str(config)],
+            state_dir,
+            listens=[(lab.redis.host, port)],
+        )
     process = managed(state_dir, name)
     processes.poll_until(
         f"{name} on {lab.redis.host}:{port}", _pinger(lab, port), timeout_s, process
@@ -219,7 +225,12 @@ def start_redis(lab: Lab, state_dir: Path, progress: Callable[[str], None] = pri
         progress(f"redis: starting sentinels on {','.join(map(str, missing))}")
     for port in missing:
         config = _sentinel_config(lab, state_dir, port)
-        processes.start(f"sentinel-{port}", [_binary("redis-sentinel"), str(config)], state_dir)
+        processes.start(
+            f"sentinel-{port}",
+            [_binary("redis-sentinel"), str(config)],
+            state_dir,
+            listens=[(lab.redis.host, port)],
+        )
     for port in lab.redis.sentinel_ports:
         processes.poll_until(
             f"sentinel-{port} on {lab.redis.host}:{port}",
@@ -259,7 +270,9 @@ def restart_redis(lab: Lab, state_dir: Path, port: int) -> None:
     config = state_dir / "redis" / str(port) / "redis.conf"
     stop_redis_instance(state_dir, name)
     # Restart from the config on disk: a node Sentinel made a replica must come back a replica.
-    processes.start(name, [_binary("redis-server"), str(config)], state_dir)
+    processes.start(
+        name, [_binary("redis-server"), str(config)], state_dir, listens=[(lab.redis.host, port)]
+    )
     processes.poll_until(
         f"{name} on {lab.redis.host}:{port}", _pinger(lab, port), timeout_s, process
     )
@@ -268,7 +281,9 @@ def restart_redis(lab: Lab, state_dir: Path, port: int) -> None:
 def _describe_data(lab: Lab, state_dir: Path, port: int) -> dict[str, Any]:
     name = f"redis-{port}"
     process = managed(state_dir, name)
-    entry = processes.describe(process, "redis", f"{lab.redis.host}:{port}")
+    entry = processes.describe(
+        process, "redis", f"{lab.redis.host}:{port}", listen=(lab.redis.host, port)
+    )
     if entry["pid"] is None:
         return entry
     try:
@@ -294,7 +309,9 @@ def _describe_data(lab: Lab, state_dir: Path, port: int) -> dict[str, Any]:
 def _describe_sentinel(lab: Lab, state_dir: Path, port: int) -> dict[str, Any]:
     name = f"sentinel-{port}"
     process = managed(state_dir, name)
-    entry = processes.describe(process, "sentinel", f"{lab.redis.host}:{port}", "sentinel")
+    entry = processes.describe(
+        process, "sentinel", f"{lab.redis.host}:{port}", "sentinel", (lab.redis.host, port)
+    )
     if entry["pid"] is None:
         return entry
     try:
@@ -312,3 +329,53 @@ def redis_status(lab: Lab, state_dir: Path) -> list[dict[str, Any]]:
     entries = [_describe_data(lab, state_dir, port) for port in data_ports(lab)]
     entries += [_describe_sentinel(lab, state_dir, port) for port in lab.redis.sentinel_ports]
     return entries
+
+
+def rejoin(lab: Lab, state_dir: Path, port: int) -> str:
+    """Start a data node that was lost again and wait until it replicates from the master
+    the Sentinels name (they turn a returning old master into a replica); returns that master.
+    """
+    timeout_s = lab.sandbox.startup_timeout_s if lab.sandbox else 60.0
+    name = f"redis-{port}"
+    process = managed(state_dir, name)
+    if process.pid is None:
+        config = state_dir / "redis" / str(port) / "redis.conf"
+        processes.start(name, [_binary("redis-server"), str(config)], state_dir)
+    processes.poll_until(
+        f"{name} on {lab.redis.host}:{port}", _pinger(lab, port), timeout_s, process
+    )
+    master: list[tuple[str, int]] = []
+
+    def replicating() -> bool:
+        named = sentinel_master(lab, lab.redis.sentinel_ports[0])
+        if named is None or named[1] == port:
+            return False
+        with closing(redis_client(lab, port, timeout_s=1.0)) as client:
+            info = client.info("replication")
+        master[:] = [named]
+        return (
+            info.get("role") == "slave"
+            and int(info.get("master_port", 0)) == named[1]
+            and info.get("master_link_status") == "up"
+        )
+
+    def quiet(check: Callable[[], bool]) -> Callable[[], bool]:
+        def run() -> bool:
+            try:
+                return check()
+            except ConnectError:
+                return False
+
+        return run
+
+    processes.poll_until(
+        f"{name} replicating from the master the Sentinels name",
+        quiet(replicating),
+        timeout_s,
+        process,
+        interval_s=0.2,
+    )
+    processes.poll_until(
+        "redis sentinels agreeing on the master", _sentinels_agree(lab), timeout_s, interval_s=0.25
+    )
+    return f"{master[0][0]}:{master[0][1]}"

@@ -3,8 +3,7 @@
 Order of ``up``: secrets (generated once, mode 600, into the files the params
 name), the SSH nodes, PostgreSQL primary + standby, Redis + Sentinels, then
 the Shlink-compatible service. Nodes and the service come from their own
-modules (``labkit.sandbox.nodes``, ``labkit.sandbox.shortener``); when one of
-them is not installed the supervisor says so in ``status`` and goes on.
+modules (``labkit.sandbox.nodes``, ``labkit.sandbox.shortener``).
 
 One lock file per state directory serialises ``up`` and ``down`` from
 several processes (a notebook and a test run, say).
@@ -14,20 +13,20 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import importlib
 import os
 import secrets
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 from labkit.errors import ConfigError, LabkitError
 from labkit.params import Lab
-from labkit.sandbox import monitoring, postgres, processes, redis
+from labkit.sandbox import monitoring, nodes, postgres, processes, redis
+from labkit.sandbox.shortener.config import service_command
 from labkit.secrets import Secret, SecretRef, resolve
 
 __all__ = ["SHORTENER", "Sandbox", "ensure_up", "state_dir_of"]
@@ -44,26 +43,6 @@ def state_dir_of(lab: Lab) -> Path:
             "use params/local.yaml for the sandbox"
         )
     return lab.path(lab.sandbox.state_dir)
-
-
-def _optional(*names: str) -> ModuleType | None:
-    """The first of ``names`` that imports, or None (another part may not exist yet)."""
-    for name in names:
-        try:
-            return importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not name.startswith(exc.name):
-                raise  # the module exists but something it imports is missing: say so
-    return None
-
-
-def _shortener_command() -> Callable[[Lab, Path], tuple[list[str], dict[str, str]]] | None:
-    for name in ("labkit.sandbox.shortener", "labkit.sandbox.shortener.config"):
-        module = _optional(name)
-        command = getattr(module, "service_command", None) if module else None
-        if command is not None:
-            return command  # type: ignore[no-any-return]
-    return None
 
 
 def _ensure_secret_file(lab: Lab, ref: SecretRef, what: str) -> Secret:
@@ -114,10 +93,6 @@ class Sandbox:
 
     # -- components ------------------------------------------------------------------------
 
-    @staticmethod
-    def _nodes() -> ModuleType | None:
-        return _optional("labkit.sandbox.nodes")
-
     def _managed(self, name: str) -> processes.Managed:
         return processes.Managed(
             name, self.state_dir / "run" / f"{name}.pid", self.state_dir / "logs" / f"{name}.log"
@@ -127,14 +102,10 @@ class Sandbox:
         return self._managed(SHORTENER)
 
     def _start_shortener(self, progress: Callable[[str], None]) -> None:
-        command = _shortener_command()
-        if command is None:
-            progress("shortener: labkit.sandbox.shortener is not available yet; skipped")
-            return
         if self._shortener().pid is None:
             progress(f"shortener: starting on {self.lab.shlink.base_url}")
-            argv, env = command(self.lab, self.state_dir)
-            processes.start(SHORTENER, argv, self.state_dir, env=env)
+            argv, env = service_command(self.lab, self.state_dir)
+            processes.start(SHORTENER, argv, self.state_dir, env=env, listens=[self._listen()])
         timeout_s = self.lab.sandbox.startup_timeout_s if self.lab.sandbox else 60.0
         processes.poll_until(
             f"shortener on {self.lab.shlink.base_url}",
@@ -143,6 +114,11 @@ class Sandbox:
             self._shortener(),
             interval_s=0.2,
         )
+
+    def _listen(self) -> tuple[str, int]:
+        """Where the service listens: the host and port of ``shlink.base_url``."""
+        url = urlsplit(self.lab.shlink.base_url)
+        return url.hostname or "127.0.0.1", url.port or (443 if url.scheme == "https" else 80)
 
     def _shortener_healthy(self) -> bool:
         try:
@@ -154,10 +130,10 @@ class Sandbox:
         return response.status_code == 200
 
     def _shortener_status(self) -> list[dict[str, Any]]:
-        if _shortener_command() is None:
-            return []
         process = self._shortener()
-        entry = processes.describe(process, "shortener", self.lab.shlink.base_url, "shlink")
+        entry = processes.describe(
+            process, "shortener", self.lab.shlink.base_url, "shlink", self._listen()
+        )
         if entry["pid"] is not None:
             entry["healthy"] = self._shortener_healthy()
             entry["detail"] = "GET /rest/health 200" if entry["healthy"] else "health not 200"
@@ -171,11 +147,7 @@ class Sandbox:
         with self._locked():
             password = _ensure_secret_file(self.lab, self.lab.postgres.password, "postgres")
             _ensure_secret_file(self.lab, self.lab.shlink.api_key, "shlink api key")
-            nodes = self._nodes()
-            if nodes is not None:
-                nodes.start_nodes(self.lab, self.state_dir, progress)
-            else:
-                progress("nodes: labkit.sandbox.nodes is not available yet; skipped")
+            nodes.start_nodes(self.lab, self.state_dir, progress)
             postgres.start_postgres(self.lab, self.state_dir, password, progress)
             redis.start_redis(self.lab, self.state_dir, progress)
             self._start_shortener(progress)
@@ -192,10 +164,8 @@ class Sandbox:
                 (SHORTENER, lambda: processes.stop(self._shortener())),
                 ("redis", lambda: redis.stop_redis(self.lab, self.state_dir)),
                 ("postgres", lambda: postgres.stop_postgres(self.state_dir)),
+                ("nodes", lambda: nodes.stop_nodes(self.lab, self.state_dir)),
             ]
-            nodes = self._nodes()
-            if nodes is not None:
-                steps.append(("nodes", lambda: nodes.stop_nodes(self.lab, self.state_dir)))
             for name, step in steps:
                 # Keep stopping the rest when one part fails: leave as little running as we can.
                 try:
@@ -209,30 +179,20 @@ class Sandbox:
 
     def status(self) -> dict[str, Any]:
         """JSON-ready: every component with pid, address, role, health (crashed ones included)."""
-        components: list[dict[str, Any]] = []
-        nodes = self._nodes()
-        if nodes is not None:
-            for node in nodes.nodes_status(self.lab, self.state_dir):
-                components.append({"kind": "node", "role": "ssh node", **node})
+        components: list[dict[str, Any]] = [
+            {"kind": "node", "role": "ssh node", **node}
+            for node in nodes.nodes_status(self.lab, self.state_dir)
+        ]
         components += postgres.postgres_status(self.lab, self.state_dir)
         components += redis.redis_status(self.lab, self.state_dir)
         components += self._shortener_status()
         components += monitoring.monitoring_status(self.lab, self.state_dir)
-        missing = [
-            name
-            for name, present in (
-                ("nodes", nodes is not None),
-                (SHORTENER, bool(_shortener_command())),
-            )
-            if not present
-        ]
         return {
             "lab": self.lab.name,
             "state_dir": str(self.state_dir),
             "running": any(entry.get("pid") for entry in components),
             "healthy": bool(components) and all(entry.get("healthy") for entry in components),
             "components": components,
-            "not_available": missing,
             # Optional parts not run here (a package not installed...), each with the reason.
             "skipped": monitoring.monitoring_skipped(self.lab, self.state_dir),
         }
@@ -252,22 +212,48 @@ class Sandbox:
 
 
 _BROUGHT_UP = ".brought-up-by-a-run"  # marker: a run, not the user, started this sandbox
+_RELEASED = "released"  # the marker's run ended and left the sandbox to the runs still in it
+
+
+def _holder(pid: int) -> str:
+    """How a lease or the marker names a process: its pid and start time (pids are reused)."""
+    return f"{pid} {processes.start_time(pid)}"
+
+
+def _holder_alive(path: Path) -> bool | None:
+    """Whether the process ``path`` names still runs; None when the file is gone."""
+    try:
+        pid_text, _, start_text = path.read_text().partition(" ")
+    except FileNotFoundError:
+        return None
+    pid = int(pid_text) if pid_text.isdigit() else 0
+    return bool(pid) and processes.alive(pid) and _holder(pid) == f"{pid} {start_text.strip()}"
 
 
 def _live_leases(folder: Path) -> list[str]:
     """Leases whose holder is still running (stale ones, left by a crash, are removed)."""
     live = []
     for lease in folder.glob("*.lease"):
-        try:
-            pid_text, _, start_text = lease.read_text().partition(" ")
-        except FileNotFoundError:
-            continue  # its run finished and removed it meanwhile
-        pid = int(pid_text) if pid_text.isdigit() else 0
-        if pid and processes.alive(pid) and str(processes.start_time(pid)) == start_text.strip():
+        holder = _holder_alive(lease)
+        if holder:
             live.append(lease.stem)
-        else:
+        elif holder is False:
             lease.unlink(missing_ok=True)
     return live
+
+
+def _brought_up_by_a_run(marker: Path) -> bool:
+    """True when a run that is still going brought the sandbox up, or released it to others.
+
+    A marker whose run is gone without releasing it was left by a killed run: whoever
+    uses the sandbox now (the user, by hand) did not ask a run to take it down.
+    """
+    try:
+        if marker.read_text().strip() == _RELEASED:
+            return True
+    except FileNotFoundError:
+        return False
+    return bool(_holder_alive(marker))
 
 
 @contextlib.contextmanager
@@ -276,24 +262,34 @@ def ensure_up(lab: Lab, progress: Callable[[str], None] = print) -> Iterator[San
 
     Each holder takes a lease under ``<state>/leases``. The sandbox is taken down when
     the last holder leaves and a run (not the user) had brought it up, so overlapping
-    runs never pull it away from each other.
+    runs never pull it away from each other. The marker saying so names the run that
+    brought it up (pid and start time); a run that ends while others still hold leases
+    releases it to them, and a marker whose run was killed is ignored and removed.
     """
     sandbox = Sandbox(lab)
     folder = sandbox.state_dir / "leases"
     folder.mkdir(parents=True, exist_ok=True)
     marker = folder / _BROUGHT_UP
+    me = _holder(os.getpid())
     lease = folder / f"{os.getpid()}-{secrets.token_hex(4)}.lease"
-    lease.write_text(f"{os.getpid()} {processes.start_time(os.getpid())}\n")
+    lease.write_text(me + "\n")
     try:
         if not sandbox.running:
-            marker.touch()
+            marker.write_text(me + "\n")
+        elif not _brought_up_by_a_run(marker):
+            marker.unlink(missing_ok=True)  # left by a killed run: not a run's to take down
         sandbox.up(progress)  # inside the try: a failed start-up is taken down again too
         yield sandbox
     finally:
         lease.unlink(missing_ok=True)
         others = _live_leases(folder)
-        if marker.exists() and not others:
+        if others:
+            with contextlib.suppress(FileNotFoundError):
+                if marker.read_text().strip() == me:  # ours: the last run out takes it down
+                    marker.write_text(_RELEASED + "\n")
+            progress(f"sandbox {lab.name}: left up, still used by {len(others)} other run(s)")
+        elif _brought_up_by_a_run(marker):
             sandbox.down()
             marker.unlink(missing_ok=True)
-        elif others:
-            progress(f"sandbox {lab.name}: left up, still used by {len(others)} other run(s)")
+        else:
+            marker.unlink(missing_ok=True)

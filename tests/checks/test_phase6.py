@@ -78,7 +78,7 @@ def _entry(
             for target in (
                 "redirect P99 (cache hit)",
                 "cache-hit ratio",
-                "Redis latency P99 (client probe)",
+                "Redis latency P99 (server, INFO latencystats)",
                 "PostgreSQL write P99 (probe)",
             )
         ],
@@ -194,6 +194,41 @@ def test_a_step_without_a_hit_ratio_fails_6_2_3(sandbox_params_lab: Lab, tmp_pat
     (result,) = run_checks(lab, ids=["6.2.3"])
     assert result.status == Status.FAIL
     assert "200/s: not measured" in result.observed
+
+
+def test_with_a_climbing_ladder_6_1_4_judges_the_rates_it_reached(
+    sandbox_params_lab: Lab, tmp_path: Path
+) -> None:
+    lab = _lab(sandbox_params_lab, tmp_path)
+    assert lab.targets.ladder is not None  # params/local.yaml climbs
+    save(lab, "redirect-hit", [_entry("redirect-hit", 100, 100), _entry("redirect-hit", 200, 150)])
+    save(lab, "create", [_entry("create", 100, 99)])
+    results = list(run_checks(lab, ids=["6.1.4"]))
+    assert [(r.subject, r.status) for r in results] == [
+        ("100/s", Status.PASS),
+        ("200/s", Status.FAIL),
+    ]
+    assert "climbing ladder" in results[0].expected
+
+
+def test_with_a_climbing_ladder_6_1_4_leaves_out_each_scenario_s_knee(
+    sandbox_params_lab: Lab, tmp_path: Path
+) -> None:
+    lab = _lab(sandbox_params_lab, tmp_path)
+    knee = "the knee: at 400/s redirect P99 (cache hit) 40 ms (target < 10 ms)"
+    steps = [
+        _entry("redirect-hit", 100, 100),
+        _entry("redirect-hit", 200, 200),
+        _entry("redirect-hit", 400, 300),  # saturated: the lab's limit, its knee
+    ]
+    for step in steps:
+        step["stopped"] = knee
+    save(lab, "redirect-hit", steps)
+    results = list(run_checks(lab, ids=["6.1.4"]))
+    assert [(r.subject, r.status) for r in results] == [
+        ("100/s", Status.PASS),
+        ("200/s", Status.PASS),
+    ]
 
 
 def test_a_rate_kept_only_with_errors_is_not_sustained_6_1_4(

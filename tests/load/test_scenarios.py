@@ -10,7 +10,7 @@ import pytest
 
 from labkit.errors import NotAllowed
 from labkit.load.scenarios import _Flusher, _forget, run_scenario
-from labkit.params import Lab, load_lab
+from labkit.params import Lab, Ladder, load_lab
 from labkit.sandbox import Sandbox
 
 pytestmark = pytest.mark.sandbox
@@ -97,3 +97,71 @@ def test_a_failing_cache_flush_is_reported_not_swallowed() -> None:
             time.sleep(0.01)
     assert flusher.problem().startswith("cache flush failed")
     assert "may have measured cache hits" in flusher.problem()
+
+
+def _with_targets(lab: Lab, **targets: object) -> Lab:
+    return lab.model_copy(update={"targets": lab.targets.model_copy(update=targets)})
+
+
+@pytest.mark.parametrize(
+    ("ladder", "rates"),
+    [
+        (Ladder(start_rps=100, factor=2, max_rps=1600, max_steps=5), [100, 200, 400, 800, 1600]),
+        (Ladder(start_rps=100, factor=2, max_rps=1000, max_steps=9), [100, 200, 400, 800]),
+        (Ladder(start_rps=50, factor=1.5, max_rps=1e6, max_steps=3), [50, 75, 112.5]),
+    ],
+)
+def test_the_ladder_climbs_by_its_factor_within_its_bounds(
+    ladder: Ladder, rates: list[float]
+) -> None:
+    assert ladder.rates() == rates
+
+
+def test_the_ladder_stops_at_the_knee_where_a_target_breaks(
+    sandbox: Sandbox, sandbox_lab: Lab
+) -> None:
+    # A PostgreSQL write target no real step can meet (judged even when the generator lags):
+    # the first step is the knee.
+    lab = _with_targets(
+        sandbox_lab,
+        ladder=Ladder(start_rps=50, factor=2, max_steps=4, max_total_s=60),
+        postgres_write_p99_ms=(0.0, 0.0001),
+    )
+    outcome = run_scenario(lab, "redirect-hit", duration_s=1, warmup_s=0.2, progress=_quiet)
+    assert [step.result.target_rps for step in outcome.steps] == [50]
+    assert outcome.stopped.startswith("the knee: at 50/s")
+    assert "PostgreSQL write P99 (probe)" in outcome.stopped
+    assert outcome.highest_good_rate is None
+    assert all(entry["climbing"] for entry in outcome.to_dicts())
+
+
+def test_the_ladder_keeps_climbing_while_targets_hold_until_its_time_budget(
+    sandbox: Sandbox, sandbox_lab: Lab
+) -> None:
+    # Targets nothing on this machine breaks at these rates; the time budget ends the climb,
+    # unless this (shared, busy) machine made the generator the limit first: then it stops there.
+    lab = _with_targets(
+        sandbox_lab,
+        ladder=Ladder(start_rps=20, factor=2, max_steps=6, max_total_s=2.5),
+        redirect_p99_ms=60_000,
+        cache_hit_ratio=0.01,
+        redis_latency_us=(0, 60_000_000),
+        postgres_write_p99_ms=(0, 60_000),
+    )
+    outcome = run_scenario(lab, "redirect-hit", duration_s=1, warmup_s=0.2, progress=_quiet)
+    rates = [step.result.target_rps for step in outcome.steps]
+    limited = [step.result.generator_limited for step in outcome.steps]
+    assert rates in ([20], [20, 40]), outcome.verdict_text()
+    if limited[-1]:
+        assert "the generator was the limit" in outcome.stopped
+        assert not any(limited[:-1])
+    else:
+        assert rates == [20, 40]
+        assert "time budget (2.5s per scenario) ends before 80/s" in outcome.stopped
+        assert outcome.highest_good_rate == 40
+    # The Redis target was judged on Redis's own figures (INFO latencystats), the probe beside.
+    server = outcome.steps[0].server["redis"]
+    assert server["server_latency_us"]["get"]["p99"] > 0
+    targets = {v.target: v.status for v in outcome.verdicts if v.rate == 20}
+    assert targets["Redis latency P99 (server, INFO latencystats)"] == "pass"
+    assert targets["Redis round trip P99 (client probe, context)"].startswith("n/a (context")

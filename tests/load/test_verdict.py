@@ -14,6 +14,7 @@ def _step(
     p99: float = 4.0,
     hit: float | None = 0.99,
     redis_us: float = 300.0,
+    server_us: float = 12.0,
     pg_ms: float = 6.0,
     errors: float = 0.0,
     limited: bool = False,
@@ -26,7 +27,14 @@ def _step(
             "redirect": {"status_codes": {"302": 10}, "latency_ms": {"corrected": {"p99": p99}}}
         },
         "server": {
-            "redis": {"hit_ratio": hit, "probe_us": {"p99": redis_us, "count": 100}},
+            "redis": {
+                "hit_ratio": hit,
+                "probe_us": {"p99": redis_us, "count": 100},
+                "server_latency_us": {
+                    "get": {"p50": 2.0, "p99": server_us, "p99_9": 40.0},
+                    "set": {"p50": 4.0, "p99": 9.0, "p99_9": 14.0},
+                },
+            },
             "postgres": {"probe_ms": {"p99": pg_ms, "count": 50}},
             "problems": {},
         },
@@ -45,7 +53,14 @@ def _status(lab: Lab, scenario: str, step: dict[str, Any]) -> dict[str, str]:
         (_step(hit=0.95), "cache-hit ratio", "fail"),
         (_step(hit=0.951), "cache-hit ratio", "pass"),
         (_step(hit=None), "cache-hit ratio", "n/a (no cache lookups seen)"),
-        (_step(redis_us=501), "Redis latency P99 (client probe)", "fail"),
+        (_step(server_us=501), "Redis latency P99 (server, INFO latencystats)", "fail"),
+        (_step(server_us=499), "Redis latency P99 (server, INFO latencystats)", "pass"),
+        # The client's round trip is context only: shown, never judged.
+        (
+            _step(redis_us=4000),
+            "Redis round trip P99 (client probe, context)",
+            "n/a (context: the client's round trip on the loaded load machine)",
+        ),
         (_step(pg_ms=12), "PostgreSQL write P99 (probe)", "fail"),
         (_step(pg_ms=2), "PostgreSQL write P99 (probe)", "pass"),
         (_step(errors=0.02), "error rate", "fail"),
@@ -126,3 +141,10 @@ def test_without_a_prometheus_there_are_no_promql_rows(sandbox_params_lab: Lab) 
     step["server"]["prometheus"] = {"skipped": "params observability.prometheus_url is empty"}
     targets = {verdict.target for verdict in judge(sandbox_params_lab, "redirect-hit", step)}
     assert not any("PromQL" in target for target in targets)
+
+
+def test_without_latencystats_the_redis_target_is_not_measured(sandbox_params_lab: Lab) -> None:
+    step = _step()
+    del step["server"]["redis"]["server_latency_us"]
+    status = _status(sandbox_params_lab, "redirect-hit", step)
+    assert status["Redis latency P99 (server, INFO latencystats)"].startswith("n/a (no cache")

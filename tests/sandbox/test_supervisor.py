@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -145,3 +146,33 @@ def test_overlapping_runs_do_not_take_the_sandbox_from_each_other(
         assert user.running
     finally:
         Sandbox(lab).down()
+
+
+def test_a_killed_runs_marker_does_not_take_down_a_sandbox_started_by_hand(
+    sandbox: Sandbox,
+) -> None:
+    """A run that brought the sandbox up was killed: its marker must not outlive it."""
+    folder = sandbox.state_dir / "leases"
+    folder.mkdir(parents=True, exist_ok=True)
+    marker = folder / ".brought-up-by-a-run"
+    # The marker as a run writes it (its pid and start time), then the run is killed -9.
+    script = (
+        "import os, sys, time\n"
+        "from labkit.sandbox.supervisor import _holder\n"
+        "open(sys.argv[1], 'w').write(_holder(os.getpid()) + '\\n')\n"
+        "print('written', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    run = subprocess.Popen([sys.executable, "-c", script, str(marker)], stdout=subprocess.PIPE)
+    try:
+        assert run.stdout is not None and run.stdout.readline() == b"written\n"
+    finally:
+        run.kill()
+        run.wait()
+    assert marker.read_text().startswith(f"{run.pid} ")
+    # The sandbox is up (by hand, as the user left it); the next run comes and goes.
+    with ensure_up(sandbox.lab, lambda _: None):
+        pass
+    assert sandbox.running
+    assert sandbox.status()["healthy"] is True
+    assert not marker.exists()

@@ -1,5 +1,14 @@
 """One module per roadmap phase; importing them registers their checks."""
 
-from labkit.checks.phases import phase1, phase2, phase3, phase5, phase6, preflight
+from labkit.checks.phases import (
+    cluster1,
+    phase1,
+    phase2,
+    phase3,
+    phase4,
+    phase5,
+    phase6,
+    preflight,
+)
 
-__all__ = ["phase1", "phase2", "phase3", "phase5", "phase6", "preflight"]
+__all__ = ["cluster1", "phase1", "phase2", "phase3", "phase4", "phase5", "phase6", "preflight"]

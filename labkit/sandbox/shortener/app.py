@@ -56,6 +56,7 @@ class _Services:
                 config.postgres_database,
                 config.postgres_user,
                 password,
+                config.postgres_standby_port,
             ),
             pool_size=config.pool_size,
         )

@@ -41,6 +41,7 @@ class ServiceConfig:
     redirect_cache: bool
     cache_ttl_s: int = 300
     pool_size: int = 8
+    postgres_standby_port: int | None = None  # libpq then follows whichever accepts writes
 
     @classmethod
     def from_lab(cls, lab: Lab) -> ServiceConfig:
@@ -63,6 +64,7 @@ class ServiceConfig:
             redis_password=_locate(lab, redis.password) if redis.password else None,
             default_domain=lab.shlink.default_domain,
             redirect_cache=lab.shlink.redirect_cache,
+            postgres_standby_port=lab.postgres.standby_port,
         )
 
     def to_json(self) -> str:

@@ -387,16 +387,39 @@ class Store:
         return row
 
 
-def conninfo(host: str, port: int, database: str, user: str, password: str) -> str:
-    """A libpq connection string (the password stays inside this process)."""
+def conninfo(
+    host: str,
+    port: int,
+    database: str,
+    user: str,
+    password: str,
+    standby_port: int | None = None,
+) -> str:
+    """A libpq connection string (the password stays inside this process).
+
+    With a ``standby_port`` libpq tries both servers and keeps the one that accepts
+    writes (``target_session_attrs=read-write``), so after a failover the service
+    follows the promoted standby, as a client of a Kubernetes primary Service would.
+    """
     from psycopg.conninfo import make_conninfo  # noqa: PLC0415
 
+    if standby_port is None:
+        return make_conninfo(
+            host=host,
+            port=port,
+            dbname=database,
+            user=user,
+            password=password,
+            connect_timeout=5,
+            application_name="labkit-shortener",
+        )
     return make_conninfo(
-        host=host,
-        port=port,
+        host=f"{host},{host}",
+        port=f"{port},{standby_port}",
         dbname=database,
         user=user,
         password=password,
         connect_timeout=5,
         application_name="labkit-shortener",
+        target_session_attrs="read-write",
     )
