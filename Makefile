@@ -1,6 +1,7 @@
 # The two set-up-and-go commands (see README): `make demo` and `make test`.
 # Each creates/updates .venv and installs what it needs; as root on Debian/Ubuntu it also
-# installs the system packages the sandbox needs (OpenSSH server, Redis, iproute2).
+# installs the system packages the sandbox needs (OpenSSH server, Redis, iproute2, Prometheus
+# with promtool, Alertmanager and the node/Redis/PostgreSQL exporters).
 
 PYTHON ?= python3
 VENV := .venv
@@ -8,7 +9,10 @@ BIN := $(VENV)/bin
 # What the sandbox runs, as program:package (installed as root when a program is missing).
 SYSTEM_TOOLS := sshd:openssh-server ssh-keygen:openssh-client redis-server:redis-server \
 	redis-sentinel:redis-sentinel ip:iproute2 unshare:util-linux ping:iputils-ping sudo:sudo \
-	ps:procps nft:nftables chromium:chromium
+	ps:procps nft:nftables chromium:chromium prometheus:prometheus promtool:prometheus \
+	prometheus-alertmanager:prometheus-alertmanager prometheus-node-exporter:prometheus-node-exporter \
+	prometheus-redis-exporter:prometheus-redis-exporter \
+	prometheus-postgres-exporter:prometheus-postgres-exporter
 BENCH_PACKAGES := wrk nginx-light
 
 .PHONY: demo lab lab-stop test lint system-deps bench clean-venv lock

@@ -12,6 +12,7 @@ __all__ = [
     "LabkitError",
     "NotAllowed",
     "NotFound",
+    "QueryError",
     "SandboxDown",
     "StepError",
     "WaitTimeout",
@@ -105,3 +106,7 @@ class ApplyConflict(ClusterError):
     def __init__(self, message: str, conflicts: list[tuple[str, str]]) -> None:
         self.conflicts = conflicts
         super().__init__(message)
+
+
+class QueryError(LabkitError):
+    """An API answered, but not with what was asked: a rejected query, an unexpected shape."""

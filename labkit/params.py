@@ -37,6 +37,7 @@ __all__ = [
     "Observability",
     "Postgres",
     "Redis",
+    "SandboxMonitoring",
     "SandboxSettings",
     "Shlink",
     "Ssh",
@@ -291,6 +292,11 @@ class Observability(_Model):
     prometheus_url: str = ""
     grafana_url: str = ""
     jaeger_url: str = ""
+    # Base URLs of the other phase-5 APIs (empty: not reachable from here, their checks skip).
+    alertmanager_url: str = ""
+    kiali_url: str = ""
+    grafana_user: str = "admin"
+    grafana_password: SecretRef | None = None
 
 
 class Ladder(_Model):
@@ -335,6 +341,19 @@ class Targets(_Model):
         return value
 
 
+class SandboxMonitoring(_Model):
+    """The sandbox's own Prometheus, Alertmanager and exporters (loopback ports, intervals)."""
+
+    enabled: bool = True
+    prometheus_port: Port = 19090
+    alertmanager_port: Port = 19093
+    redis_exporter_port: Port = 19121
+    postgres_exporter_ports: tuple[Port, Port] = (19187, 19188)  # primary, standby
+    node_exporter_port: Port = 9100  # inside each node's namespace, on the node's address
+    scrape_interval_s: Annotated[float, Field(ge=0.5, le=300)] = 5.0
+    evaluation_interval_s: Annotated[float, Field(ge=0.5, le=300)] = 5.0
+
+
 class Drills(_Model):
     """Failure drills (phase 7.3): the steady load they run under and when the fault comes."""
 
@@ -362,6 +381,7 @@ class SandboxSettings(_Model):
     gateway: Address = "10.77.0.1"
     prefix_length: Annotated[int, Field(ge=8, le=30)] = 24
     startup_timeout_s: Annotated[float, Field(gt=0, le=600)] = 60.0
+    monitoring: SandboxMonitoring = SandboxMonitoring()
 
 
 class Lab(_Model):

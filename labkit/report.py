@@ -35,6 +35,8 @@ __all__ = [
     "load_timeseries_figure",
     "load_verdict_table",
     "plan_html",
+    "promql_figure",
+    "red_figure",
     "runbook_html",
     "runbooks_html",
     "scale_figure",
@@ -805,6 +807,45 @@ def load_verdict_table(load: Iterable[Mapping[str, Any]]) -> Table:
     if not rows:
         return Table([], "<p>No load ran, so there are no verdicts.</p>")
     return Table(rows, f"{_CSS}{table_html}<ul>{''.join(notes)}</ul>")
+
+
+def red_figure(frames: Mapping[str, Any], title: str) -> Any:
+    """RED from PromQL: request rate, error rate and latency quantiles over time.
+
+    ``frames`` maps ``rate``, ``errors`` and ``p50``/``p95``/``p99`` to long DataFrames
+    (time, series, value) as ``labkit.observe.series_frame`` makes them.
+    """
+    import plotly.graph_objects as go  # noqa: PLC0415
+    from plotly.subplots import make_subplots  # noqa: PLC0415
+
+    figure = make_subplots(
+        rows=2, cols=1, shared_xaxes=True, subplot_titles=("rate and errors", "latency")
+    )
+    for name, frame in frames.items():
+        row = 2 if name.startswith("p") else 1
+        for series, part in frame.groupby("series") if len(frame) else []:
+            label = name if series == name else f"{name} {series}"
+            figure.add_trace(
+                go.Scatter(x=part["time"], y=part["value"], name=label, mode="lines"),
+                row=row,
+                col=1,
+            )
+    figure.update_yaxes(title_text="requests / s", row=1, col=1, rangemode="tozero")
+    figure.update_yaxes(title_text="ms", row=2, col=1, rangemode="tozero")
+    figure.update_layout(title=title, legend={"orientation": "h"})
+    return figure
+
+
+def promql_figure(frame: Any, title: str, unit: str) -> Any:
+    """One PromQL range result (a long DataFrame: time, series, value) as lines."""
+    import plotly.graph_objects as go  # noqa: PLC0415
+
+    figure = go.Figure()
+    for series, part in frame.groupby("series") if len(frame) else []:
+        figure.add_trace(go.Scatter(x=part["time"], y=part["value"], name=series, mode="lines"))
+    figure.update_yaxes(title_text=unit, rangemode="tozero")
+    figure.update_layout(title=title, legend={"orientation": "h"})
+    return figure
 
 
 # ============================================================================================

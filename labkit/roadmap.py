@@ -11,7 +11,8 @@ from typing import Literal
 
 __all__ = ["ITEMS", "STEPS", "Item", "Needs", "item", "items_for"]
 
-Needs = Literal["params", "local", "ssh", "cluster", "data", "load", "workstation"]
+# "metrics": a Prometheus (and Alertmanager) of the lab's: the sandbox runs its own.
+Needs = Literal["params", "local", "ssh", "cluster", "data", "load", "workstation", "metrics"]
 
 
 @dataclass(frozen=True)
@@ -165,12 +166,12 @@ ITEMS: tuple[Item, ...] = (
     Item("4.3.3", "Authorization policies enforced (test unauthorized access fails)", "cluster"),
     Item("4.3.4", "Shlink can still access Redis and Postgres", "cluster"),
     Item("4.3.5", "External traffic to ingress still works", "cluster"),
-    Item("5.1.1", "Prometheus scraping all targets successfully", "cluster"),
+    Item("5.1.1", "Prometheus scraping all targets successfully", "metrics"),
     Item("5.1.2", "Grafana accessible via browser", "cluster"),
     Item("5.1.3", "Istio dashboards showing traffic", "cluster"),
-    Item("5.1.4", "Can see request rate, error rate, latency for Shlink", "cluster"),
-    Item("5.1.5", "Redis and Postgres metrics visible", "cluster"),
-    Item("5.1.6", "Alerts configured for critical thresholds", "cluster"),
+    Item("5.1.4", "Can see request rate, error rate, latency for Shlink", "metrics"),
+    Item("5.1.5", "Redis and Postgres metrics visible", "metrics"),
+    Item("5.1.6", "Alerts configured for critical thresholds", "metrics"),
     Item("5.2.1", "Jaeger UI accessible", "cluster"),
     Item("5.2.2", "Traces appear in Jaeger for Shlink requests", "cluster"),
     Item("5.2.3", "Can see full request path: Ingress → Shlink → Redis/Postgres", "cluster"),

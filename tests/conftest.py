@@ -45,7 +45,7 @@ def write_sandbox_params(directory: Path, name: str = "sandbox-test") -> Path:
     state = directory / "state"
     # A /24 and a bridge of our own, unlikely to meet another run or another sandbox of this run.
     index = 20 + (os.getpid() + 101 * next(_SANDBOXES)) % 200
-    ports = free_ports(13)
+    ports = free_ports(18)
     as_root = os.geteuid() == 0
     key = str(state / "ssh" / "id_ed25519")
     if as_root:
@@ -95,6 +95,15 @@ def write_sandbox_params(directory: Path, name: str = "sandbox-test") -> Path:
             "state_dir": str(state),
             "bridge": f"lkt-test{index}",
             "gateway": f"10.78.{index}.1",
+            # Short intervals: alert tests see a rule go pending within seconds.
+            "monitoring": {
+                "prometheus_port": ports[13],
+                "alertmanager_port": ports[14],
+                "redis_exporter_port": ports[15],
+                "postgres_exporter_ports": [ports[16], ports[17]],
+                "scrape_interval_s": 1,
+                "evaluation_interval_s": 1,
+            },
         },
         "allow_list": ["127.0.0.0/8", f"10.78.{index}.0/24"],
     }

@@ -28,6 +28,7 @@ CAPABILITIES: dict[str, dict[Needs, str]] = {
         "data": "",
         "load": "",
         "workstation": "",
+        "metrics": "",  # the sandbox runs its own Prometheus and Alertmanager
         "cluster": "needs a Kubernetes API; the sandbox has none",
     },
     "homelab": {
@@ -37,6 +38,7 @@ CAPABILITIES: dict[str, dict[Needs, str]] = {
         "data": "",
         "load": "",
         "workstation": "",
+        "metrics": "",
         "cluster": "",
     },
 }

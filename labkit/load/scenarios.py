@@ -122,6 +122,7 @@ class ScenarioOutcome:
             lines.append(
                 f"  {verdict.rate:>8.0f}/s  {verdict.target:<34} {verdict.expected:<16} "
                 f"{verdict.measured:<22} {verdict.status}"
+                + ("  [PromQL]" if verdict.source.startswith("PromQL") else "")
             )
         good = self.highest_good_rate
         lines.append(

@@ -11,7 +11,9 @@ next to the engine:
   loaded machine waits, kept beside it as context);
 * PostgreSQL: a timed write probe (``INSERT`` + commit into a probe table of
   labkit's own, sandbox only) in an HdrHistogram (the ADR's 5-10 ms P99);
-* processes: CPU seconds and memory (PSS) of the sandbox's components (with children), psutil.
+* processes: CPU seconds and memory (PSS) of the sandbox's components (with children), psutil;
+* prometheus: the same kinds of figures from the lab's Prometheus over the step's window
+  (``labkit.load.promql_stats``), when the lab has one.
 
 Each source that cannot be reached is reported with why, never silently dropped.
 """
@@ -102,10 +104,12 @@ class ServerWatch:
         self._components: dict[str, list[psutil.Process]] = {}
         self._cpu_before: dict[str, dict[int, float]] = {}
         self._started = 0.0
+        self._started_wall = 0.0
 
     # --- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> ServerWatch:
         self._started = time.monotonic()
+        self._started_wall = time.time()  # the PromQL window's start
         try:
             with lab_redis_master(self.lab) as client:
                 if self.lab.kind == "sandbox":
@@ -135,6 +139,11 @@ class ServerWatch:
             "processes": self._process_figures(wall),
             "problems": dict(self.problems),
         }
+        # The same figures from the lab's Prometheus when it has one (the processes above
+        # stay as the cross-check); a lab without one says why.
+        from labkit.load.promql_stats import window_figures  # noqa: PLC0415
+
+        self.figures["prometheus"] = window_figures(self.lab, self._started_wall, time.time())
 
     # --- Redis -----------------------------------------------------------------------------
     def _probe_redis(self) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from labkit.params import Lab
 
-__all__ = ["MAX_ERROR_RATE", "Verdict", "judge"]
+__all__ = ["MAX_ERROR_RATE", "Verdict", "hit_ratio", "judge"]
 
 MAX_ERROR_RATE = 0.01  # the roadmap asks for the error rate; 1% is where it stops being noise
 
@@ -31,6 +31,8 @@ class Verdict:
     note: str = ""
     value: float | None = None  # the measured number, for charts
     limit: float | None = None  # the target's bound, same unit
+    source: str = ""  # where a server-side figure came from (PromQL, INFO stats, a probe)
+    cross_check: str = ""  # the same figure from the other source, when both exist
 
     @property
     def status(self) -> str:
@@ -51,6 +53,19 @@ def _latency(step: dict[str, Any], operation: str) -> float | None:
     return float(entry["latency_ms"]["corrected"]["p99"])
 
 
+def hit_ratio(server: dict[str, Any]) -> tuple[float | None, str, str]:
+    """The step's hit ratio: from PromQL when the lab's Prometheus gave one, else INFO stats."""
+    info = server.get("redis", {}).get("hit_ratio")
+    promql = server.get("prometheus", {})
+    if promql.get("hit_ratio") is not None:
+        return (
+            float(promql["hit_ratio"]),
+            f"PromQL: {promql['queries']['hit_ratio']}",
+            f"Redis INFO stats: {info}" if info is not None else "",
+        )
+    return info, "Redis INFO stats (keyspace hits/misses)", ""
+
+
 def judge(lab: Lab, scenario: str, step: dict[str, Any]) -> list[Verdict]:
     """Verdicts for one step (a ``load`` entry with its ``server`` section)."""
     targets = lab.targets
@@ -68,11 +83,23 @@ def judge(lab: Lab, scenario: str, step: dict[str, Any]) -> list[Verdict]:
         limit: float,
         why_missing: str,
         judged: bool = True,
+        source: str = "",
+        cross_check: str = "",
         why_not_judged: str = "generator-limited: the client, not the lab, set this figure",
     ) -> None:
         if value is None:
             rows.append(
-                Verdict(scenario, rate, target, expected, "not measured", None, why_missing)
+                Verdict(
+                    scenario,
+                    rate,
+                    target,
+                    expected,
+                    "not measured",
+                    None,
+                    why_missing,
+                    source=source,
+                    cross_check=cross_check,
+                )
             )
             return
         note = "" if judged else why_not_judged
@@ -87,6 +114,8 @@ def judge(lab: Lab, scenario: str, step: dict[str, Any]) -> list[Verdict]:
                 note,
                 value,
                 limit,
+                source,
+                cross_check,
             )
         )
 
@@ -103,7 +132,7 @@ def judge(lab: Lab, scenario: str, step: dict[str, Any]) -> list[Verdict]:
             "no redirect answered",
             judged=not limited,
         )
-        ratio = server.get("redis", {}).get("hit_ratio")
+        ratio, source, cross_check = hit_ratio(server)
         wanted = targets.cache_hit_ratio
         row(
             "cache-hit ratio",
@@ -113,9 +142,11 @@ def judge(lab: Lab, scenario: str, step: dict[str, Any]) -> list[Verdict]:
             "",
             wanted,
             server.get("problems", {}).get("redis", "no cache lookups seen"),
+            source=source,
+            cross_check=cross_check,
         )
     if scenario == "redirect-miss":
-        ratio = server.get("redis", {}).get("hit_ratio")
+        ratio, source, cross_check = hit_ratio(server)
         # Not an ADR target: shows the scenario really missed the cache.
         row(
             "cache-hit ratio (miss scenario)",
@@ -125,6 +156,8 @@ def judge(lab: Lab, scenario: str, step: dict[str, Any]) -> list[Verdict]:
             "",
             0.5,
             server.get("problems", {}).get("redis", "no cache lookups seen"),
+            source=source,
+            cross_check=cross_check,
         )
     low, high = targets.redis_latency_us
     commands = server.get("redis", {}).get("server_latency_us", {})
@@ -152,6 +185,7 @@ def judge(lab: Lab, scenario: str, step: dict[str, Any]) -> list[Verdict]:
         "µs",
         high,
         server.get("problems", {}).get("redis_probe", "no probe sample"),
+        source="client probe (PING round trips)",
         judged=False,
         why_not_judged="context: the client's round trip on the loaded load machine",
     )
@@ -166,7 +200,34 @@ def judge(lab: Lab, scenario: str, step: dict[str, Any]) -> list[Verdict]:
         "ms",
         pg_high,
         server.get("problems", {}).get("postgres_probe", "no probe sample"),
+        source="write probe (INSERT + commit)",
     )
+    promql = server.get("prometheus", {})
+    if promql and "skipped" not in promql:
+        # Server-side time from the lab's Prometheus: not the ADR's client-side P99s, shown
+        # beside them (judged against the same upper bounds) so the two views can be compared.
+        per_command = promql.get("redis_us_per_command")
+        row(
+            "Redis server time per command (PromQL)",
+            f"<= {high:g} µs",
+            per_command,
+            per_command is not None and per_command <= high,
+            "µs",
+            high,
+            "no Redis command in the window",
+            source=f"PromQL: {promql['queries']['redis_us_per_command']}",
+        )
+        per_transaction = promql.get("postgres_ms_per_transaction")
+        row(
+            "PostgreSQL server time per transaction (PromQL)",
+            f"<= {pg_high:g} ms",
+            per_transaction,
+            per_transaction is not None and per_transaction <= pg_high,
+            "ms",
+            pg_high,
+            "no transaction time series (the cluster's pgMonitor has none)",
+            source=f"PromQL: {promql['queries']['postgres_ms_per_transaction']}",
+        )
     error_rate = float(step.get("error_rate", 0.0))
     row(
         "error rate",

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from labkit.errors import ConfigError
 from labkit.manifests.apps import applications
+from labkit.manifests.dashboards import check_dashboards
 from labkit.manifests.documents import (
     Document,
     Problem,
@@ -86,4 +87,5 @@ def validate(lab: Lab, root: Path | None = None) -> list[Problem]:
     problems += check_ordering(documents, apps, kustomizations, lab, root)
     problems += check_namespaces(apps, kustomizations)
     problems += check_rate_limit(documents, apps, lab)
+    problems += check_dashboards(documents)
     return problems

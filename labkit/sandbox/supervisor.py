@@ -25,7 +25,7 @@ import httpx
 
 from labkit.errors import ConfigError, LabkitError
 from labkit.params import Lab
-from labkit.sandbox import nodes, postgres, processes, redis
+from labkit.sandbox import monitoring, nodes, postgres, processes, redis
 from labkit.sandbox.shortener.config import service_command
 from labkit.secrets import Secret, SecretRef, resolve
 
@@ -151,6 +151,7 @@ class Sandbox:
             postgres.start_postgres(self.lab, self.state_dir, password, progress)
             redis.start_redis(self.lab, self.state_dir, progress)
             self._start_shortener(progress)
+            monitoring.start_monitoring(self.lab, self.state_dir, progress)
         progress(f"sandbox {self.lab.name}: up in {time.monotonic() - started:.1f}s")
         return self.status()
 
@@ -159,6 +160,7 @@ class Sandbox:
         with self._locked():
             problems: list[str] = []
             steps: list[tuple[str, Callable[[], object]]] = [
+                ("monitoring", lambda: monitoring.stop_monitoring(self.lab, self.state_dir)),
                 (SHORTENER, lambda: processes.stop(self._shortener())),
                 ("redis", lambda: redis.stop_redis(self.lab, self.state_dir)),
                 ("postgres", lambda: postgres.stop_postgres(self.state_dir)),
@@ -184,12 +186,15 @@ class Sandbox:
         components += postgres.postgres_status(self.lab, self.state_dir)
         components += redis.redis_status(self.lab, self.state_dir)
         components += self._shortener_status()
+        components += monitoring.monitoring_status(self.lab, self.state_dir)
         return {
             "lab": self.lab.name,
             "state_dir": str(self.state_dir),
             "running": any(entry.get("pid") for entry in components),
             "healthy": bool(components) and all(entry.get("healthy") for entry in components),
             "components": components,
+            # Optional parts not run here (a package not installed...), each with the reason.
+            "skipped": monitoring.monitoring_skipped(self.lab, self.state_dir),
         }
 
     @property

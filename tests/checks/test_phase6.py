@@ -262,3 +262,38 @@ def test_results_saved_under_other_settings_or_long_ago_are_stale(
     path.write_text(json.dumps(document))
     (result,) = [r for r in run_checks(lab, ids=["6.2.1"]) if r.subject == "create"]
     assert "stale: measured 2020-01-01, more than 7 days ago" in result.observed
+
+
+def _from_prometheus(entry: dict[str, Any], hit: float | None) -> dict[str, Any]:
+    """A step whose server figures the lab's Prometheus gave (a cluster: no process figures)."""
+    entry["server"] = {
+        "redis": {"hit_ratio": None},
+        "processes": [],
+        "prometheus": {
+            "hit_ratio": hit,
+            "queries": {"hit_ratio": "sum(increase(redis_keyspace_hits_total[10s])) / ..."},
+            "components": [
+                {"component": "shlink-7d9f-abcde", "cpu_cores": 1.2, "memory_mb": 210.0},
+                {"component": "redis-0", "cpu_cores": 0.4, "memory_mb": 30.0},
+            ],
+        },
+    }
+    return entry
+
+
+@pytest.mark.parametrize(("hit", "status"), [(0.99, Status.PASS), (0.9, Status.FAIL)])
+def test_server_figures_from_promql_are_judged_and_named(
+    sandbox_params_lab: Lab, tmp_path: Path, hit: float, status: Status
+) -> None:
+    lab = _lab(sandbox_params_lab, tmp_path)
+    for scenario in ("create", "redirect-miss", "mixed"):
+        save(lab, scenario, [_from_prometheus(_entry(scenario, 100, 100), hit)])
+    save(lab, "redirect-hit", [_from_prometheus(_entry("redirect-hit", 100, 100), hit)])
+    results = {r.id + r.subject: r for r in run_checks(lab, ids=["6.2.1", "6.2.3", "6.2.4"])}
+    assert results["6.2.1redirect-hit"].status == Status.PASS
+    assert "CPU/memory from PromQL" in results["6.2.1redirect-hit"].observed
+    assert results["6.2.3"].status == status
+    assert f"{hit} (PromQL)" in results["6.2.3"].observed
+    busiest = results["6.2.4redirect-hit"]
+    assert busiest.status == Status.PASS
+    assert "from PromQL: shlink-7d9f-abcde 1.20 cores / 210.0 MB" in busiest.observed

@@ -83,6 +83,66 @@ def test_create_has_no_redirect_target_and_miss_checks_it_missed(sandbox_params_
     assert miss["cache-hit ratio (miss scenario)"] == "fail"
 
 
+def _with_promql(step: dict[str, Any], **figures: Any) -> dict[str, Any]:
+    queries = {
+        name: f"<{name} query>"
+        for name in ("hit_ratio", "redis_us_per_command", "postgres_ms_per_transaction")
+    }
+    step["server"]["prometheus"] = {"queries": queries, **figures}
+    return step
+
+
+@pytest.mark.parametrize(
+    ("figures", "target", "expected", "source"),
+    [
+        # PromQL's hit ratio wins over INFO stats (0.99), which stays as the cross-check.
+        ({"hit_ratio": 0.9}, "cache-hit ratio", "fail", "PromQL: <hit_ratio query>"),
+        ({"hit_ratio": 0.97}, "cache-hit ratio", "pass", "PromQL: <hit_ratio query>"),
+        ({"hit_ratio": None}, "cache-hit ratio", "pass", "Redis INFO stats (keyspace hits/misses)"),
+        (
+            {"redis_us_per_command": 12.0},
+            "Redis server time per command (PromQL)",
+            "pass",
+            "PromQL: <redis_us_per_command query>",
+        ),
+        (
+            {"redis_us_per_command": 900.0},
+            "Redis server time per command (PromQL)",
+            "fail",
+            "PromQL: <redis_us_per_command query>",
+        ),
+        (
+            {"postgres_ms_per_transaction": 0.4},
+            "PostgreSQL server time per transaction (PromQL)",
+            "pass",
+            "PromQL: <postgres_ms_per_transaction query>",
+        ),
+        (
+            {},
+            "PostgreSQL server time per transaction (PromQL)",
+            "n/a (no transaction time series (the cluster's pgMonitor has none))",
+            "PromQL: <postgres_ms_per_transaction query>",
+        ),
+    ],
+)
+def test_server_rows_say_when_they_come_from_promql(
+    sandbox_params_lab: Lab, figures: dict[str, Any], target: str, expected: str, source: str
+) -> None:
+    step = _with_promql(_step(), **figures)
+    rows = {v.target: v for v in judge(sandbox_params_lab, "redirect-hit", step)}
+    assert rows[target].status == expected
+    assert rows[target].source == source
+    if target == "cache-hit ratio" and figures.get("hit_ratio") is not None:
+        assert rows[target].cross_check == "Redis INFO stats: 0.99"
+
+
+def test_without_a_prometheus_there_are_no_promql_rows(sandbox_params_lab: Lab) -> None:
+    step = _step()
+    step["server"]["prometheus"] = {"skipped": "params observability.prometheus_url is empty"}
+    targets = {verdict.target for verdict in judge(sandbox_params_lab, "redirect-hit", step)}
+    assert not any("PromQL" in target for target in targets)
+
+
 def test_without_latencystats_the_redis_target_is_not_measured(sandbox_params_lab: Lab) -> None:
     step = _step()
     del step["server"]["redis"]["server_latency_us"]

@@ -8,6 +8,7 @@ from labkit.checks.phases import (
     phase2,
     phase3,
     phase4,
+    phase5,
     phase6,
     preflight,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "phase2",
     "phase3",
     "phase4",
+    "phase5",
     "phase6",
     "preflight",
 ]

@@ -16,7 +16,7 @@ from labkit.checks.base import Context, Outcome, implements
 from labkit.load import Fixed, Schedule, resolve_target, run_load
 from labkit.load.scenarios import SCENARIOS
 from labkit.load.store import load_saved, store_dir
-from labkit.load.verdict import MAX_ERROR_RATE
+from labkit.load.verdict import MAX_ERROR_RATE, hit_ratio
 
 __all__: list[str] = []
 
@@ -170,15 +170,17 @@ def metrics_collected(context: Context) -> list[Outcome]:
         if not entries:
             outcomes.append(_missing(scenario, context))
             continue
-        complete = all(
-            entry["responses"] > 0 and entry.get("server", {}).get("processes") for entry in entries
-        )
+        complete = all(entry["responses"] > 0 and _resources(entry)[0] for entry in entries)
         seen = "; ".join(
             f"{e['target_rps']:.0f}/s: {e['achieved_rps']:.0f}/s achieved, p50/p95/p99 "
             f"{e['latency_ms']['corrected']['p50']}/{e['latency_ms']['corrected']['p95']}/"
             f"{e['latency_ms']['corrected']['p99']} ms, errors {e['error_rate']:.2%}"
             + ("" if e["responses"] > 0 else ", no answers")
-            + ("" if e.get("server", {}).get("processes") else ", no CPU/memory figures")
+            + (
+                f", CPU/memory from {_resources(e)[1]}"
+                if _resources(e)[0]
+                else ", no CPU/memory figures"
+            )
             for e in entries
         )
         outcomes.append(
@@ -190,6 +192,15 @@ def metrics_collected(context: Context) -> list[Outcome]:
             )
         )
     return outcomes
+
+
+def _resources(entry: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+    """CPU/memory rows of a step: PromQL's when the lab's Prometheus gave them, else processes."""
+    server = entry.get("server", {})
+    promql = server.get("prometheus", {}).get("components") or []
+    if promql:
+        return promql, "PromQL"
+    return server.get("processes", []), "the sandbox's processes"
 
 
 def _verdicts(context: Context) -> list[dict[str, Any]]:
@@ -232,14 +243,15 @@ def cache_hit_ratio(context: Context) -> Outcome:
     if not entries:
         return _missing("redirect-hit", context)
     wanted = context.lab.targets.cache_hit_ratio
-    ratios = [entry.get("server", {}).get("redis", {}).get("hit_ratio") for entry in entries]
-    known = [ratio for ratio in ratios if ratio is not None]
+    ratios = [hit_ratio(entry.get("server", {})) for entry in entries]
+    known = [ratio for ratio, _, _ in ratios if ratio is not None]
     return Outcome.judge(
         len(known) == len(ratios) and min(known) > wanted,  # an unmeasured step is no pass
         f"> {wanted:.0%} at every step",
         ", ".join(
             f"{e['target_rps']:.0f}/s: {r if r is not None else 'not measured'}"
-            for e, r in zip(entries, ratios, strict=True)
+            + (f" ({source.split(':')[0]}{'; ' + cross if cross else ''})" if r is not None else "")
+            for e, (r, source, cross) in zip(entries, ratios, strict=True)
         ),
     )
 
@@ -255,11 +267,18 @@ def bottlenecks(context: Context) -> list[Outcome]:
             outcomes.append(_missing(scenario, context))
             continue
         top = max(entries, key=lambda entry: entry["target_rps"])
-        processes = top.get("server", {}).get("processes", [])
+        processes, source = _resources(top)
         busiest = ", ".join(
             f"{row['component']} {row['cpu_cores']:.2f} cores / {row['memory_mb']} MB"
             for row in processes[:3]
         )
+        if processes:
+            busiest = f"from {source}: {busiest}"
+        cross = top.get("server", {}).get("processes", [])
+        if source == "PromQL" and cross:  # the sandbox's process figures as the cross-check
+            busiest += "; processes: " + ", ".join(
+                f"{row['component']} {row['cpu_cores']:.2f} cores" for row in cross[:3]
+            )
         client = top["generator"]["cpu_cores"]
         limited = (
             f"; generator-limited: {top['generator_reason']}" if top["generator_limited"] else ""

@@ -13,12 +13,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from labkit.sandbox.shortener.cache import RedirectCache
 from labkit.sandbox.shortener.config import ServiceConfig
+from labkit.sandbox.shortener.metrics import MetricsMiddleware, metrics
 from labkit.sandbox.shortener.model import (
     Problem,
     is_bot,
@@ -311,11 +313,14 @@ def build_app(config: ServiceConfig) -> Starlette:
         Route(prefix + "/short-urls/{shortCode}/visits", _api(short_url_visits), methods=["GET"]),
         Route("/rest/{rest:path}", _api(rest_not_found)),
         Route("/", root, methods=["GET"]),
+        # Prometheus' scrape endpoint (so "metrics" cannot be a short code here).
+        Route("/metrics", metrics, methods=["GET"]),
         Route("/{shortCode}", redirect, methods=["GET"]),
     ]
     return Starlette(
         routes=routes,
         lifespan=lifespan,
+        middleware=[Middleware(MetricsMiddleware)],
         exception_handlers={psycopg.Error: _database_down, OSError: _database_down},
     )
 

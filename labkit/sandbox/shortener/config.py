@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -140,4 +141,12 @@ def service_command(lab: Lab, state_dir: Path) -> tuple[list[str], dict[str, str
         "--timeout-graceful-shutdown",
         "5",
     ]
-    return argv, {CONFIG_ENV: config.to_json(), "PYTHONUNBUFFERED": "1"}
+    # Each worker writes its metric samples here; samples of an earlier run must not add up.
+    samples = state_dir / "shortener-metrics"
+    shutil.rmtree(samples, ignore_errors=True)
+    samples.mkdir(parents=True, mode=0o700)
+    return argv, {
+        CONFIG_ENV: config.to_json(),
+        "PYTHONUNBUFFERED": "1",
+        "PROMETHEUS_MULTIPROC_DIR": str(samples),
+    }
