@@ -10,8 +10,9 @@ import pytest
 from labkit import environment
 
 PACKAGE = Path(environment.__file__).parent
-# The stand-in service's own variable, set by the sandbox for its workers, not by a run.
-SERVICE_OWN = {"LABKIT_SHORTENER_CONFIG"}
+# Set by the sandbox for the processes it starts, not by a run: the stand-in service's
+# config, and the digest of a monitoring component's config (a restart when it changes).
+SERVICE_OWN = {"LABKIT_SHORTENER_CONFIG", "LABKIT_CONFIG_DIGEST"}
 
 
 def test_what_the_runner_sets_is_what_the_kernel_reads(

@@ -24,6 +24,7 @@ from labkit.manifests.dashboards import check_dashboards
 from labkit.manifests.documents import (
     Document,
     Problem,
+    default_root,
     kustomization_namespaces,
     load_documents,
 )
@@ -45,11 +46,6 @@ __all__ = [
     "load_documents",
     "validate",
 ]
-
-
-def default_root() -> Path:
-    """The manifests/ folder of the repository this labkit was installed from."""
-    return Path(__file__).resolve().parents[2] / "manifests"
 
 
 def bootstrap_files(root: Path | None = None) -> list[Path]:

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from labkit.manifests.documents import Document, Problem, load_documents, problem
+from labkit.manifests.documents import Document, Problem, default_root, load_documents, problem
 
 __all__ = ["DASHBOARD_LABEL", "check_dashboards", "dashboard_uids", "dashboards"]
 
@@ -69,8 +69,6 @@ def check_dashboards(documents: list[Document]) -> list[Problem]:
 
 def dashboards(root: Path | None = None) -> list[dict[str, Any]]:
     """Every dashboard (decoded JSON) the manifests ship."""
-    from labkit.manifests import default_root  # noqa: PLC0415 - the package imports this module
-
     documents, _ = load_documents((root or default_root()).resolve())
     found = []
     for document in filter(_is_dashboard_map, documents):

@@ -13,6 +13,7 @@ import yaml
 __all__ = [
     "Document",
     "Problem",
+    "default_root",
     "field_value",
     "is_kustomization",
     "kustomization_namespaces",
@@ -164,3 +165,8 @@ def seconds(value: Any) -> float | None:
         return None
     scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[match.group(2)]
     return float(match.group(1)) * scale
+
+
+def default_root() -> Path:
+    """The manifests/ folder of the repository this labkit was installed from."""
+    return Path(__file__).resolve().parents[2] / "manifests"
