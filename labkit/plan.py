@@ -47,11 +47,13 @@ __all__ = [
 
 Progress = Callable[[str], None]
 Phase = str | int | None  # "1", "1.5"...; an int is read as its string; None: every phase
+# The phases planned through the Kubernetes API (labkit.cluster.plan builds their steps).
+# Named here so an SSH plan never loads the kubernetes client (seconds) to tell them apart.
+CLUSTER_PHASES = ("1.5", "2", "3")
 
 
 def known_phases() -> list[str]:
     """The phases and steps labkit can plan: SSH ones ("1", "1.2"...), then cluster ones."""
-    from labkit.cluster.plan import CLUSTER_PHASES  # noqa: PLC0415 - the kubernetes client
     from labkit.steps import PHASES_WITH_STEPS, STEPS_WITH_STAGES  # noqa: PLC0415
 
     found = [*PHASES_WITH_STEPS, *STEPS_WITH_STAGES, *CLUSTER_PHASES]
@@ -212,9 +214,7 @@ class Plan:
 
 def is_cluster_phase(phase: Phase) -> bool:
     """Whether ``phase`` (``"1.5"``) is applied through the Kubernetes API, not over SSH."""
-    from labkit.cluster.plan import is_cluster_phase as cluster_phase  # noqa: PLC0415
-
-    return cluster_phase(phase)
+    return phase is not None and str(phase) in CLUSTER_PHASES
 
 
 def _targets(lab: Lab, hosts: Mapping[str, RemoteHost]) -> dict[str, Target]:

@@ -251,3 +251,10 @@ def test_the_html_shows_one_table_and_commands_that_wrap_only_between_words(
     assert shown.count("<table") == 1  # no evidence yet: the plan table alone
     assert "word-break:keep-all" in shown and "overflow-wrap:normal" in shown
     assert "<pre>" not in shown  # a <pre> inherits the notebook's break-anywhere wrapping
+
+
+def test_the_cluster_phases_named_by_plan_are_the_ones_the_cluster_layer_builds() -> None:
+    from labkit import plan
+    from labkit.cluster import plan as cluster_plan
+
+    assert tuple(cluster_plan.CLUSTER_PHASES) == plan.CLUSTER_PHASES

@@ -7,10 +7,10 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
-import kubernetes_validate  # type: ignore[import-untyped]
+if TYPE_CHECKING:
+    import jsonschema
 
 from labkit.errors import ConfigError
 from labkit.manifests.documents import Document, Problem, is_kustomization, problem
@@ -130,6 +130,8 @@ def _crd_validator(path: Path) -> jsonschema.protocols.Validator:
     properties["kind"] = {"type": "string"}
     properties["metadata"] = _OBJECT_META
     schema.setdefault("additionalProperties", False)
+    import jsonschema  # noqa: PLC0415 - loading it costs seconds; only validation needs it
+
     validator_class = jsonschema.validators.validator_for(schema, jsonschema.Draft7Validator)
     validator: jsonschema.protocols.Validator = validator_class(schema)
     return validator
@@ -178,6 +180,8 @@ def _core_schema(document: Document, kubernetes: str) -> list[Problem]:
 def _core_errors(
     text: str, api_version: str, kind: str, kubernetes: str
 ) -> tuple[tuple[str, str], ...]:
+    import kubernetes_validate  # type: ignore[import-untyped]  # noqa: PLC0415 - slow to load
+
     try:
         kubernetes_validate.validate(json.loads(text), kubernetes, strict=True)
     except kubernetes_validate.ValidationError as exc:
@@ -193,6 +197,8 @@ def kubernetes_minor(k3s: str) -> str:
     match = re.match(r"^v?(\d+)\.(\d+)", k3s)
     if not match:
         raise ConfigError(f"versions.k3s {k3s!r} does not start with a Kubernetes version")
+    import kubernetes_validate  # noqa: PLC0415 - slow to load
+
     newest = kubernetes_validate.latest_version()
     wanted = (int(match.group(1)), int(match.group(2)))
     shipped = tuple(int(part) for part in newest.split(".")[:2])

@@ -36,7 +36,6 @@ import httpx
 import yaml
 
 from labkit.errors import ConfigError, LabkitError
-from labkit.manifests.rules import rule_file_text
 from labkit.params import Lab, SandboxMonitoring
 from labkit.sandbox import processes
 
@@ -450,6 +449,10 @@ def components(lab: Lab, state_dir: Path) -> tuple[list[Component], list[dict[st
     if program := binary("prometheus"):
         rules: str | None = None
         try:
+            # Deferred: the manifests package loads jsonschema (about a second), and every
+            # `labkit` command imports this module through the sandbox's supervisor.
+            from labkit.manifests.rules import rule_file_text  # noqa: PLC0415
+
             rules = rule_file_text()
         except ConfigError as exc:  # no manifests beside this labkit: no alert rules to load
             skipped.append({"name": "alert-rules", "reason": str(exc)})
