@@ -82,7 +82,7 @@ def test_nothing_listening_is_a_connect_error_naming_the_endpoint(local_lab: Lab
         prometheus.targets()
 
 
-@pytest.mark.parametrize("url", ["http://10.99.0.1:9090", "http://192.168.2.10:3000"])
+@pytest.mark.parametrize("url", ["http://10.99.0.1:9090", "http://198.51.100.10:3000"])
 def test_an_address_outside_the_allow_list_is_refused_before_any_request(
     local_lab: Lab, url: str
 ) -> None:
