@@ -258,101 +258,77 @@ def run_scenario(
     """
     if scenario not in SCENARIOS:
         raise ConfigError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
-    with reached_shlink(lab, progress) as reached:
-        return _run_scenario(
-            reached,
-            scenario,
-            rates=rates,
-            duration_s=duration_s,
-            warmup_s=warmup_s,
-            processes=processes,
-            connections=connections,
-            flush_every_s=flush_every_s,
-            cold_codes=cold_codes,
-            progress=progress,
+    # From here on ``lab`` is the one whose Shlink answers (a port-forward on a cluster lab).
+    with reached_shlink(lab, progress) as lab:  # noqa: PLR1704
+        targets = lab.targets
+        target = resolve_target(lab.shlink.base_url, lab.allow_list)  # refused before any request
+        ladder = targets.ladder if rates is None else None  # explicit rates: a fixed ladder
+        rates = rates or (
+            ladder.rates() if ladder else [float(rate) for rate in targets.rate_steps]
         )
-
-
-def _run_scenario(
-    lab: Lab,
-    scenario: str,
-    *,
-    rates: list[float] | None = None,
-    duration_s: float | None = None,
-    warmup_s: float | None = None,
-    processes: int = 1,
-    connections: int = 64,
-    flush_every_s: float = 0.2,
-    cold_codes: int = _COLD_CODES,
-    progress: Callable[[str], None] = print,
-) -> ScenarioOutcome:
-    """``run_scenario`` once ``lab.shlink.base_url`` is reachable."""
-    targets = lab.targets
-    target = resolve_target(lab.shlink.base_url, lab.allow_list)  # refused before any request
-    ladder = targets.ladder if rates is None else None  # explicit rates: a fixed ladder
-    rates = rates or (ladder.rates() if ladder else [float(rate) for rate in targets.rate_steps])
-    duration = duration_s if duration_s is not None else targets.step_duration_s
-    warmup = warmup_s if warmup_s is not None else targets.warmup_s
-    workload, cold = _workload(lab, scenario, target, cold_codes, progress)
-    outcome = ScenarioOutcome(scenario, climbing=ladder is not None)
-    spent = 0.0
-    for rate in rates:
-        if ladder is not None and spent + warmup + duration > ladder.max_total_s:
-            outcome.stopped = (
-                f"the ladder's time budget ({ladder.max_total_s:g}s per scenario) ends before "
-                f"{rate:.0f}/s; the ceiling may be higher"
+        duration = duration_s if duration_s is not None else targets.step_duration_s
+        warmup = warmup_s if warmup_s is not None else targets.warmup_s
+        workload, cold = _workload(lab, scenario, target, cold_codes, progress)
+        outcome = ScenarioOutcome(scenario, climbing=ladder is not None)
+        spent = 0.0
+        for rate in rates:
+            if ladder is not None and spent + warmup + duration > ladder.max_total_s:
+                outcome.stopped = (
+                    f"the ladder's time budget ({ladder.max_total_s:g}s per scenario) ends before "
+                    f"{rate:.0f}/s; the ceiling may be higher"
+                )
+                break
+            spent += warmup + duration
+            progress(f"{scenario}: {rate:.0f} req/s for {duration:g}s after {warmup:g}s warm-up")
+            problem = _forget(lab, cold) if cold else ""
+            flusher = _Flusher(lab, cold, flush_every_s) if cold else None
+            with ServerWatch(lab) as watch, flusher or nullcontext():
+                result = run_load(
+                    target,
+                    workload,
+                    Schedule.constant(rate, duration, warmup),
+                    name=f"{scenario}@{rate:.0f}",
+                    processes=processes,
+                    connections=connections,
+                    progress=progress_lines(progress),
+                )
+            result.scenario = scenario
+            result.roadmap_ids = list(ROADMAP_IDS)
+            result.operation_rates = _operation_rates(workload, rate)
+            problem = problem or (flusher.problem() if flusher else "")
+            if problem:
+                watch.figures.setdefault("problems", {})["cache flush"] = problem
+            step = StepOutcome(result, watch.figures)
+            outcome.steps.append(step)
+            progress(
+                f"{scenario}: {rate:.0f} req/s step done: "
+                f"achieved {result.achieved_rps:,.0f} req/s, "
+                f"error rate {result.error_rate:.2%}"
+                + (", generator-limited" if result.generator_limited else "")
             )
-            break
-        spent += warmup + duration
-        progress(f"{scenario}: {rate:.0f} req/s for {duration:g}s after {warmup:g}s warm-up")
-        problem = _forget(lab, cold) if cold else ""
-        flusher = _Flusher(lab, cold, flush_every_s) if cold else None
-        with ServerWatch(lab) as watch, flusher or nullcontext():
-            result = run_load(
-                target,
-                workload,
-                Schedule.constant(rate, duration, warmup),
-                name=f"{scenario}@{rate:.0f}",
-                processes=processes,
-                connections=connections,
-                progress=progress_lines(progress),
-            )
-        result.scenario = scenario
-        result.roadmap_ids = list(ROADMAP_IDS)
-        result.operation_rates = _operation_rates(workload, rate)
-        problem = problem or (flusher.problem() if flusher else "")
-        if problem:
-            watch.figures.setdefault("problems", {})["cache flush"] = problem
-        step = StepOutcome(result, watch.figures)
-        outcome.steps.append(step)
-        progress(
-            f"{scenario}: {rate:.0f} req/s step done: achieved {result.achieved_rps:,.0f} req/s, "
-            f"error rate {result.error_rate:.2%}"
-            + (", generator-limited" if result.generator_limited else "")
-        )
-        verdicts = judge(lab, scenario, step.to_dict())
-        outcome.verdicts += verdicts
-        broken = [v for v in verdicts if v.ok is False]
-        if ladder is not None and (broken or result.generator_limited):
-            outcome.stopped = f"the knee: at {rate:.0f}/s " + (
-                "; ".join(f"{v.target} {v.measured} (target {v.expected})" for v in broken)
-                if broken
-                else f"the generator was the limit ({result.generator_reason})"
-            )
-            break
-        if result.error_rate > _HOPELESS_ERROR_RATE:
-            outcome.stopped = (
-                f"{result.error_rate:.0%} errors at {rate:.0f}/s; higher steps would only "
-                "measure the failure"
-            )
-            break
-        if result.achieved_rps < _SATURATED_SHARE * rate and not result.generator_limited:
-            outcome.stopped = (
-                f"the lab answered {result.achieved_rps:.0f} of {rate:.0f} req/s (saturated); "
-                "higher steps would only grow the queue"
-            )
-            break
-    return outcome
+            verdicts = judge(lab, scenario, step.to_dict())
+            outcome.verdicts += verdicts
+            broken = [v for v in verdicts if v.ok is False]
+            if ladder is not None and (broken or result.generator_limited):
+                outcome.stopped = f"the knee: at {rate:.0f}/s " + (
+                    "; ".join(f"{v.target} {v.measured} (target {v.expected})" for v in broken)
+                    if broken
+                    else f"the generator was the limit ({result.generator_reason})"
+                )
+                break
+            if result.error_rate > _HOPELESS_ERROR_RATE:
+                outcome.stopped = (
+                    f"{result.error_rate:.0%} errors at {rate:.0f}/s; higher steps would only "
+                    "measure the failure"
+                )
+                break
+            if result.achieved_rps < _SATURATED_SHARE * rate and not result.generator_limited:
+                outcome.stopped = (
+                    f"the lab answered {result.achieved_rps:.0f} of {rate:.0f} req/s (saturated); "
+                    "higher steps would only grow the queue"
+                )
+                break
+        return outcome
 
 
 def _operation_rates(workload: Workload, rate: float) -> dict[str, float]:
