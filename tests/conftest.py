@@ -19,10 +19,22 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, settings
 
 from labkit.params import Lab, load_lab
 from labkit.routes import route_to
 from labkit.sandbox import Sandbox
+
+# Property tests: the same examples on every run (a CI failure reproduces here), no per-example
+# deadline (a shared 2-core machine makes timings noise), and no example database in the tree.
+settings.register_profile(
+    "labkit",
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.load_profile("labkit")
 
 _SANDBOXES = itertools.count()
 REPOSITORY = Path(__file__).resolve().parent.parent
