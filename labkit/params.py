@@ -8,7 +8,10 @@ the homelab file validates anywhere.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
+import stat
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -105,10 +108,16 @@ AllowEntry = Annotated[str, AfterValidator(_allow_entry)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Version = Annotated[str, AfterValidator(_version)]
 Namespace = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+# Numbers no lab could mean: a rate beyond any load generator here, more than a day of load.
+MAX_RATE = 1_000_000  # requests per second
+DAY_S = 86_400
+Milliseconds = Annotated[float, Field(ge=0, le=60_000)]
+Microseconds = Annotated[float, Field(ge=0, le=60_000_000)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Infinity and NaN are no number of seconds, requests or bytes (YAML's .inf, 1e400, .nan).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Node(_Model):
@@ -251,8 +260,8 @@ class Redis(_Model):
 class RateLimit(_Model):
     """A token-bucket rate limit at the ingress gateway (phase 4.2)."""
 
-    requests: Annotated[int, Field(ge=1)] = 100
-    per_seconds: Annotated[int, Field(ge=1)] = 1
+    requests: Annotated[int, Field(ge=1, le=MAX_RATE)] = 100
+    per_seconds: Annotated[int, Field(ge=1, le=DAY_S)] = 1
 
 
 class Shlink(_Model):
@@ -279,9 +288,9 @@ class Istio(_Model):
     profile: Literal["default", "demo", "minimal", "ambient"] = "default"
     mtls: Literal["STRICT", "PERMISSIVE"] = "STRICT"
     rate_limit: RateLimit = RateLimit()
-    timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    timeout_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
     retry_attempts: Annotated[int, Field(ge=0, le=10)] = 3
-    retry_per_try_timeout_s: Annotated[float, Field(gt=0)] = 2.0
+    retry_per_try_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 2.0
 
 
 class Observability(_Model):
@@ -304,11 +313,11 @@ class Ladder(_Model):
     break or the generator is the limit, bounded by ``max_rps``, ``max_steps`` and
     ``max_total_s`` (one scenario's steps, warm-ups included)."""
 
-    start_rps: Annotated[float, Field(gt=0)] = 100.0
-    factor: Annotated[float, Field(gt=1)] = 2.0
-    max_rps: Annotated[float, Field(gt=0)] = 10_000.0
+    start_rps: Annotated[float, Field(gt=0, le=MAX_RATE)] = 100.0
+    factor: Annotated[float, Field(gt=1, le=100)] = 2.0
+    max_rps: Annotated[float, Field(gt=0, le=MAX_RATE)] = 10_000.0
     max_steps: Annotated[int, Field(ge=1, le=20)] = 6
-    max_total_s: Annotated[float, Field(gt=0)] = 180.0
+    max_total_s: Annotated[float, Field(gt=0, le=DAY_S)] = 180.0
 
     def rates(self) -> list[float]:
         """Every rate the ladder may climb to, in order (it stops earlier when targets break)."""
@@ -323,15 +332,17 @@ class Ladder(_Model):
 class Targets(_Model):
     """The ADR's performance targets (phase 6)."""
 
-    redirect_p99_ms: Annotated[float, Field(gt=0)] = 10.0
+    redirect_p99_ms: Annotated[float, Field(gt=0, le=60_000)] = 10.0
     cache_hit_ratio: Annotated[float, Field(gt=0, le=1)] = 0.95
-    redis_latency_us: tuple[float, float] = (200.0, 500.0)
-    postgres_write_p99_ms: tuple[float, float] = (5.0, 10.0)
-    rate_steps: list[Annotated[int, Field(ge=1)]] = [1000, 5000, 10000]
+    redis_latency_us: tuple[Microseconds, Microseconds] = (200.0, 500.0)
+    postgres_write_p99_ms: tuple[Milliseconds, Milliseconds] = (5.0, 10.0)
+    rate_steps: Annotated[
+        list[Annotated[int, Field(ge=1, le=MAX_RATE)]], Field(min_length=1, max_length=20)
+    ] = [1000, 5000, 10000]
     # When set, the scenarios climb this ladder (until targets break) instead of rate_steps.
     ladder: Ladder | None = None
-    warmup_s: Annotated[float, Field(ge=0)] = 5.0
-    step_duration_s: Annotated[float, Field(gt=0)] = 30.0
+    warmup_s: Annotated[float, Field(ge=0, le=3600)] = 5.0
+    step_duration_s: Annotated[float, Field(gt=0, le=DAY_S)] = 30.0
 
     @field_validator("redis_latency_us", "postgres_write_p99_ms")
     @classmethod
@@ -357,11 +368,11 @@ class SandboxMonitoring(_Model):
 class Drills(_Model):
     """Failure drills (phase 7.3): the steady load they run under and when the fault comes."""
 
-    rate_rps: Annotated[float, Field(gt=0)] = 500.0  # the mixed scenario's rate
-    duration_s: Annotated[float, Field(gt=0)] = 12.0  # measured, after the warm-up
-    warmup_s: Annotated[float, Field(ge=0)] = 1.0
-    fault_at_s: Annotated[float, Field(ge=0)] = 3.0  # into the measured part
-    cut_s: Annotated[float, Field(gt=0)] = 3.0  # node-cut: how long the link stays down
+    rate_rps: Annotated[float, Field(gt=0, le=MAX_RATE)] = 500.0  # the mixed scenario's rate
+    duration_s: Annotated[float, Field(gt=0, le=3600)] = 12.0  # measured, after the warm-up
+    warmup_s: Annotated[float, Field(ge=0, le=3600)] = 1.0
+    fault_at_s: Annotated[float, Field(ge=0, le=3600)] = 3.0  # into the measured part
+    cut_s: Annotated[float, Field(gt=0, le=3600)] = 3.0  # node-cut: how long the link stays down
 
     @model_validator(mode="after")
     def _fault_inside(self) -> Drills:
@@ -508,8 +519,137 @@ def address_allowed(address: str, allow_list: list[str]) -> bool:
     return False
 
 
+# Bounds of a params file (README "Params"): a lab needs a few KB, a few hundred YAML nodes
+# and five levels; these leave plenty of room and keep a hostile file from taking the machine.
+MAX_BYTES = 1024 * 1024  # the file as read
+MAX_DEPTH = 64  # nesting of mappings and lists, aliases followed
+MAX_NODES = 100_000  # YAML nodes once every alias is expanded (a "billion laughs" is refused)
+MAX_LAYERS = 16  # files in one extends chain
+
+
+class _OverBound(yaml.composer.ComposerError):
+    """A document over one of the bounds above (not a YAML mistake: a file too big or deep)."""
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate mapping keys instead of silently keeping the last."""
+    """SafeLoader that refuses duplicate mapping keys instead of silently keeping the last.
+
+    It also bounds what a document may cost before anything is built from it: nesting
+    deeper than MAX_DEPTH is refused while composing (before Python's recursion limit), and
+    a document whose aliases expand past MAX_NODES nodes is refused before construction.
+    A value the constructor cannot build (a 5,000-digit integer, the 13th month) is a
+    YAML error at its line, not a Python exception.
+    """
+
+    _depth = 0
+    _composed = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self._depth += 1
+        self._composed += 1  # an alias counts too: the expanded document holds it again
+        try:
+            if self._composed > MAX_NODES:
+                raise _OverBound(
+                    None,
+                    None,
+                    f"holds more than {MAX_NODES:,} YAML nodes, the limit for a params file",
+                    self.peek_event().start_mark,  # type: ignore[no-untyped-call]
+                )
+            if self._depth > MAX_DEPTH:
+                raise _OverBound(
+                    None,
+                    None,
+                    f"nested deeper than {MAX_DEPTH} levels, the limit for a params file",
+                    self.peek_event().start_mark,  # type: ignore[no-untyped-call]
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self) -> yaml.Node | None:
+        node = super().compose_document()
+        if node is not None:
+            _expanded(node)
+        return node
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, OverflowError) as exc:
+            reason = str(exc).split(";")[0]  # not Python's advice to raise its own limit
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"{_shown(node.value, 40)} is not a valid {_tag(node)}: {reason}",
+                node.start_mark,
+            ) from None
+
+
+def _tag(node: yaml.Node) -> str:
+    return str(node.tag).rsplit(":", 1)[-1]
+
+
+def _expanded(root: yaml.Node) -> None:
+    """Refuse a node graph that is cyclic, or deeper or larger than the bounds once expanded.
+
+    An alias is the very node its anchor names, so the graph is small even when the tree
+    it stands for is huge; sizes are counted once per node and summed as the tree would be.
+    """
+    sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (nodes, height) of its expanded tree
+    open_nodes: set[int] = set()
+
+    def visit(node: yaml.Node, level: int) -> tuple[int, int]:
+        known = sizes.get(id(node))
+        if known is None:
+            if id(node) in open_nodes:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    "an alias refers to a node that contains it (a structure without end)",
+                    node.start_mark,
+                )
+            if level > MAX_DEPTH:
+                raise _OverBound(
+                    None,
+                    None,
+                    f"nested deeper than {MAX_DEPTH} levels once its aliases are expanded, "
+                    "the limit for a params file",
+                    node.start_mark,
+                )
+            open_nodes.add(id(node))
+            children: list[yaml.Node] = []
+            if isinstance(node, yaml.MappingNode):
+                children = [part for pair in node.value for part in pair]
+            elif isinstance(node, yaml.SequenceNode):
+                children = list(node.value)
+            count, height = 1, 1
+            for child in children:
+                child_count, child_height = visit(child, level + 1)
+                count += child_count
+                height = max(height, child_height + 1)
+                if count > MAX_NODES:
+                    break
+            open_nodes.discard(id(node))
+            known = sizes[id(node)] = (count, height)
+        if level + known[1] - 1 > MAX_DEPTH:
+            raise _OverBound(
+                None,
+                None,
+                f"nested deeper than {MAX_DEPTH} levels once its aliases are expanded, "
+                "the limit for a params file",
+                node.start_mark,
+            )
+        return known
+
+    count, _ = visit(root, 1)
+    if count > MAX_NODES:
+        raise _OverBound(
+            None,
+            None,
+            f"expands to more than {MAX_NODES:,} YAML nodes through its aliases ('*name'), "
+            "the limit for a params file",
+            root.start_mark,
+        )
 
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -567,27 +707,124 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
-def _read(path: Path) -> dict[str, Any]:
+
+def _not_regular(name: str, mode: int) -> ConfigError:
+    kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+    return ConfigError(
+        f"{name}: is {kind}; params are read only from regular files "
+        "(name a .yaml file, on the command line or in 'extends')"
+    )
+
+
+def _too_large(name: str, size: str) -> ConfigError:
+    return ConfigError(
+        f"{name}: {size} is more than the {MAX_BYTES // 1024 // 1024} MiB a params file may be; "
+        "a lab's params take a few KB"
+    )
+
+
+def _read_bytes(path: Path, name: str) -> bytes:
+    """The file's bytes, if it is a regular file of at most MAX_BYTES (read no further)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        before = os.stat(path)
+        if not stat.S_ISREG(before.st_mode):  # never open a device or a FIFO
+            raise _not_regular(name, before.st_mode)
+        # O_NONBLOCK: if it became a FIFO since the stat, opening it must not wait for a writer.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from exc
+        raise ConfigError(f"{name}: cannot be read ({exc.strerror})") from exc
+    except ValueError as exc:  # a NUL in the name
+        raise ConfigError(f"{name!r}: not a file name ({exc})") from exc
+    try:
+        opened = os.fstat(descriptor)  # what was opened, not what the name meant a moment ago
+        if not stat.S_ISREG(opened.st_mode):
+            raise _not_regular(name, opened.st_mode)
+        if opened.st_size > MAX_BYTES:
+            raise _too_large(name, f"its size ({opened.st_size:,} bytes)")
+        chunks: list[bytes] = []
+        total = 0
+        while total <= MAX_BYTES:
+            chunk = os.read(descriptor, MAX_BYTES + 1 - total)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > MAX_BYTES:  # it grew while being read
+            raise _too_large(name, "what it holds")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot be read ({exc.strerror})") from exc
+    finally:
+        os.close(descriptor)
+
+
+def _unfit_text(data: Any, where: str = "") -> str | None:
+    """The first field whose key or text holds a NUL or a lone surrogate (nothing can store it)."""
+    if isinstance(data, str):
+        if "\x00" in data:
+            return f"{where or 'the document'}: contains a NUL character (\\0)"
+        try:
+            data.encode("utf-8")
+        except UnicodeEncodeError:
+            return (
+                f"{where or 'the document'}: contains a lone surrogate (\\ud800-\\udfff), not text"
+            )
+        return None
+    items: list[tuple[Any, Any]] = []
+    if isinstance(data, dict):
+        items = list(data.items())
+    elif isinstance(data, list):
+        items = list(enumerate(data))
+    for key, value in items:
+        name = f"{where}.{key}" if where else str(key)
+        found = _unfit_text(key, name) if isinstance(key, str) else None
+        found = found or _unfit_text(value, name)
+        if found:
+            return found
+    return None
+
+
+def _read(path: Path, via: Path | None = None) -> dict[str, Any]:
+    """One params file as a mapping; ``via`` is the file whose ``extends`` names it."""
+    name = f"{path} (named by 'extends' in {via})" if via else str(path)
+    raw = _read_bytes(path, name)
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(
-            f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8 YAML"
+            f"{name}: not UTF-8 text (byte {exc.start}); save it as UTF-8 YAML"
         ) from exc
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        raise ConfigError(
+            f"{name}: not valid YAML",
+            [f"line {line}: character {exc.character!r} is not allowed in YAML ({exc.reason})"],
+        ) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: not valid YAML", [f"{where}{problem}"]) from exc
+        verdict = (
+            "over a bound of params files" if isinstance(exc, _OverBound) else "not valid YAML"
+        )
+        raise ConfigError(f"{name}: {verdict}", [f"{where}{problem}"]) from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+        raise ConfigError(f"{name}: the top level must be a mapping, got {type(data).__name__}")
+    unfit = _unfit_text(data)
+    if unfit:
+        raise ConfigError(f"{name}: {unfit}")
     return data
 
 
@@ -614,11 +851,16 @@ def load_layers(*paths: Path | str) -> tuple[dict[str, Any], list[Path]]:
         while current is not None:
             if any(current.resolve() == seen.resolve() for seen, _ in chain):
                 raise ConfigError(f"{path}: 'extends' loops back to {current}")
-            data = _read(current)
+            if len(chain) == MAX_LAYERS:
+                raise ConfigError(
+                    f"{path}: its 'extends' chain is longer than {MAX_LAYERS} files, the limit "
+                    f"for params (the last read: {current})"
+                )
+            data = _read(current, chain[-1][0] if chain else None)
             chain.append((current, data))
             parent = data.pop("extends", None)
             if parent is not None and not isinstance(parent, str):
-                raise ConfigError(f"{current}: extends: expected a file name, got {parent!r}")
+                raise ConfigError(f"{current}: extends: expected a file name, got {_shown(parent)}")
             current = (current.parent / parent) if parent else None
         for source, data in reversed(chain):
             merged = _merge(merged, data)
@@ -647,6 +889,15 @@ def _inline_secrets(data: Any, path: str = "") -> list[str]:
     return found
 
 
+def _shown(value: object, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters: a 100 KB string is named, not printed."""
+    try:
+        text = repr(value)
+    except ValueError:  # an integer too long to print (Python refuses beyond 4,300 digits)
+        return f"<a number of more than {sys.get_int_max_str_digits():,} digits>"
+    return text if len(text) <= limit else f"{text[: limit - 3]}... ({len(text):,} characters)"
+
+
 def _format(error: ValidationError) -> list[str]:
     problems: list[str] = []
     for item in error.errors():
@@ -659,7 +910,7 @@ def _format(error: ValidationError) -> list[str]:
         seen = item.get("input")
         secret_path = any(word in where.lower() for word in _SECRET_WORDS)
         if item["type"] != "missing" and not isinstance(seen, dict | list) and not secret_path:
-            message += f" (seen: {seen!r})"
+            message += f" (seen: {_shown(seen)})"
         if not where:  # model-level problems already name their fields, several per message
             problems.extend(part.strip() for part in message.split("; "))
         else:
