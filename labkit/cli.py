@@ -63,7 +63,8 @@ def _check(arguments: argparse.Namespace) -> int:
 def _run(arguments: argparse.Namespace) -> int:
     from labkit.run import run_labbook  # noqa: PLC0415
 
-    notebooks = arguments.notebooks.split(",") if arguments.notebooks else None
+    # An empty --notebooks is a selection of nothing (refused), not a request for all.
+    notebooks = None if arguments.notebooks is None else arguments.notebooks.split(",")
     outcome = run_labbook(
         params=[Path(p) for p in arguments.params],
         notebooks=notebooks,

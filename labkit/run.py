@@ -63,19 +63,40 @@ def available_notebooks(directory: Path) -> list[Path]:
 
 
 def _select(directory: Path, wanted: list[str] | None) -> list[Path]:
+    """The notebooks ``wanted`` names by prefix (``00``, ``06-perf``), in the order given.
+
+    None selects every notebook; a selection that names none (``--notebooks ''``) is a
+    mistake, not "all", and so is a prefix that matches no notebook or several.
+    """
     found = available_notebooks(directory)
     if not found:
         raise ConfigError(f"no notebooks (NN-name.ipynb) in {directory}")
-    if not wanted:
+    if wanted is None:
         return found
-    by_prefix = {path.name[:2]: path for path in found}
-    unknown = [prefix for prefix in wanted if prefix.strip()[:2] not in by_prefix]
-    if unknown:
+    available = ", ".join(path.name[:2] for path in found)
+    given = ",".join(wanted)
+    prefixes = [prefix.strip() for prefix in wanted if prefix.strip()]
+    if not prefixes:
         raise ConfigError(
-            f"--notebooks {','.join(wanted)}: no notebook for {unknown}; "
-            f"available: {', '.join(sorted(by_prefix))}"
+            f"--notebooks {given!r} names no notebook; give comma-separated prefixes "
+            f"(available: {available}), or leave --notebooks out to run them all"
         )
-    return [by_prefix[prefix.strip()[:2]] for prefix in wanted]
+    selected: list[Path] = []
+    unknown: list[str] = []
+    several: list[str] = []
+    for prefix in prefixes:
+        matches = [path for path in found if path.name.startswith(prefix)]
+        if not matches:
+            unknown.append(prefix)
+        elif len(matches) > 1:
+            several.append(prefix)
+        elif matches[0] not in selected:
+            selected.append(matches[0])
+    if unknown or several:
+        problems = [f"no notebook for {unknown}"] if unknown else []
+        problems += [f"{several} match several notebooks"] if several else []
+        raise ConfigError(f"--notebooks {given}: {'; '.join(problems)}; available: {available}")
+    return selected
 
 
 def _versions() -> dict[str, str]:
