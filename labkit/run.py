@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import platform
+import queue
 import re
 import sys
 import tempfile
@@ -250,6 +251,48 @@ def _kernel_sockets() -> Iterator[Any]:
         yield Config({"KernelManager": {"transport": "ipc", "ip": f"{directory}/kernel"}})
 
 
+_SETTLE_S = 5.0  # how long an interrupted cell may take to answer before the shutdown goes on
+
+
+def _settling_kernel_manager() -> type[Any]:
+    """The kernel manager class of a run: it shuts a kernel down only once it has settled.
+
+    jupyter_client shuts a kernel down by interrupting it and, at once, asking it to shut
+    down. When a cell was running (a Ctrl-C of ``labkit run``), the interrupted cell's
+    reply races the shutdown, which closes the kernel's sockets, and the kernel prints a
+    ``ZMQError`` traceback on the terminal. Waiting between the two for the kernel's answer
+    to a ``kernel_info_request`` (the shell answers in order, so this comes after the
+    interrupted cell's reply) lets the kernel shut down with nothing left to send.
+    """
+    from jupyter_client.manager import AsyncKernelManager  # noqa: PLC0415 - heavy
+
+    class SettlingKernelManager(AsyncKernelManager):
+        """An AsyncKernelManager that lets an interrupted cell reply before the shutdown."""
+
+        async def _async_request_shutdown(self, restart: bool = False) -> None:
+            await self._settled()
+            await super()._async_request_shutdown(restart=restart)
+
+        async def _settled(self) -> None:
+            client = self.client()
+            client.start_channels(iopub=False, stdin=False, hb=False, control=False)
+            try:
+                asked = client.kernel_info()
+                deadline = time.monotonic() + _SETTLE_S
+                while (left := deadline - time.monotonic()) > 0:
+                    try:
+                        reply = await client.get_shell_msg(timeout=left)
+                    except queue.Empty:
+                        log.warning("kernel did not answer within %ss; shutting it down", _SETTLE_S)
+                        return
+                    if reply.get("parent_header", {}).get("msg_id") == asked:
+                        return
+            finally:
+                client.stop_channels()
+
+    return SettlingKernelManager
+
+
 def _execute(
     notebook: Path, run_dir: Path, parameters: dict[str, Any], cell_timeout_s: float, spool: Path
 ) -> dict[str, Any]:
@@ -287,6 +330,7 @@ def _execute(
                 progress_bar=False,
                 request_save_on_cell_execute=True,
                 config=sockets,
+                kernel_manager_class=_settling_kernel_manager(),
             )
         entry["status"] = "ok"
     except PapermillExecutionError as exc:

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import papermill
+import psutil
 import pytest
 
 from labkit.cli import main
@@ -411,3 +418,74 @@ def test_a_failed_runbook_fails_the_run(workspace: Path) -> None:
     assert "runbook backup-restore failed: the restore differs" in run["notes"]
     results = json.loads((outcome.run_dir / "results.json").read_text())
     assert results["runbooks"][0]["status"] == "fail"
+
+
+@pytest.mark.parametrize("selection", ["", " ", ",", " , ,", "42", "0", "00,zz"])
+def test_a_selection_of_no_notebook_is_refused(
+    selection: str, workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An empty --notebooks is a mistake, not "all": nothing runs, the prefixes are listed."""
+    out = workspace / "out"
+    code = main(["run", "--params", str(workspace / "lab.yaml"), "--notebooks", selection])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "available: 00, 01, 02, 03, 04, 05, 06, 07" in err
+    assert "Traceback" not in err
+    assert not out.exists()
+
+
+# `labkit run` with the lab-book's notebooks taken from the folder given first (a test's), and
+# Ctrl-C raising KeyboardInterrupt as in a terminal (a shell's background job starts with
+# SIGINT ignored).
+_RUNNER = (
+    "import signal, sys; from pathlib import Path; import labkit.run as run; "
+    "from labkit.cli import main; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "run.REPOSITORY = Path(sys.argv[1]); sys.exit(main(sys.argv[2:]))"
+)
+
+
+def test_ctrl_c_ends_the_run_without_a_kernel_traceback(workspace: Path) -> None:
+    """A terminal's Ctrl-C (SIGINT to the foreground process group) while a cell runs."""
+    started = workspace / "cell-started"
+    _notebook(
+        workspace / "notebooks" / "01-sleep.ipynb",
+        f"import pathlib, time\npathlib.Path({str(started)!r}).touch()\ntime.sleep(300)",
+    )
+    argv = ["run", "--params", str(workspace / "lab.yaml"), "--notebooks", "01"]
+    argv += ["--out", str(workspace / "out")]
+    terminal = workspace / "terminal.txt"
+    with terminal.open("w") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-c", _RUNNER, str(workspace), *argv],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, as a terminal's foreground job
+        )
+    kernels: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 180
+        while not started.exists():
+            assert process.poll() is None, terminal.read_text()
+            assert time.monotonic() < deadline, "the cell never started"
+            time.sleep(0.2)
+        kernels = psutil.Process(process.pid).children(recursive=True)
+        assert kernels, "no kernel process under labkit run"
+        os.killpg(process.pid, signal.SIGINT)
+        status = process.wait(timeout=60)
+        shown = terminal.read_text()
+        assert status == 130, shown
+        assert "labkit: interrupted" in shown
+        assert "Traceback" not in shown and "ZMQError" not in shown, shown
+        _, alive = psutil.wait_procs(kernels, timeout=15)
+        assert alive == [], f"kernel processes left running: {alive}"
+        run = json.loads((workspace / "out" / "run.json").read_text())
+        assert [(n["notebook"], n["status"]) for n in run["notebooks"]] == [
+            ("01-sleep.ipynb", "interrupted")
+        ]
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+        for kernel in kernels:  # only the processes this test started
+            with contextlib.suppress(psutil.NoSuchProcess):
+                kernel.kill()
