@@ -804,11 +804,13 @@ def _read(path: Path, via: Path | None = None) -> dict[str, Any]:
         ) from exc
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)
-    except yaml.reader.ReaderError as exc:
+    except yaml.reader.ReaderError as exc:  # a control character YAML does not allow
         line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - text.rfind("\n", 0, exc.position)
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
         raise ConfigError(
             f"{name}: not valid YAML",
-            [f"line {line}: character {exc.character!r} is not allowed in YAML ({exc.reason})"],
+            [f"line {line}, column {column}: character U+{code:04X} is not allowed in YAML text"],
         ) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
