@@ -67,19 +67,19 @@ def _address(value: str) -> str:
         ipaddress.ip_address(value)
     except ValueError:
         if not _HOSTNAME.match(value) or value.replace(".", "").isdigit():
-            raise ValueError(f"{value!r} is neither an IP address nor a hostname") from None
+            raise ValueError(f"{_shown(value)} is neither an IP address nor a hostname") from None
     return value
 
 
 def _node_name(value: str) -> str:
     if not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", value):
-        raise ValueError(f"{value!r} is not a valid hostname label (lowercase, digits, '-')")
+        raise ValueError(f"{_shown(value)} is not a valid hostname label (lowercase, digits, '-')")
     return value
 
 
 def _version(value: str) -> str:
     if not _VERSION.match(value):
-        raise ValueError(f"{value!r} is not a version like 1.33.6 or v1.33.6+k3s1")
+        raise ValueError(f"{_shown(value)} is not a version like 1.33.6 or v1.33.6+k3s1")
     return value
 
 
@@ -88,7 +88,7 @@ def _allow_entry(value: str) -> str:
         ipaddress.ip_network(value, strict=False)
     except ValueError:
         if "/" in value:
-            raise ValueError(f"{value!r} is not a valid network (like 10.0.0.0/24)") from None
+            raise ValueError(f"{_shown(value)} is not a valid network (like 10.0.0.0/24)") from None
         _address(value)
     return value
 
@@ -96,7 +96,7 @@ def _allow_entry(value: str) -> str:
 def _http_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise ValueError(f"{value!r} is not an http(s) URL with a host")
+        raise ValueError(f"{_shown(value)} is not an http(s) URL with a host")
     if parts.username or parts.password:
         raise ValueError("credentials do not belong in a URL here; use a secret reference")
     _address(parts.hostname)
@@ -244,7 +244,7 @@ class Redis(_Model):
     @classmethod
     def _memory(cls, value: str) -> str:
         if not _MEMORY.match(value):
-            raise ValueError(f"{value!r} is not a Redis memory size like 256mb")
+            raise ValueError(f"{_shown(value)} is not a Redis memory size like 256mb")
         return value
 
     @model_validator(mode="after")
@@ -429,13 +429,13 @@ class Lab(_Model):
                 key = getattr(node, attribute)
                 if key in seen:
                     problems.append(
-                        f"nodes.{index}.{attribute}: {key!r} duplicates nodes.{seen[key]}"
+                        f"nodes.{index}.{attribute}: {_shown(key)} duplicates nodes.{seen[key]}"
                     )
                 seen.setdefault(key, index)
         names = [node.name for node in self.nodes]
         if self.k3s.cluster_init_node not in names:
             problems.append(
-                f"k3s.cluster_init_node: {self.k3s.cluster_init_node!r} is not one of {names}"
+                f"k3s.cluster_init_node: {_shown(self.k3s.cluster_init_node)} is not one of {names}"
             )
         if self.kind == "sandbox" and self.sandbox is None:
             problems.append("sandbox: a sandbox lab needs a 'sandbox' section")
@@ -699,7 +699,7 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[
             ) from None
         if key in mapping:
             raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
+                None, None, f"duplicate key {_shown(key)}", key_node.start_mark
             )
         mapping[key] = loader.construct_object(value_node, deep=True)
     return {**inherited, **mapping} if inherited else mapping
@@ -717,7 +717,7 @@ _FILE_KINDS = (
 
 
 def _not_regular(name: str, mode: int) -> ConfigError:
-    kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+    kind = next((kind for test, kind in _FILE_KINDS if test(mode)), "not a regular file")
     return ConfigError(
         f"{name}: is {kind}; params are read only from regular files "
         "(name a .yaml file, on the command line or in 'extends')"
@@ -880,7 +880,7 @@ def _inline_secrets(data: Any, path: str = "") -> list[str]:
                 value, str | int | float
             ):
                 found.append(
-                    f"{where}: a secret is written inline; reference it instead, "
+                    f"{_field(where)}: a secret is written inline; reference it instead, "
                     "e.g. {env: VAR_NAME} or {file: path/to/file}"
                 )
             else:
@@ -889,6 +889,11 @@ def _inline_secrets(data: Any, path: str = "") -> list[str]:
         for index, item in enumerate(data):
             found.extend(_inline_secrets(item, f"{path}.{index}"))
     return found
+
+
+def _field(where: str) -> str:
+    """A field path for a message, cut when a key of the file is itself a wall of text."""
+    return where if len(where) <= 120 else f"{where[:100]}... ({len(where):,} characters)"
 
 
 def _shown(value: object, limit: int = 80) -> str:
@@ -904,6 +909,7 @@ def _format(error: ValidationError) -> list[str]:
     problems: list[str] = []
     for item in error.errors():
         where = ".".join(str(part) for part in item["loc"])
+        where = _field(where)
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown key (check its spelling and indentation)"

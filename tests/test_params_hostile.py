@@ -315,3 +315,20 @@ def test_infinity_and_nan_are_no_number_of_seconds(
     path.write_text(f"extends: '{LOCAL}'\ntargets: {{step_duration_s: {written}}}\n")
     assert main(["params", "validate", str(path)]) == 2
     assert "targets.step_duration_s: Input should be a finite number" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("field", FIELDS)
+def test_a_wall_of_text_in_any_field_is_named_not_printed(
+    field: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _check(_over(LAB, field, "x" * 100_000), tmp_path / "lab.yaml", capsys)
+
+
+@pytest.mark.parametrize("key", ["k" * 100_000, "password" * 12_500])
+def test_a_wall_of_text_as_a_key_is_named_not_printed(
+    key: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "lab.yaml"
+    _check(_over(LAB, f"redis.{key}", "value"), path, capsys)
+    with pytest.raises(ConfigError, match=r"redis\.(kkkk|pass).*\(100,006 characters\)"):
+        load_lab(path)
