@@ -334,6 +334,12 @@ def test_redirect_with_a_forwarded_query_stays_encoded(api: httpx.Client) -> Non
     redirect = api.get(f"/{created.json()['shortCode']}?b=%C3%B6")
     assert redirect.status_code == 302
     assert redirect.headers["location"] == "https://e.com/%C3%A9?a=%C3%BC&b=%C3%B6"
+    hostile = api.get(f"/{created.json()['shortCode']}?c=%00%0D%0A&d=%ED%A0%80")
+    assert hostile.status_code == 302
+    assert (
+        hostile.headers["location"]
+        == "https://e.com/%C3%A9?a=%C3%BC&c=%00%0D%0A&d=%EF%BF%BD%EF%BF%BD%EF%BF%BD"
+    )
 
 
 @pytest.mark.parametrize(
