@@ -368,10 +368,24 @@ def _internal_error() -> Problem:
     )
 
 
+# SQLSTATEs that mean "no usable connection": the server shutting down, refusing connections.
+_UNAVAILABLE = {"53300", "57P01", "57P02", "57P03"}
+
+
+def _connection_lost(exc: Exception) -> bool:
+    """True for a lost, refused or timed-out connection (not for e.g. a program limit, 54xxx)."""
+    if isinstance(exc, OSError):
+        return True
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    sqlstate = exc.sqlstate  # None: raised by libpq or the pool, not by the server
+    return sqlstate is None or sqlstate.startswith("08") or sqlstate in _UNAVAILABLE
+
+
 async def _database_error(request: Request, exc: Exception) -> Response:
     """A lost or refused connection is 503; a value the database refused is 400; else 500."""
     where = f"{request.method} {request.url.path}"
-    if isinstance(exc, psycopg.OperationalError | OSError):  # connection, pool timeout, shutdown
+    if _connection_lost(exc):
         _log.warning("%s: database unavailable: %s", where, exc)
         return _problem(
             Problem(
@@ -392,17 +406,17 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     """The router's 404 and 405: problem+json (a 404 outside /rest is Shlink's 404 page)."""
-    assert isinstance(exc, HTTPException)
-    if exc.status_code == 405:
+    status: int = getattr(exc, "status_code", 500)
+    if status == 405:
         # Starlette's Allow names the first route of the path only; the problem names them all.
-        header = (exc.headers or {}).get("Allow", "")
+        header = (getattr(exc, "headers", None) or {}).get("Allow", "")
         allowed = _allowed_methods(request) or {method.strip() for method in header.split(",")}
         return _method_not_allowed(request, allowed - {""})
-    if exc.status_code == 404:
+    if status == 404:
         if request.url.path.startswith("/rest/"):
             return _problem(_route_not_found())
         return HTMLResponse(_NOT_FOUND_HTML, 404)
-    return _problem(Problem.http(exc.status_code, "Error", str(exc.detail)))
+    return _problem(Problem.http(status, "Error", str(getattr(exc, "detail", ""))))
 
 
 def build_app(config: ServiceConfig) -> Starlette:
