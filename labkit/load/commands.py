@@ -103,22 +103,22 @@ def _bench(arguments: argparse.Namespace) -> int:
     return _bench_url(arguments)
 
 
-def _url(text: str) -> str:
+def _url(value: str) -> str:
     """The URL argument: refused at once when empty, too long, with NUL or with credentials
     (the error shows it masked); ``resolve_target`` checks the rest, before any I/O."""
     from labkit.load.target import has_credentials, masked_url  # noqa: PLC0415
 
-    shown = repr(masked_url(text))
-    if not text or "\0" in text or len(text) > MAX_TEXT:
+    quoted = repr(masked_url(value))
+    if not value or "\0" in value or len(value) > MAX_TEXT:
         raise argparse.ArgumentTypeError(
-            f"{shown} is not a URL (empty, a NUL character, or over {MAX_TEXT:,} characters)"
+            f"{quoted} is not a URL (empty, a NUL character, or over {MAX_TEXT:,} characters)"
         )
-    if has_credentials(text):
+    if has_credentials(value):
         raise argparse.ArgumentTypeError(
-            f"{shown}: a URL with credentials (user:password@) is refused, since labkit prints "
+            f"{quoted}: a URL with credentials (user:password@) is refused, since labkit prints "
             "and stores its target; the load engine sends no authentication"
         )
-    return text
+    return value
 
 
 def register(subparsers: Any) -> None:
