@@ -14,6 +14,9 @@ slotted counter) and unknown codes record an orphan visit; like Shlink with
 Beyond Shlink, an optional cache-aside **redirect cache** in Redis
 (``lab.shlink.redirect_cache``) keeps redirect look-ups off PostgreSQL, so the
 lab can measure what a cache buys; a Redis fault falls back to PostgreSQL.
+Input it could not store, read back or serve is refused at the edge with
+400 invalid-data naming the field and the bound (the bounds are in ``model``),
+and a redirect's ``Location`` is percent-encoded as RFC 3986 asks.
 
 What it is not: Shlink. No tags/domains/redirect-rules/orphan-visit endpoints,
 no multi-domain support (only ``default_domain``), no geolocation (a visit's

@@ -9,25 +9,29 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
 from labkit.sandbox.shortener.cache import RedirectCache
 from labkit.sandbox.shortener.config import ServiceConfig
 from labkit.sandbox.shortener.metrics import MetricsMiddleware, metrics
 from labkit.sandbox.shortener.model import (
+    MAX_INTEGER,
+    MAX_SHORT_CODE,
     Problem,
     is_bot,
     pagination,
     parse_creation,
     parse_edition,
     short_url_json,
+    storable_problem,
     visit_json,
 )
 from labkit.sandbox.shortener.store import ORDERABLE, Store, conninfo
@@ -36,7 +40,13 @@ __all__ = ["VERSION", "build_app", "create_app"]
 
 VERSION = "5.0.2-labkit"  # the Shlink API release this stand-in follows
 _VERSIONS = {"1", "2", "3"}
+_REST_FALLBACK = "/rest/{rest:path}"
+_ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 _NOT_FOUND_HTML = "<!DOCTYPE html><title>Not found</title><h1>This short URL does not exist</h1>"
+MAX_BODY = 256 * 1024  # bytes of a request body: ample for any valid short URL, bounds the work
+# RFC 3986's reserved characters, and '%' (a long URL's own escapes are kept as given); every
+# other character outside the unreserved set is percent-encoded as UTF-8 in ``Location``.
+_LOCATION_SAFE = ":/?#[]@!$&'()*+,;=%"
 _log = logging.getLogger(__name__)
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -75,8 +85,10 @@ def _services(request: Request) -> _Services:
     return services
 
 
-def _problem(problem: Problem) -> JSONResponse:
-    return JSONResponse(problem.body, problem.status, media_type="application/problem+json")
+def _problem(problem: Problem, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        problem.body, problem.status, headers=headers, media_type="application/problem+json"
+    )
 
 
 def _api(handler: Handler) -> Handler:
@@ -115,9 +127,20 @@ def _route_not_found() -> Problem:
 
 
 async def _json_body(request: Request) -> Any:
+    too_large = Problem.http(
+        413, "Content Too Large", f"A request body has at most {MAX_BODY} bytes."
+    )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise too_large
     try:
-        return json.loads(await request.body() or b"null")
-    except ValueError:
+        return json.loads(bytes(body) or b"null")
+    except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
         raise Problem(
             400,
             "malformed-request-body",
@@ -127,16 +150,35 @@ async def _json_body(request: Request) -> Any:
 
 
 def _integer(request: Request, name: str, default: int, minimum: int) -> int:
+    """A query parameter between ``minimum`` and PostgreSQL's integer maximum."""
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
+    reason = f"{name} is an integer from {minimum} to {MAX_INTEGER}"
     try:
         value = int(raw)
-    except ValueError:
-        raise Problem.invalid_data([name]) from None
-    if value < minimum:
-        raise Problem.invalid_data([name])
+    except ValueError:  # also a number of more than 4300 digits
+        raise Problem.invalid_data([name], [reason]) from None
+    if not minimum <= value <= MAX_INTEGER:
+        raise Problem.invalid_data([name], [reason])
     return value
+
+
+def _query_text(request: Request, name: str, element: str) -> list[str]:
+    """Every value of query parameter ``name``; invalid-data if PostgreSQL could not take one."""
+    values = request.query_params.getlist(name)
+    for value in values:
+        if problem := storable_problem(value):
+            raise Problem.invalid_data([element], [f"{element} {problem}"])
+    return values
+
+
+def _path_code(request: Request) -> str:
+    """The ``{shortCode}`` of the path; short-url-not-found when no stored code can be it."""
+    code: str = request.path_params["shortCode"]
+    if len(code) > MAX_SHORT_CODE or storable_problem(code):
+        raise Problem.not_found(code)
+    return code
 
 
 async def health(request: Request) -> Response:
@@ -168,6 +210,8 @@ async def list_short_urls(request: Request) -> Response:
     page = _integer(request, "page", 1, 1)
     per_page = _integer(request, "itemsPerPage", 10, -1)
     order = ("s.date_created", "DESC")
+    search = _query_text(request, "searchTerm", "searchTerm")
+    tags = _query_text(request, "tags[]", "tags")
     if "orderBy" in request.query_params:
         field, _, direction = request.query_params["orderBy"].partition("-")
         if field not in ORDERABLE or direction.upper() not in {"ASC", "DESC", ""}:
@@ -176,8 +220,8 @@ async def list_short_urls(request: Request) -> Response:
     rows, total = await services.store.page(
         page,
         per_page,
-        search=request.query_params.get("searchTerm"),
-        tags=request.query_params.getlist("tags[]") or None,
+        search=search[-1] if search else None,
+        tags=tags or None,
         order=order,
     )
     data = [short_url_json(row, services.config.default_domain) for row in rows]
@@ -189,14 +233,14 @@ async def list_short_urls(request: Request) -> Response:
 async def get_short_url(request: Request) -> Response:
     """GET /short-urls/{shortCode}."""
     services = _services(request)
-    row = await services.store.get(request.path_params["shortCode"])
+    row = await services.store.get(_path_code(request))
     return JSONResponse(short_url_json(row, services.config.default_domain))
 
 
 async def edit_short_url(request: Request) -> Response:
     """PATCH /short-urls/{shortCode}: change only the fields sent; 200 with the result."""
     services = _services(request)
-    code = request.path_params["shortCode"]
+    code = _path_code(request)
     fields = parse_edition(await _json_body(request))
     row = await services.store.edit(code, fields)
     await services.cache.forget(code)
@@ -206,7 +250,7 @@ async def edit_short_url(request: Request) -> Response:
 async def delete_short_url(request: Request) -> Response:
     """DELETE /short-urls/{shortCode}: 204."""
     services = _services(request)
-    code = request.path_params["shortCode"]
+    code = _path_code(request)
     await services.store.delete(code)
     await services.cache.forget(code)
     return Response(status_code=204)
@@ -216,9 +260,7 @@ async def short_url_visits(request: Request) -> Response:
     """GET /short-urls/{shortCode}/visits: every visit by default (Shlink's default page size)."""
     page = _integer(request, "page", 1, 1)
     per_page = _integer(request, "itemsPerPage", -1, -1)
-    rows, total = await _services(request).store.visits(
-        request.path_params["shortCode"], page, per_page
-    )
+    rows, total = await _services(request).store.visits(_path_code(request), page, per_page)
     data = [visit_json(row) for row in rows]
     return JSONResponse(
         {"visits": {"data": data, "pagination": pagination(page, per_page, total, len(data))}}
@@ -230,11 +272,43 @@ async def rest_not_found(request: Request) -> Response:
     return _problem(_route_not_found())
 
 
+def _allowed_methods(request: Request) -> set[str]:
+    """Methods of the routes whose path matches this request's (empty: no such path)."""
+    allowed: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.path != _REST_FALLBACK:
+            match, _ = route.matches(request.scope)
+            if match is Match.PARTIAL and route.methods:
+                allowed |= route.methods
+    return allowed
+
+
+def _method_not_allowed(request: Request, allowed: set[str]) -> Response:
+    listed = ", ".join(sorted(allowed))
+    problem = Problem.http(
+        405,
+        "Method Not Allowed",
+        f"{request.method} is not supported on {request.url.path}; use one of {listed}.",
+    )
+    return _problem(problem, headers={"Allow": listed})
+
+
+async def rest_fallback(request: Request) -> Response:
+    """A /rest path no route serves: 405 when another method would be (routing comes first)."""
+    allowed = _allowed_methods(request)
+    if allowed:
+        return _method_not_allowed(request, allowed)
+    return await _api(rest_not_found)(request)
+
+
 def _forward(long_url: str, query: str) -> str:
     """The visitor's query parameters merged over the long URL's own (Shlink's forwardQuery)."""
     if not query:
         return long_url
-    parts = urlsplit(long_url)
+    try:
+        parts = urlsplit(long_url)
+    except ValueError:  # stored before create checked it; redirect without merging
+        return long_url
     merged = dict(parse_qsl(parts.query, keep_blank_values=True))
     merged.update(parse_qsl(query, keep_blank_values=True))
     return urlunsplit(parts._replace(query=urlencode(merged)))
@@ -244,14 +318,16 @@ async def redirect(request: Request) -> Response:
     """GET /{shortCode}: 302 to the long URL, recording the visit in PostgreSQL (404 if unknown)."""
     services = _services(request)
     code = request.path_params["shortCode"]
-    target = await services.cache.get(code)
-    if target is None:
-        target = await services.store.target(code)
-        if target is not None:
-            await services.cache.put(code, target)
-    user_agent = request.headers.get("user-agent", "")
-    referer = request.headers.get("referer", "")
-    visited, bot = str(request.url), is_bot(user_agent)
+    target = None
+    if len(code) <= MAX_SHORT_CODE and not storable_problem(code):  # else it cannot be stored
+        target = await services.cache.get(code)
+        if target is None:
+            target = await services.store.target(code)
+            if target is not None:
+                await services.cache.put(code, target)
+    user_agent = _storable(request.headers.get("user-agent", ""))
+    referer = _storable(request.headers.get("referer", ""))
+    visited, bot = _storable(str(request.url)), is_bot(user_agent)
     now = dt.datetime.now(dt.UTC)
     spent = await services.store.visit_total(target.id) if target and target.max_visits else 0
     location: str | None = None
@@ -259,6 +335,7 @@ async def redirect(request: Request) -> Response:
         location = target.long_url
         if target.forward_query:
             location = _forward(target.long_url, request.url.query)
+        location = quote(location, safe=_LOCATION_SAFE)  # RFC 3986: ASCII only on the wire
     await services.store.record_visit(
         target.id if location is not None and target is not None else None,
         user_agent=user_agent,
@@ -272,19 +349,74 @@ async def redirect(request: Request) -> Response:
     return Response(status_code=302, headers={"Location": location})
 
 
+def _storable(text: str) -> str:
+    """``text`` with what PostgreSQL cannot store (NUL) replaced, for a visit's record."""
+    return text.replace("\x00", "\ufffd")
+
+
 async def root(request: Request) -> Response:
     """``/`` has no short code: 404 page, as Shlink without DEFAULT_BASE_URL_REDIRECT."""
     return HTMLResponse(_NOT_FOUND_HTML, 404)
 
 
-async def _database_down(request: Request, exc: Exception) -> Response:
-    _log.warning("%s %s: database unavailable: %s", request.method, request.url.path, exc)
-    problem = Problem(
-        503, "internal-server-error", "Service unavailable", "The database is unreachable."
+def _internal_error() -> Problem:
+    return Problem(
+        500,
+        "internal-server-error",
+        "Internal server error",
+        "The service failed to answer this request; its log says why.",
     )
-    if request.url.path.startswith("/rest/"):
-        return _problem(problem)
-    return HTMLResponse("<!DOCTYPE html><title>Unavailable</title>", 503)
+
+
+# SQLSTATEs that mean "no usable connection": the server shutting down, refusing connections.
+_UNAVAILABLE = {"53300", "57P01", "57P02", "57P03"}
+
+
+def _connection_lost(exc: Exception) -> bool:
+    """True for a lost, refused or timed-out connection (not for e.g. a program limit, 54xxx)."""
+    if isinstance(exc, OSError):
+        return True
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    sqlstate = exc.sqlstate  # None: raised by libpq or the pool, not by the server
+    return sqlstate is None or sqlstate.startswith("08") or sqlstate in _UNAVAILABLE
+
+
+async def _database_error(request: Request, exc: Exception) -> Response:
+    """A lost or refused connection is 503; a value the database refused is 400; else 500."""
+    where = f"{request.method} {request.url.path}"
+    if _connection_lost(exc):
+        _log.warning("%s: database unavailable: %s", where, exc)
+        return _problem(
+            Problem(
+                503, "internal-server-error", "Service unavailable", "The database is unreachable."
+            )
+        )
+    if isinstance(exc, psycopg.DataError):  # a value validation should have refused
+        _log.warning("%s: the database refused a value: %s", where, exc)
+        return _problem(Problem.invalid_data([], ["the database refused one of the values"]))
+    _log.error("%s: database error %s", where, exc.__class__.__name__, exc_info=exc)
+    return _problem(_internal_error())
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    """Any other exception: 500 problem+json (uvicorn logs the traceback; none is sent)."""
+    return _problem(_internal_error())
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """The router's 404 and 405: problem+json (a 404 outside /rest is Shlink's 404 page)."""
+    status: int = getattr(exc, "status_code", 500)
+    if status == 405:
+        # Starlette's Allow names the first route of the path only; the problem names them all.
+        header = (getattr(exc, "headers", None) or {}).get("Allow", "")
+        allowed = _allowed_methods(request) or {method.strip() for method in header.split(",")}
+        return _method_not_allowed(request, allowed - {""})
+    if status == 404:
+        if request.url.path.startswith("/rest/"):
+            return _problem(_route_not_found())
+        return HTMLResponse(_NOT_FOUND_HTML, 404)
+    return _problem(Problem.http(status, "Error", str(getattr(exc, "detail", ""))))
 
 
 def build_app(config: ServiceConfig) -> Starlette:
@@ -311,7 +443,7 @@ def build_app(config: ServiceConfig) -> Starlette:
         Route(prefix + "/short-urls/{shortCode}", _api(edit_short_url), methods=["PATCH"]),
         Route(prefix + "/short-urls/{shortCode}", _api(delete_short_url), methods=["DELETE"]),
         Route(prefix + "/short-urls/{shortCode}/visits", _api(short_url_visits), methods=["GET"]),
-        Route("/rest/{rest:path}", _api(rest_not_found)),
+        Route(_REST_FALLBACK, rest_fallback, methods=_ALL_METHODS),
         Route("/", root, methods=["GET"]),
         # Prometheus' scrape endpoint (so "metrics" cannot be a short code here).
         Route("/metrics", metrics, methods=["GET"]),
@@ -321,7 +453,12 @@ def build_app(config: ServiceConfig) -> Starlette:
         routes=routes,
         lifespan=lifespan,
         middleware=[Middleware(MetricsMiddleware)],
-        exception_handlers={psycopg.Error: _database_down, OSError: _database_down},
+        exception_handlers={
+            HTTPException: _http_error,
+            psycopg.Error: _database_error,
+            OSError: _database_error,
+            Exception: _unexpected,
+        },
     )
 
 
