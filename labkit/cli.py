@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from labkit import arguments as checked
 from labkit.errors import ConfigError, LabkitError
 
 __all__ = ["main"]
@@ -99,23 +100,33 @@ def _drill(arguments: argparse.Namespace) -> int:
     return 0 if outcome.ok else 1
 
 
+_MAX_CELL_TIMEOUT_S = 86_400  # a day: a cell slower than that hangs, whatever it does
+
+
 def _cell_timeout(text: str) -> float:
     """An argparse type: a whole, finite number of seconds above zero."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        raise argparse.ArgumentTypeError(
+            f"{checked.shown(text)} is not a number of seconds"
+        ) from None
     # papermill reads 0 as "no limit" and nbclient reads a negative number the same way.
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(
-            f"{text!r} must be a finite number of seconds above 0; "
+            f"{checked.shown(text)} must be a finite number of seconds above 0; "
             "without a limit a hanging cell waits forever"
+        )
+    if value > _MAX_CELL_TIMEOUT_S:
+        raise argparse.ArgumentTypeError(
+            f"{checked.shown(text)} must be at most {_MAX_CELL_TIMEOUT_S:,} seconds (a day) "
+            "per cell"
         )
     # nbclient's timeout is an integer: a fraction would break every notebook of the run.
     if not value.is_integer():
         raise argparse.ArgumentTypeError(
-            f"{text!r} must be a whole number of seconds (the notebook runner counts whole "
-            f"seconds); try {math.ceil(value)}"
+            f"{checked.shown(text)} must be a whole number of seconds (the notebook runner "
+            f"counts whole seconds); try {math.ceil(value)}"
         )
     return value
 
@@ -129,13 +140,17 @@ def _parser() -> argparse.ArgumentParser:
     params = sub.add_parser("params", help="work with params files")
     params_sub = params.add_subparsers(dest="params_command", required=True, metavar="ACTION")
     validate = params_sub.add_parser("validate", help="validate params files (exit 2 if invalid)")
-    validate.add_argument("files", nargs="+", metavar="FILE")
+    validate.add_argument("files", nargs="+", type=checked.path, metavar="FILE")
     validate.set_defaults(handler=_params_validate)
 
     check = sub.add_parser("check", help="run the roadmap's checks, print the table")
-    check.add_argument("--params", action="append", required=True, metavar="FILE")
-    check.add_argument("--phase", type=int, choices=range(8), metavar="N")
-    check.add_argument("--json", metavar="FILE", help="write results in the results.json schema")
+    check.add_argument(
+        "--params", action="append", required=True, type=checked.path, metavar="FILE"
+    )
+    check.add_argument("--phase", type=checked.count(0, 7, "(a roadmap phase)"), metavar="N")
+    check.add_argument(
+        "--json", type=checked.path, metavar="FILE", help="write results in the results.json schema"
+    )
     check.set_defaults(handler=_check)
 
     run = sub.add_parser("run", help="run the lab-book headless into outputs/<run-id>/")
@@ -153,17 +168,30 @@ def _parser() -> argparse.ArgumentParser:
     drill = sub.add_parser(
         "drill", help="a failure under load, measured, then the lab restored and checked"
     )
-    drill.add_argument("--params", action="append", required=True, metavar="FILE")
+    drill.add_argument(
+        "--params", action="append", required=True, type=checked.path, metavar="FILE"
+    )
     drill.add_argument(
         "--scenario",
         required=True,
+        type=checked.text("scenario name", longest=64),
         choices=["redis-master", "postgres-primary", "shortener-worker", "node-cut"],
     )
-    drill.add_argument("--json", metavar="FILE", help="write the result in the results.json schema")
+    drill.add_argument(
+        "--json",
+        type=checked.path,
+        metavar="FILE",
+        help="write the result in the results.json schema",
+    )
     drill.add_argument(
         "--apply", action="store_true", help="on a lab other than the sandbox: allow the fault"
     )
-    drill.add_argument("--confirm", metavar="LAB", help="on a lab other than the sandbox: its name")
+    drill.add_argument(
+        "--confirm",
+        type=checked.text("lab name"),
+        metavar="LAB",
+        help="on a lab other than the sandbox: its name",
+    )
     drill.set_defaults(handler=_drill)
 
     for module_name in _COMMAND_MODULES:

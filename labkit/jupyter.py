@@ -23,6 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from labkit.arguments import count, path
 from labkit.errors import ConfigError, WaitTimeout
 from labkit.params import Lab, load_lab
 
@@ -241,11 +242,19 @@ def register(subparsers: Any) -> None:
     lab = subparsers.add_parser(
         "lab", help="JupyterLab on 127.0.0.1 with the lab up (Ctrl-C or --stop ends both)"
     )
-    lab.add_argument("--params", action="append", metavar="FILE", help="default params/local.yaml")
-    lab.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
+    lab.add_argument(
+        "--params", action="append", type=path, metavar="FILE", help="default params/local.yaml"
+    )
+    lab.add_argument(
+        "--port",
+        type=count(1, 65535, "(a TCP port)", separators=False),
+        default=DEFAULT_PORT,
+        help=f"default {DEFAULT_PORT}",
+    )
     lab.add_argument("--stop", action="store_true", help="stop the labkit lab running elsewhere")
     lab.add_argument(
         "--root",
+        type=path,
         metavar="DIR",
         help="folder JupyterLab serves, holding notebooks/ (default: this repository)",
     )

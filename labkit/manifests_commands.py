@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from labkit.arguments import path
+
 __all__ = ["register"]
 
 
@@ -44,10 +46,14 @@ def register(subparsers: Any) -> None:
     validate.add_argument(
         "--params",
         action="append",
+        type=path,
         metavar="FILE",
         help="params file(s) the pins must match (default: the repository's params/homelab.yaml)",
     )
     validate.add_argument(
-        "--root", metavar="DIR", help="manifests folder (default: the repository's manifests/)"
+        "--root",
+        type=path,
+        metavar="DIR",
+        help="manifests folder (default: the repository's manifests/)",
     )
     validate.set_defaults(handler=_validate)

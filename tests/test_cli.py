@@ -49,7 +49,7 @@ def test_unknown_phase_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> N
     with pytest.raises(SystemExit) as exit_info:
         main(["check", "--params", "params/local.yaml", "--phase", "9"])
     assert exit_info.value.code == 2
-    assert "invalid choice" in capsys.readouterr().err
+    assert "--phase: must be between 0 and 7 (a roadmap phase) (got '9')" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", ["plan", "apply"])

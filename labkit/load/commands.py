@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from labkit.arguments import MAX_TEXT, count, number, path, shown, text
 from labkit.errors import ConfigError
 
 __all__ = ["register"]
@@ -53,7 +53,7 @@ def _bench_scenario(arguments: argparse.Namespace) -> int:
 
     if arguments.scenario not in SCENARIOS:
         raise ConfigError(
-            f"unknown scenario {arguments.scenario!r}; choose one of {', '.join(SCENARIOS)}"
+            f"unknown scenario {shown(arguments.scenario)}; choose one of {', '.join(SCENARIOS)}"
         )
     lab = load_lab(*arguments.params)
     rates = [arguments.rate] if arguments.rate else None
@@ -90,6 +90,11 @@ def _bench(arguments: argparse.Namespace) -> int:
         )
     if not arguments.rate:
         raise ConfigError("--rate R is required with a URL (requests per second, like wrk2 -R)")
+    if arguments.connections < arguments.processes:
+        raise ConfigError(
+            f"--connections {arguments.connections} for --processes {arguments.processes}: "
+            "each process needs at least one connection"
+        )
     if arguments.rate * arguments.duration < 1:
         raise ConfigError(
             f"--rate {arguments.rate:g} for --duration {arguments.duration:g}s plans no "
@@ -98,58 +103,87 @@ def _bench(arguments: argparse.Namespace) -> int:
     return _bench_url(arguments)
 
 
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+def _url(value: str) -> str:
+    """The URL argument: refused at once when empty, too long, with NUL or with credentials
+    (the error shows it masked); ``resolve_target`` checks the rest, before any I/O."""
+    from labkit.load.target import has_credentials, masked_url  # noqa: PLC0415
 
-
-def _positive(text: str) -> float:
-    """An argparse type: a finite number above zero."""
-    value = _number(text)
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number above 0")
-    return value
-
-
-def _not_negative(text: str) -> float:
-    """An argparse type: a finite number of at least zero."""
-    value = _number(text)
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number, 0 or more")
-    return value
-
-
-def _count(text: str) -> int:
-    """An argparse type: a whole number of at least one."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    quoted = repr(masked_url(value))
+    if not value or "\0" in value or len(value) > MAX_TEXT:
+        raise argparse.ArgumentTypeError(
+            f"{quoted} is not a URL (empty, a NUL character, or over {MAX_TEXT:,} characters)"
+        )
+    if has_credentials(value):
+        raise argparse.ArgumentTypeError(
+            f"{quoted}: a URL with credentials (user:password@) is refused, since labkit prints "
+            "and stores its target; the load engine sends no authentication"
+        )
     return value
 
 
 def register(subparsers: Any) -> None:
-    """Add ``bench`` to the ``labkit`` command line."""
+    """Add ``bench`` to the ``labkit`` command line (bounds of its numbers: README)."""
+    from labkit.load.engine import MAX_CONNECTIONS, MAX_TIMEOUT_S, max_processes  # noqa: PLC0415
+    from labkit.load.schedule import MAX_RATE, MAX_SECONDS  # noqa: PLC0415
+
     bench = subparsers.add_parser(
         "bench",
         help="open-loop load on a URL or a lab scenario (latency from the intended send time)",
     )
-    bench.add_argument("url", nargs="?", help="http:// URL inside the allow-list")
-    bench.add_argument("--rate", type=_positive, metavar="R", help="requests per second (total)")
-    bench.add_argument("--duration", type=_positive, default=10.0, metavar="D", help="seconds")
+    bench.add_argument("url", nargs="?", type=_url, help="http:// URL inside the allow-list")
     bench.add_argument(
-        "--warmup", type=_not_negative, default=0.0, metavar="W", help="unmeasured seconds"
+        "--rate",
+        type=number(0, MAX_RATE, "requests per second"),
+        metavar="R",
+        help=f"requests per second (total), at most {MAX_RATE:,.0f}",
     )
-    bench.add_argument("--connections", type=_count, default=64, metavar="C")
-    bench.add_argument("--processes", type=_count, default=1, metavar="P")
-    bench.add_argument("--timeout", type=_positive, default=10.0, metavar="S", help="read timeout")
     bench.add_argument(
-        "--params", action="append", metavar="FILE", help="lab params (allow-list, scenarios)"
+        "--duration",
+        type=number(0, MAX_SECONDS, "seconds"),
+        default=10.0,
+        metavar="D",
+        help=f"seconds, at most {MAX_SECONDS:,.0f}",
     )
-    bench.add_argument("--scenario", metavar="S", help="create, redirect-hit, redirect-miss, mixed")
-    bench.add_argument("--json", metavar="FILE", help="write the result in the results.json schema")
+    bench.add_argument(
+        "--warmup",
+        type=number(0, MAX_SECONDS, "seconds", zero=True),
+        default=0.0,
+        metavar="W",
+        help="unmeasured seconds",
+    )
+    bench.add_argument(
+        "--connections",
+        type=count(1, MAX_CONNECTIONS, "connections", "each is an open file of a worker"),
+        default=64,
+        metavar="C",
+    )
+    bench.add_argument(
+        "--processes",
+        type=count(1, max_processes(), "processes", "4 per CPU core of this machine"),
+        default=1,
+        metavar="P",
+    )
+    bench.add_argument(
+        "--timeout",
+        type=number(0, MAX_TIMEOUT_S, "seconds"),
+        default=10.0,
+        metavar="S",
+        help="read timeout",
+    )
+    bench.add_argument(
+        "--params",
+        action="append",
+        type=path,
+        metavar="FILE",
+        help="lab params (allow-list, scenarios)",
+    )
+    bench.add_argument(
+        "--scenario",
+        type=text("scenario name"),
+        metavar="S",
+        help="create, redirect-hit, redirect-miss, mixed",
+    )
+    bench.add_argument(
+        "--json", type=path, metavar="FILE", help="write the result in the results.json schema"
+    )
     bench.set_defaults(handler=_bench)

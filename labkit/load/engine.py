@@ -9,7 +9,9 @@ scheduler lag p99 or its CPU use shows it could not keep the schedule.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import resource
 import select
 import subprocess
 import sys
@@ -19,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from labkit.errors import LabkitError, WaitTimeout
+from labkit.errors import ConfigError, LabkitError, WaitTimeout
 from labkit.load.child import read_frame, write_frame
 from labkit.load.recorder import Recorder, percentiles_ms
 from labkit.load.result import LoadResult
@@ -29,10 +31,59 @@ from labkit.load.trace import Trace
 from labkit.load.worker import Progress, WorkerSpec
 from labkit.load.workload import Workload
 
-__all__ = ["Limits", "LoadProgress", "progress_lines", "run_load"]
+__all__ = [
+    "MAX_CONNECTIONS",
+    "MAX_TIMEOUT_S",
+    "Limits",
+    "LoadProgress",
+    "max_processes",
+    "progress_lines",
+    "run_load",
+]
 
 _START_MARGIN_NS = 100_000_000  # t0 is this far after every worker said ready
 _READY_TIMEOUT_S = 60.0
+# Bounds of a run. Connections: far beyond what one target needs at MAX_RATE with
+# millisecond answers, and each is a file descriptor of a worker (see _check_bounds).
+MAX_CONNECTIONS = 10_000
+MAX_TIMEOUT_S = 600.0  # a connect or read timeout longer than ten minutes waits for nothing
+_PROCESSES_PER_CORE = 4  # more workers than that only compete for the same cores
+_SPARE_FDS = 64  # a worker's own descriptors besides its connections (pipes, loop, logs)
+
+
+def max_processes() -> int:
+    """The most worker processes a run may have on this machine (4 per CPU core)."""
+    return _PROCESSES_PER_CORE * (os.cpu_count() or 1)
+
+
+def _check_bounds(
+    processes: int, connections: int, connect_timeout_s: float, read_timeout_s: float
+) -> None:
+    """A ConfigError unless the run's sizes and timeouts are within their bounds."""
+    if not 1 <= processes <= max_processes():
+        raise ConfigError(
+            f"load: {processes} process(es); give 1 to {max_processes()} "
+            f"({_PROCESSES_PER_CORE} per CPU core of this machine)"
+        )
+    if not processes <= connections <= MAX_CONNECTIONS:
+        raise ConfigError(
+            f"load: {connections} connection(s) for {processes} process(es); give at least one "
+            f"per process and at most {MAX_CONNECTIONS:,}"
+        )
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    share = math.ceil(connections / processes)
+    if soft != resource.RLIM_INFINITY and share + _SPARE_FDS > soft:
+        raise ConfigError(
+            f"load: {share} connections per process do not fit the open-file limit {soft} "
+            f"(ulimit -n); give at most {max(soft - _SPARE_FDS, 0) * processes} connections, "
+            "more processes, or raise the limit"
+        )
+    for name, value in (("connect", connect_timeout_s), ("read", read_timeout_s)):
+        if not 0 < value <= MAX_TIMEOUT_S:  # NaN fails both comparisons
+            raise ConfigError(
+                f"load: a {name} timeout of {value:g}s; give above 0 and at most "
+                f"{MAX_TIMEOUT_S:g} seconds"
+            )
 
 
 @dataclass(frozen=True)
@@ -208,11 +259,8 @@ def run_load(
     ``capture`` operations' answers name; ``on_start`` gets t0 (``time.monotonic_ns``
     clock) once every worker is ready, so a caller can time something against the plan.
     """
-    if processes < 1 or connections < processes:
-        raise LabkitError(
-            f"load: {processes} process(es) with {connections} connections; need at least one "
-            "process and one connection per process"
-        )
+    _check_bounds(processes, connections, connect_timeout_s, read_timeout_s)
+    schedule.validated()  # a Schedule made without its constructors is checked too
     base = WorkerSpec(
         host=target.address,
         port=target.port,

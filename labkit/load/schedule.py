@@ -8,15 +8,21 @@ global plan, so N processes together keep exactly the planned rate.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from labkit.errors import ConfigError
 
-__all__ = ["Schedule", "Segment", "Span"]
+__all__ = ["MAX_RATE", "MAX_SECONDS", "Schedule", "Segment", "Span"]
 
 _NS = 1_000_000_000
+# Bounds of any plan. One engine process sends about 100,000 requests per CPU-second at
+# best (README, "Performance of the load engine"): a million a second is beyond what
+# this machine could ever send, and above it the scheduler's loop would never catch up.
+MAX_RATE = 1_000_000.0
+MAX_SECONDS = 86_400.0  # a day: a load test longer than that is a mistake, not a plan
 
 
 @dataclass(frozen=True)
@@ -58,13 +64,28 @@ class Schedule:
         return cls(tuple(segments), warmup_s).validated()
 
     def validated(self) -> Schedule:
-        """Self, or a ConfigError naming the bad rate or duration."""
+        """Self, or a ConfigError naming the bad rate, duration or warm-up and the bounds."""
         for segment in self.segments:
-            if segment.rate <= 0 or segment.duration_s <= 0:
+            if not 0 < segment.rate <= MAX_RATE:  # NaN fails both comparisons
                 raise ConfigError(
-                    f"load schedule: rate {segment.rate}/s for {segment.duration_s}s is not "
-                    "positive; give a rate above 0 and a duration above 0"
+                    f"load schedule: rate {segment.rate:g}/s is outside the bounds; give a "
+                    f"rate above 0 and at most {MAX_RATE:,.0f} requests per second"
                 )
+            if not 0 < segment.duration_s <= MAX_SECONDS:
+                raise ConfigError(
+                    f"load schedule: a step of {segment.duration_s:g}s is outside the bounds; "
+                    f"give a duration above 0 and at most {MAX_SECONDS:,.0f} seconds"
+                )
+        if not (math.isfinite(self.warmup_s) and 0 <= self.warmup_s <= MAX_SECONDS):
+            raise ConfigError(
+                f"load schedule: a warm-up of {self.warmup_s:g}s is outside the bounds; "
+                f"give 0 to {MAX_SECONDS:,.0f} seconds"
+            )
+        if self.duration_s > 2 * MAX_SECONDS:
+            raise ConfigError(
+                f"load schedule: {len(self.segments)} steps last {self.duration_s:,.0f}s in all; "
+                f"a plan lasts at most {2 * MAX_SECONDS:,.0f} seconds (warm-up included)"
+            )
         return self
 
     @property

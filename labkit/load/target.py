@@ -16,7 +16,15 @@ from labkit.params import address_allowed
 if TYPE_CHECKING:
     from labkit.params import Lab
 
-__all__ = ["LOOPBACK", "Target", "answers", "reached_shlink", "resolve_target"]
+__all__ = [
+    "LOOPBACK",
+    "Target",
+    "answers",
+    "has_credentials",
+    "masked_url",
+    "reached_shlink",
+    "resolve_target",
+]
 
 LOOPBACK = ["127.0.0.0/8", "::1/128"]
 
@@ -32,28 +40,71 @@ class Target:
     path: str
 
 
+# RFC 6761: "localhost" names the loopback host itself, and an application may answer it
+# without asking a resolver. labkit does: it is 127.0.0.1, and the allow-list decides.
+_LOCALHOST = "127.0.0.1"
+_SHOWN = 200  # characters of a URL quoted in an error
+
+
+def _userinfo_end(url: str) -> int:
+    """Where ``url``'s user:password@ ends (after its last "@"), or 0 when it has none."""
+    _, separator, rest = url.partition("://")
+    if not separator:
+        rest = url
+    start = len(url) - len(rest)
+    authority_end = min((rest.find(c) for c in "/?#" if c in rest), default=len(rest))
+    at = rest.rfind("@", 0, authority_end)
+    return start + at + 1 if at >= 0 else 0
+
+
+def has_credentials(url: str) -> bool:
+    """Whether ``url`` carries user:password@ (or user@) before its host."""
+    return _userinfo_end(url) > 0
+
+
+def masked_url(url: str) -> str:
+    """``url`` as messages may show it: any user:password@ masked, and cut when long."""
+    end = _userinfo_end(url)
+    if end:
+        start = url.index("://") + 3 if "://" in url[:end] else 0
+        url = f"{url[:start]}*****@{url[end:]}"
+    return url if len(url) <= _SHOWN else f"{url[:_SHOWN]}... ({len(url):,} characters)"
+
+
 def resolve_target(url: str, allow_list: list[str]) -> Target:
     """Parse ``url`` and refuse it (NotAllowed) unless every address it means is allowed.
 
-    A hostname is allowed when it is listed itself, or when every address it resolves
-    to is; the engine then connects to that resolved address, never re-resolving.
+    An IP address is allowed when the allow-list holds it. A hostname is looked up only
+    when the allow-list names it itself (the lookup is then allowed too), and the engine
+    connects to the address it resolved to, never re-resolving; any other hostname is
+    refused before any lookup. ``localhost`` is 127.0.0.1 without a lookup (RFC 6761),
+    allowed when 127.0.0.1 is. A URL with credentials (user:password@) is refused: labkit
+    would print and store it.
     """
+    shown = repr(masked_url(url))
     try:
         parts = urlsplit(url)
     except ValueError as exc:
-        raise ConfigError(f"load target {url!r} is not a URL ({exc})") from exc
+        raise ConfigError(f"load target {shown} is not a URL ({exc})") from exc
+    if has_credentials(url) or "@" in parts.netloc:
+        raise ConfigError(
+            f"load target {shown}: a URL with credentials (user:password@) is refused, since "
+            "labkit prints and stores its target; the load engine sends no authentication"
+        )
     if parts.scheme != "http":
         raise ConfigError(
-            f"load target {url!r}: only plain http:// is supported by the engine "
+            f"load target {shown}: only plain http:// is supported by the engine "
             f"(got {parts.scheme or 'no scheme'!r}); benchmark TLS through a plain listener"
         )
     if not parts.hostname:
-        raise ConfigError(f"load target {url!r} has no host; e.g. http://127.0.0.1:8080/")
+        raise ConfigError(f"load target {shown} has no host; e.g. http://127.0.0.1:8080/")
     host = parts.hostname
     try:
-        port = parts.port or 80
+        port = 80 if parts.port is None else parts.port
     except ValueError as exc:
-        raise ConfigError(f"load target {url!r}: bad port ({exc})") from exc
+        raise ConfigError(f"load target {shown}: bad port ({exc})") from exc
+    if port == 0:
+        raise ConfigError(f"load target {shown}: bad port (0); give 1 to 65535")
     path = parts.path or "/"
     if parts.query:
         path += f"?{parts.query}"
@@ -64,21 +115,32 @@ def resolve_target(url: str, allow_list: list[str]) -> Target:
         ipaddress.ip_address(host)
         addresses = [host]
     except ValueError:
-        addresses = _resolve(host, port)
+        if host.rstrip(".") == "localhost":
+            addresses = [_LOCALHOST]
+        elif address_allowed(host, allow_list):
+            addresses = _resolve(host, port)
+        else:
+            raise NotAllowed(
+                f"load target {shown}: the hostname {host!r} is not in the allow-list "
+                f"{allow_list}, and labkit looks up only names listed there (nothing was "
+                "looked up or sent); give an allowed IP address, or add the name"
+            ) from None
     refused = [a for a in addresses if not address_allowed(a, allow_list)]
     if refused and not address_allowed(host, allow_list):
         raise NotAllowed(
-            f"load target {url!r} resolves to {', '.join(refused)}, outside the allow-list "
+            f"load target {shown} resolves to {', '.join(refused)}, outside the allow-list "
             f"{allow_list}; load goes only to targets the params allow (no request was sent)"
         )
     return Target(url, addresses[0], port, host_header, path)
 
 
 def _resolve(host: str, port: int) -> list[str]:
+    """The addresses of a hostname the allow-list names itself (a resolver lookup)."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise ConfigError(f"load target host {host!r} does not resolve ({exc.strerror})") from exc
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
+        raise ConfigError(f"load target host {host!r} does not resolve ({reason})") from exc
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 

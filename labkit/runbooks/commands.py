@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from labkit.arguments import count, path, text
+
 __all__ = ["register"]
 
 _RUNBOOKS = ("scale", "backup-restore", "cache-flush", "routing")
@@ -43,10 +45,8 @@ def _runbook(arguments: argparse.Namespace) -> int:
     return 1 if outcome.status == "fail" else 0
 
 
-def _replicas(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: replicas is a whole number of at least 1")
-    return int(text)
+# Workers (sandbox) or Pods (cluster) of the shortener: a lab of three small nodes runs a few.
+_MAX_REPLICAS = 64
 
 
 def register(subparsers: Any) -> None:
@@ -54,20 +54,26 @@ def register(subparsers: Any) -> None:
     doctor = subparsers.add_parser(
         "doctor", help="collect troubleshooting evidence (status, recent errors, data plane)"
     )
-    doctor.add_argument("--params", action="append", required=True, metavar="FILE")
+    doctor.add_argument("--params", action="append", required=True, type=path, metavar="FILE")
     doctor.add_argument(
-        "--out", metavar="DIR", help="folder for the evidence (default outputs/doctor-<time>-<lab>)"
+        "--out",
+        type=path,
+        metavar="DIR",
+        help="folder for the evidence (default outputs/doctor-<time>-<lab>)",
     )
     doctor.set_defaults(handler=_doctor)
 
     runbook = subparsers.add_parser(
         "runbook", help="a runbook of docs/runbooks: the plan, or with --apply run and measure it"
     )
-    runbook.add_argument("name", choices=_RUNBOOKS)
-    runbook.add_argument("--params", action="append", required=True, metavar="FILE")
+    runbook.add_argument("name", type=text("runbook name", longest=64), choices=_RUNBOOKS)
+    runbook.add_argument("--params", action="append", required=True, type=path, metavar="FILE")
     runbook.add_argument("--apply", action="store_true", help="run it (default: the plan only)")
     runbook.add_argument(
-        "--replicas", type=_replicas, metavar="N", help="scale: workers/replicas (default +1)"
+        "--replicas",
+        type=count(1, _MAX_REPLICAS, "replicas", "a homelab's shortener needs no more"),
+        metavar="N",
+        help="scale: workers/replicas (default +1)",
     )
-    runbook.add_argument("--json", metavar="FILE", help="write the outcome as JSON")
+    runbook.add_argument("--json", type=path, metavar="FILE", help="write the outcome as JSON")
     runbook.set_defaults(handler=_runbook)

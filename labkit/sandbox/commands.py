@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from labkit.arguments import path
+
 __all__ = ["register"]
 
 _DEFAULT_PARAMS = "params/local.yaml"
@@ -59,6 +61,7 @@ def register(subparsers: Any) -> None:
         action.add_argument(
             "--params",
             action="append",
+            type=path,
             metavar="FILE",
             help=f"params file(s) of a sandbox lab (default {_DEFAULT_PARAMS})",
         )

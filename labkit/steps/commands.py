@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from labkit.arguments import path, shown
 from labkit.secrets import redact
 
 __all__ = ["register"]
@@ -20,12 +21,19 @@ def _write(path: str | None, document: dict[str, Any]) -> None:
         print(f"plan written to {target}")
 
 
+_MAX_PHASE = 10  # characters: "1.5" is three
+
+
 def _phase(value: str) -> str:
     """``--phase``: a roadmap phase or step labkit plans ("1", "1.5"), as the plan keys it;
     any other is a usage error (exit 2) naming the valid ones."""
     from labkit.errors import ConfigError  # noqa: PLC0415
     from labkit.plan import phase_of  # noqa: PLC0415 - keep `labkit --help` fast
 
+    if len(value) > _MAX_PHASE or "\0" in value:
+        raise argparse.ArgumentTypeError(
+            f"{shown(value)} is not a roadmap phase or step such as 1 or 1.5"
+        )
     try:
         key = phase_of(value)
     except ConfigError as exc:
@@ -64,7 +72,9 @@ def register(subparsers: Any) -> None:
         ("apply", _apply, "make the changes, then re-check that nothing is left"),
     ):
         command = subparsers.add_parser(name, help=text)
-        command.add_argument("--params", action="append", required=True, metavar="FILE")
+        command.add_argument("--params", action="append", required=True, type=path, metavar="FILE")
         command.add_argument("--phase", type=_phase, metavar="N", help="1 (or a step: 1.5)")
-        command.add_argument("--json", metavar="FILE", help="write the plan per node as JSON")
+        command.add_argument(
+            "--json", type=path, metavar="FILE", help="write the plan per node as JSON"
+        )
         command.set_defaults(handler=handler)

@@ -14,7 +14,7 @@ from pathlib import Path
 import httptools
 import pytest
 
-from labkit.load.client import is_parse_error
+from labkit.load.client import STATUS_SPAN, Pool, is_parse_error
 from labkit.load.schedule import Schedule
 from labkit.load.worker import WorkerSpec, run_worker
 from labkit.load.workload import Fixed, Mixed, Workload
@@ -170,3 +170,15 @@ def test_a_request_the_socket_cannot_take_at_once_is_still_sent_whole() -> None:
         server.stop()
     upload = result["recorder"]["operations"]["upload"]
     assert upload["status_codes"] == {"200": 2} and upload["errors"] == {}, upload
+
+
+def test_a_full_backlog_charges_requests_not_sent_instead_of_growing() -> None:
+    """Memory stays bounded when the plan outruns the connections (e.g. a stalled server)."""
+    charged: list[tuple[int, str, int, int, int]] = []
+    pool = Pool(
+        "127.0.0.1", 9, 0, lambda *failure: charged.append(failure), backlog_max=3
+    )  # size 0: nothing is ever opened, every request waits
+    for index in range(5):
+        pool.queue(STATUS_SPAN, b"GET / HTTP/1.1\r\n\r\n", index, 100 + index)
+    assert [intended for _, _, intended, _ in pool.backlog] == [0, 1, 2]
+    assert charged == [(1, "not_sent", 3, 103, 103), (1, "not_sent", 4, 104, 104)]

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import resource
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -88,13 +93,17 @@ def test_bench_usage_mistakes_say_what_to_do(
     [
         (["http://[::1:1/", "--rate", "10"], "is not a URL (Invalid IPv6 URL)"),
         (["http://127.0.0.1:1/", "--rate", "0.4", "--duration", "1"], "plans no request at all"),
-        (["http://127.0.0.1:1/", "--rate", "nan"], "'nan' must be a finite number above 0"),
-        (["http://127.0.0.1:1/", "--rate", "10", "--warmup", "-5"], "must be a finite number, 0"),
+        (["http://127.0.0.1:1/", "--rate", "nan"], "must be above 0 and at most 1,000,000"),
+        (["http://127.0.0.1:1/", "--rate", "10", "--warmup", "-5"], "must be from 0 and at most"),
         (
             ["http://127.0.0.1:1/", "--rate", "10", "--timeout", "0"],
-            "must be a finite number above",
+            "must be above 0 and at most 600 seconds",
         ),
-        (["http://127.0.0.1:1/", "--rate", "10", "--processes", "0"], "must be at least 1"),
+        (["http://127.0.0.1:1/", "--rate", "10", "--processes", "0"], "must be between 1 and"),
+        (
+            ["http://127.0.0.1:1/", "--rate", "10", "--processes", "2", "--connections", "1"],
+            "each process needs at least one connection",
+        ),
     ],
 )
 def test_bad_bench_arguments_are_clear_errors(
@@ -108,3 +117,83 @@ def test_bad_bench_arguments_are_clear_errors(
     assert code == 2
     assert message in err
     assert "Traceback" not in err
+
+
+def test_a_url_with_credentials_is_refused_and_never_printed_or_written(
+    http_server: Callable[..., TestServer], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = http_server()
+    out = tmp_path / "bench.json"
+    url = server.url.replace("http://", "http://user:secret@")
+    argv = ["bench", url, "--rate", "10", "--duration", "1", "--json", str(out)]
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    printed = capsys.readouterr()
+    assert exited.value.code == 2
+    assert "a URL with credentials (user:password@) is refused" in printed.err
+    assert "http://*****@127.0.0.1" in printed.err
+    assert "secret" not in printed.out + printed.err
+    assert not out.exists()
+
+
+@pytest.fixture
+def no_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any resolver call fails the test (and none reaches a real DNS server)."""
+
+    def lookup(*arguments: object, **keywords: object) -> object:
+        raise AssertionError(f"a name was looked up: {arguments}")
+
+    monkeypatch.setattr(socket, "getaddrinfo", lookup)
+    monkeypatch.setattr(socket, "gethostbyname", lookup)
+
+
+@pytest.mark.parametrize("url", ["http://example.invalid/", "http://localhost.example:8080/x"])
+def test_a_hostname_target_is_refused_before_any_lookup(
+    url: str, no_lookup: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["bench", url, "--rate", "10", "--duration", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "is not in the allow-list" in err and "nothing was looked up or sent" in err
+
+
+def test_localhost_is_benchmarked_as_127_0_0_1_without_a_lookup(
+    http_server: Callable[..., TestServer], no_lookup: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = http_server()
+    argv = ["bench", f"http://localhost:{server.port}/", "--rate", "20", "--duration", "1"]
+    assert main(argv) == 0
+    assert "20 responses" in capsys.readouterr().out
+
+
+def _limited() -> None:
+    """In the child, before exec: memory and CPU bounded, so a regression fails, not hangs."""
+    resource.setrlimit(resource.RLIMIT_AS, (512 << 20, 512 << 20))
+    resource.setrlimit(resource.RLIMIT_CPU, (20, 20))
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--rate", "1e12"], "--rate: must be above 0 and at most 1,000,000 requests per second"),
+        (["--rate", "10", "--duration", "1e200"], "--duration: must be above 0 and at most 86,400"),
+        (["--rate", "10", "--warmup", "1e200"], "--warmup: must be from 0 and at most 86,400"),
+        (["--rate", "10", "--timeout", "1e200"], "--timeout: must be above 0 and at most 600"),
+        (["--rate", "10", "--connections", "9" * 5000], "--connections: must be between 1 and"),
+    ],
+)
+def test_bench_argument_handling_is_bounded_in_memory_and_time(
+    arguments: list[str], message: str
+) -> None:
+    """A real `labkit bench` process under a 512 MiB address-space and 20 s CPU limit."""
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "labkit.cli", "bench", "http://127.0.0.1:9/", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=_limited,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr + done.stdout
+    assert time.monotonic() - started < 30

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import re
+import resource
 from collections.abc import Callable
 
 import numpy as np
 import pytest
 
-from labkit.errors import NotAllowed
+from labkit.errors import ConfigError, NotAllowed
 from labkit.load import (
     LOOPBACK,
     Fixed,
     Limits,
     LoadProgress,
     Schedule,
+    Segment,
     resolve_target,
     run_load,
 )
@@ -207,6 +210,43 @@ def test_each_generator_limit_flags_just_above_it_and_not_below() -> None:
     assert "scheduler lag p99 5.1 ms > 5 ms" in _judged(5_100, 0.80, 0.4)
     assert "worker 0 used 0.90 of a core" in _judged(4_900, 0.90, 0.4)
     assert "finished sending 0.60s late" in _judged(4_900, 0.80, 0.6)
+
+
+@pytest.mark.parametrize(
+    ("keywords", "message"),
+    [
+        ({"processes": 0}, "0 process(es); give 1 to"),
+        ({"processes": 10_000, "connections": 10_000}, "(4 per CPU core of this machine)"),
+        ({"connections": 10_001}, "and at most 10,000"),
+        ({"processes": 2, "connections": 1}, "at least one per process"),
+        ({"read_timeout_s": 1e200}, "a read timeout of 1e+200s"),
+        ({"connect_timeout_s": float("nan")}, "a connect timeout of nans"),
+        ({"read_timeout_s": 0}, "above 0 and at most 600 seconds"),
+    ],
+)
+def test_run_load_refuses_sizes_and_timeouts_outside_their_bounds(
+    keywords: dict[str, float], message: str
+) -> None:
+    """Checked before any worker starts (the CLI refuses these first)."""
+    target = resolve_target("http://127.0.0.1:9/", LOOPBACK)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        run_load(target, Fixed(target.host_header), Schedule.constant(10, 1), **keywords)  # type: ignore[arg-type]
+
+
+def test_more_connections_than_open_files_allow_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (256, 256))
+    target = resolve_target("http://127.0.0.1:9/", LOOPBACK)
+    with pytest.raises(ConfigError, match=r"do not fit the open-file limit 256 \(ulimit -n\)"):
+        run_load(target, Fixed(target.host_header), Schedule.constant(10, 1), connections=300)
+
+
+def test_a_schedule_made_without_its_constructors_is_checked_too() -> None:
+    target = resolve_target("http://127.0.0.1:9/", LOOPBACK)
+    absurd = Schedule((Segment(1e12, 1.0),))
+    with pytest.raises(ConfigError, match="at most 1,000,000 requests per second"):
+        run_load(target, Fixed(target.host_header), absurd)
 
 
 def test_a_target_outside_the_allow_list_is_refused_before_any_request() -> None:

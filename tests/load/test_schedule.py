@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from labkit.errors import ConfigError
-from labkit.load.schedule import Schedule
+from labkit.load.schedule import MAX_RATE, MAX_SECONDS, Schedule
 
 
 def test_constant_rate_spaces_requests_evenly() -> None:
@@ -45,7 +47,41 @@ def test_workers_share_one_global_plan_exactly(workers: int) -> None:
     assert len(everything) == schedule.total_requests
 
 
-@pytest.mark.parametrize(("rate", "duration"), [(0, 1), (10, 0), (-5, 1)])
-def test_non_positive_rate_or_duration_is_refused(rate: float, duration: float) -> None:
-    with pytest.raises(ConfigError, match="not positive"):
-        Schedule.constant(rate, duration)
+_NAN = float("nan")
+_INF = float("inf")
+
+
+@pytest.mark.parametrize(
+    ("rate", "duration", "warmup", "message"),
+    [
+        (0, 1, 0, "rate 0/s is outside the bounds"),
+        (-5, 1, 0, "rate -5/s"),
+        (_NAN, 1, 0, "rate nan/s"),
+        (1e12, 1, 0, "at most 1,000,000 requests per second"),
+        (_INF, 1, 0, "rate inf/s"),
+        (10, 0, 0, "a step of 0s"),
+        (10, 1e200, 0, "at most 86,400 seconds"),
+        (10, _NAN, 0, "a step of nans"),
+        (10, 1, -1, "a warm-up of -1s"),
+        (10, 1, _NAN, "a warm-up of nans"),
+        (10, 1, 1e200, "a step of 1e+200s"),  # the warm-up is the first step
+    ],
+)
+def test_a_rate_duration_or_warmup_outside_the_bounds_is_refused(
+    rate: float, duration: float, warmup: float, message: str
+) -> None:
+    """The CLI refuses these first; the plan checks again whatever made it."""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Schedule.constant(rate, duration, warmup)
+
+
+def test_a_ramp_is_bounded_in_all() -> None:
+    with pytest.raises(ConfigError, match="a plan lasts at most 172,800 seconds"):
+        Schedule.steps([10] * 3, step_s=86_400)
+    with pytest.raises(ConfigError, match="at most 1,000,000 requests per second"):
+        Schedule.steps([10, 2e6], step_s=1)
+
+
+def test_the_largest_allowed_plan_is_counted_without_being_built() -> None:
+    schedule = Schedule.constant(MAX_RATE, MAX_SECONDS)
+    assert schedule.total_requests == 86_400_000_000

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
 
 from labkit.errors import ConfigError, NotAllowed
-from labkit.load.target import LOOPBACK, resolve_target
+from labkit.load.target import LOOPBACK, masked_url, resolve_target
 
 
 def test_loopback_url_is_parsed() -> None:
@@ -16,9 +17,89 @@ def test_loopback_url_is_parsed() -> None:
     assert target.host_header == "127.0.0.1:18080"
 
 
-def test_localhost_resolves_to_an_allowed_address() -> None:
-    target = resolve_target("http://localhost:9/", LOOPBACK)
-    assert target.address in {"127.0.0.1", "::1"}
+@pytest.fixture
+def no_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any resolver call fails the test (and none reaches a real DNS server)."""
+
+    def lookup(*arguments: object, **keywords: object) -> object:
+        raise AssertionError(f"a name was looked up: {arguments}")
+
+    monkeypatch.setattr(socket, "getaddrinfo", lookup)
+    monkeypatch.setattr(socket, "gethostbyname", lookup)
+
+
+@pytest.mark.parametrize("url", ["http://localhost:9/", "http://LOCALHOST.:9/x"])
+def test_localhost_is_loopback_without_a_lookup(url: str, no_lookup: None) -> None:
+    target = resolve_target(url, LOOPBACK)
+    assert (target.address, target.port) == ("127.0.0.1", 9)
+
+
+def test_localhost_is_still_refused_when_loopback_is_not_allowed(no_lookup: None) -> None:
+    with pytest.raises(NotAllowed, match=r"127\.0\.0\.1, outside the allow-list"):
+        resolve_target("http://localhost:9/", ["10.77.0.0/24"])
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://example.invalid/",
+        "http://localhost.example/",
+        "http://127.1:9/",  # inet_aton's short form: a name to a resolver, not an address
+        "http://xn--nxasmq6b.example:8080/",
+        "http://a.localhost:9/",
+    ],
+)
+def test_a_hostname_outside_the_allow_list_is_refused_before_any_lookup(
+    url: str, no_lookup: None
+) -> None:
+    with pytest.raises(NotAllowed, match="nothing was looked up or sent"):
+        resolve_target(url, [*LOOPBACK, "shlink.lab"])
+
+
+def test_a_hostname_the_allow_list_names_is_looked_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[object] = []
+
+    def lookup(host: str, port: int, *arguments: object, **keywords: object) -> object:
+        asked.append(host)  # answered here: no real resolver is asked
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("198.51.100.7", port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", lookup)
+    target = resolve_target("http://Shlink.Lab:8080/", ["shlink.lab"])
+    assert asked == ["shlink.lab"] and target.address == "198.51.100.7"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://user:secret@127.0.0.1:9/",
+        "http://secret@127.0.0.1:9/",
+        "http://u:secret@[::1]:9/x?y=@",
+        "user:secret@127.0.0.1:9",
+        "http://u:p@a@b:secret@127.0.0.1:9/",
+    ],
+)
+def test_a_url_with_credentials_is_refused_without_echoing_them(url: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        resolve_target(url, LOOPBACK)
+    assert "secret" not in str(refused.value) and "*****@" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://user:secret@127.0.0.1:9/a@b", "http://*****@127.0.0.1:9/a@b"),
+        ("http://127.0.0.1:9/a@b", "http://127.0.0.1:9/a@b"),
+        ("u:secret@h", "*****@h"),
+        ("http://" + "a" * 300, "http://" + "a" * 193 + "... (307 characters)"),
+    ],
+)
+def test_masked_url_hides_credentials_and_cuts_long_urls(url: str, shown: str) -> None:
+    assert masked_url(url) == shown
+
+
+def test_port_zero_is_a_bad_port_not_80() -> None:
+    with pytest.raises(ConfigError, match="bad port"):
+        resolve_target("http://127.0.0.1:0/", LOOPBACK)
 
 
 @pytest.mark.parametrize(

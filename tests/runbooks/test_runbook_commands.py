@@ -40,7 +40,7 @@ def test_replicas_must_be_a_whole_number(capsys: pytest.CaptureFixture[str]) -> 
     with pytest.raises(SystemExit) as exit_info:
         main(["runbook", "scale", "--params", LOCAL, "--replicas", "0"])
     assert exit_info.value.code == 2
-    assert "at least 1" in capsys.readouterr().err
+    assert "must be between 1 and 64 replicas (got '0')" in capsys.readouterr().err
 
 
 def test_doctor_on_a_cluster_lab_writes_what_it_could(
