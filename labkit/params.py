@@ -8,9 +8,7 @@ the homelab file validates anywhere.
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
-import stat
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -28,6 +26,7 @@ from pydantic import (
 )
 
 from labkit.errors import ConfigError, NotAllowed
+from labkit.files import read_regular
 from labkit.routes import require_sandbox_route
 from labkit.secrets import Secret, SecretRef, resolve
 
@@ -49,6 +48,7 @@ __all__ = [
     "address_allowed",
     "load_lab",
     "load_layers",
+    "yaml_document",
 ]
 
 _HOSTNAME = re.compile(
@@ -707,63 +707,16 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
-_FILE_KINDS = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISFIFO, "a FIFO (named pipe)"),
-    (stat.S_ISSOCK, "a socket"),
-)
-
-
-def _not_regular(name: str, mode: int) -> ConfigError:
-    kind = next((kind for test, kind in _FILE_KINDS if test(mode)), "not a regular file")
-    return ConfigError(
-        f"{name}: is {kind}; params are read only from regular files "
-        "(name a .yaml file, on the command line or in 'extends')"
-    )
-
-
-def _too_large(name: str, size: str) -> ConfigError:
-    return ConfigError(
-        f"{name}: {size} is more than the {MAX_BYTES // 1024 // 1024} MiB a params file may be; "
-        "a lab's params take a few KB"
-    )
-
 
 def _read_bytes(path: Path, name: str) -> bytes:
     """The file's bytes, if it is a regular file of at most MAX_BYTES (read no further)."""
-    try:
-        before = os.stat(path)
-        if not stat.S_ISREG(before.st_mode):  # never open a device or a FIFO
-            raise _not_regular(name, before.st_mode)
-        # O_NONBLOCK: if it became a FIFO since the stat, opening it must not wait for a writer.
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise ConfigError(f"{name}: cannot be read ({exc.strerror})") from exc
-    except ValueError as exc:  # a NUL in the name
-        raise ConfigError(f"{name!r}: not a file name ({exc})") from exc
-    try:
-        opened = os.fstat(descriptor)  # what was opened, not what the name meant a moment ago
-        if not stat.S_ISREG(opened.st_mode):
-            raise _not_regular(name, opened.st_mode)
-        if opened.st_size > MAX_BYTES:
-            raise _too_large(name, f"its size ({opened.st_size:,} bytes)")
-        chunks: list[bytes] = []
-        total = 0
-        while total <= MAX_BYTES:
-            chunk = os.read(descriptor, MAX_BYTES + 1 - total)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-        if total > MAX_BYTES:  # it grew while being read
-            raise _too_large(name, "what it holds")
-        return b"".join(chunks)
-    except OSError as exc:
-        raise ConfigError(f"{name}: cannot be read ({exc.strerror})") from exc
-    finally:
-        os.close(descriptor)
+    return read_regular(
+        path,
+        name,
+        kind="a params file",
+        limit=MAX_BYTES,
+        hint="name a .yaml file of a few KB, on the command line or in 'extends'",
+    )
 
 
 def _unfit_text(data: Any, where: str = "") -> str | None:
@@ -792,6 +745,14 @@ def _unfit_text(data: Any, where: str = "") -> str | None:
     return None
 
 
+def yaml_document(text: str) -> Any:
+    """One YAML document, safely, within the bounds above and with unique keys.
+
+    Raises yaml.YAMLError (a bound exceeded included); for any YAML a user hands labkit.
+    """
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+
+
 def _read(path: Path, via: Path | None = None) -> dict[str, Any]:
     """One params file as a mapping; ``via`` is the file whose ``extends`` names it."""
     name = f"{path} (named by 'extends' in {via})" if via else str(path)
@@ -803,7 +764,7 @@ def _read(path: Path, via: Path | None = None) -> dict[str, Any]:
             f"{name}: not UTF-8 text (byte {exc.start}); save it as UTF-8 YAML"
         ) from exc
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
+        data = yaml_document(text)
     except yaml.reader.ReaderError as exc:  # a control character YAML does not allow
         line = text.count("\n", 0, exc.position) + 1
         column = exc.position - text.rfind("\n", 0, exc.position)

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from labkit.environment import secret_spool
 from labkit.errors import ConfigError
+from labkit.files import read_regular
 
 __all__ = [
     "MASK",
@@ -35,6 +36,8 @@ __all__ = [
 ]
 
 MASK = "*****"
+# A password, token or key file: a few KB at most (a TLS key chain fits with room to spare).
+_MAX_SECRET_FILE = 64 * 1024
 _MINIMUM_LENGTH = 4  # shorter values would mask ordinary words; refuse them as secrets instead
 _lock = threading.Lock()
 _values: set[str] = set()
@@ -128,12 +131,19 @@ def resolve(ref: SecretRef, base_dir: Path | None = None) -> Secret:
         path = ref.file.expanduser()
         if base_dir is not None and not path.is_absolute():
             path = base_dir / path
+        raw = read_regular(
+            path,
+            f"secret file {path}",
+            kind="a secret file",
+            limit=_MAX_SECRET_FILE,
+            hint="create it or fix the path",
+        )
         try:
-            value = path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
+            value = raw.decode("utf-8").strip()
+        except UnicodeDecodeError:
             raise ConfigError(
-                f"secret file {path} cannot be read ({exc.strerror}); create it or fix the path"
-            ) from exc
+                f"secret file {path} is not UTF-8 text; write the secret as one line of text"
+            ) from None
         return Secret(value, ref.describe())
     raise ConfigError(
         f"{ref.describe()} needs a Kubernetes API to resolve; use labkit.cluster for that lab"

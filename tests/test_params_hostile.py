@@ -99,7 +99,7 @@ def test_a_hostile_file_is_refused_within_bounds(
 def test_a_device_is_not_a_params_file(device: str) -> None:
     done = _validate(device)
     assert done.returncode == 2
-    assert f"{device}: is a character device; params are read only from regular files" in (
+    assert f"{device}: is a character device; a params file is read only from a regular file" in (
         done.stderr
     )
     assert "Traceback" not in done.stderr
@@ -138,7 +138,7 @@ def test_a_directory_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[st
     (tmp_path / "child.yaml").write_text("extends: ..\n")
     assert main(["params", "validate", str(tmp_path), str(tmp_path / "child.yaml")]) == 2
     err = capsys.readouterr().err
-    assert f"{tmp_path}: is a directory; params are read only from regular files" in err
+    assert f"{tmp_path}: is a directory; a params file is read only from a regular file" in err
     assert f"{tmp_path / '..'} (named by 'extends' in {tmp_path / 'child.yaml'})" in err
 
 

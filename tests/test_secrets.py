@@ -58,6 +58,25 @@ def test_resolve_from_file(tmp_path: Path) -> None:
         resolve(SecretRef(file=tmp_path / "missing"))
 
 
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom"])
+def test_a_device_named_as_a_secret_file_is_refused_unread(device: str) -> None:
+    # It was read whole: /dev/zero until the memory ran out.
+    with pytest.raises(ConfigError, match=f"secret file {device}: is a character device"):
+        resolve(SecretRef(file=Path(device)))
+
+
+def test_a_secret_file_over_64_kib_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "huge").write_text("k" * (64 * 1024 + 1))
+    with pytest.raises(ConfigError, match=r"more than the 64 KiB a secret file may be"):
+        resolve(SecretRef(file=tmp_path / "huge"))
+
+
+def test_a_secret_file_of_binary_is_named_not_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "bin").write_bytes(b"\xff\xfe\x00key")
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        resolve(SecretRef(file=tmp_path / "bin"))
+
+
 def test_reference_names_exactly_one_store() -> None:
     with pytest.raises(ValueError, match="exactly one of env, file or kubernetes"):
         SecretRef(env="A", file=Path("b"))

@@ -51,12 +51,15 @@ from labkit.errors import (
     LabkitError,
     NotFound,
 )
-from labkit.params import Lab
+from labkit.files import read_regular
+from labkit.params import Lab, yaml_document
 from labkit.secrets import Secret, register
 
 __all__ = ["FIELD_MANAGER", "Cluster", "ExecResult", "describe", "kubeconfig_path"]
 
 FIELD_MANAGER = "labkit"
+# A kubeconfig names a few clusters; its certificates make it a few KB each.
+_MAX_KUBECONFIG = 4 * 1024 * 1024
 _CREDENTIAL_KEYS = ("token", "client-key-data", "client-certificate-data", "password")
 
 
@@ -100,15 +103,21 @@ class _TimedClient(DynamicClient):  # the kubernetes client is untyped (Any)
 
 def _read_kubeconfig(path: Path, context: str | None) -> tuple[str, str, dict[str, Any]]:
     """(context name, server URL, cluster entry) from the kubeconfig; ConfigError when unusable."""
+    raw = read_regular(
+        path,
+        f"kubeconfig {path}",
+        kind="a kubeconfig",
+        limit=_MAX_KUBECONFIG,
+        hint="run phase 1's kubeconfig step (`labkit apply --phase 1`) "
+        "or set cluster.kubeconfig in params",
+    )
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
+        document = yaml_document(raw.decode("utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or "unreadable"
         raise ConfigError(
-            f"kubeconfig {path} cannot be read ({exc.strerror}); run phase 1's kubeconfig step "
-            "(`labkit apply --phase 1`) or set cluster.kubeconfig in params"
+            f"kubeconfig {path} is not valid YAML ({problem}); fetch it again"
         ) from None
-    except yaml.YAMLError:
-        raise ConfigError(f"kubeconfig {path} is not valid YAML; fetch it again") from None
     if not isinstance(document, dict):
         raise ConfigError(f"kubeconfig {path} is not a kubeconfig (no mapping at the top)")
     for user in document.get("users") or []:  # mask credentials before anything can print them

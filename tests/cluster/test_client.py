@@ -68,6 +68,35 @@ def test_a_missing_kubeconfig_says_how_to_get_one(lab: Lab, tmp_path: Path) -> N
         Cluster.open(missing)
 
 
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        (None, "is a character device; a kubeconfig is read only from a regular file"),
+        (
+            b"a: &a [x, x, x, x, x, x, x, x, x]\n"
+            + b"".join(
+                f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n".encode()
+                for i in range(8)
+            ),
+            "is not valid YAML",
+        ),  # a "billion laughs": refused, not expanded
+        (b"\xff\xfe", "is not valid YAML"),
+        (b"k: " + b"[" * 5000, "is not valid YAML"),  # deeper than Python's recursion
+    ],
+)
+def test_a_hostile_kubeconfig_is_a_config_error(
+    lab: Lab, tmp_path: Path, content: bytes | None, error: str
+) -> None:
+    path = Path("/dev/zero") if content is None else tmp_path / "kubeconfig"
+    if content is not None:
+        path.write_bytes(content)
+    hostile = lab.model_copy(
+        update={"cluster": lab.cluster.model_copy(update={"kubeconfig": path})}
+    )
+    with pytest.raises(ConfigError, match=error):
+        Cluster.open(hostile)
+
+
 def test_the_token_is_masked_once_the_kubeconfig_is_read(cluster: Cluster) -> None:
     assert redact(f"token={TOKEN}") == f"token={MASK}"
 
