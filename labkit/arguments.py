@@ -85,12 +85,13 @@ def count(
     return parse
 
 
-def text(what: str, longest: int = MAX_TEXT) -> Callable[[str], str]:
-    """An argparse type: a non-empty string without NUL, at most ``longest`` characters (a
-    name among ``choices`` gets a short limit: argparse quotes a refused choice whole)."""
+def text(what: str, longest: int = MAX_TEXT, *, empty: bool = False) -> Callable[[str], str]:
+    """An argparse type: a string without NUL, at most ``longest`` characters (a name among
+    ``choices`` gets a short limit: argparse quotes a refused choice whole), not empty unless
+    ``empty`` (its handler then says what an empty value means)."""
 
     def parse(value: str) -> str:
-        if not value:
+        if not value and not empty:
             raise argparse.ArgumentTypeError(f"an empty string is not a {what}")
         if "\0" in value:
             raise argparse.ArgumentTypeError(f"{shown(value)}: a {what} has no NUL character")

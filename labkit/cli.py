@@ -154,9 +154,16 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=_check)
 
     run = sub.add_parser("run", help="run the lab-book headless into outputs/<run-id>/")
-    run.add_argument("--params", action="append", required=True, metavar="FILE")
-    run.add_argument("--notebooks", metavar="LIST", help="comma-separated prefixes, e.g. 00,06")
-    run.add_argument("--out", metavar="DIR", help="run folder (default outputs/<run-id>)")
+    run.add_argument("--params", action="append", required=True, type=checked.path, metavar="FILE")
+    run.add_argument(
+        "--notebooks",
+        type=checked.text("notebook selection", empty=True),  # the runner refuses an empty one
+        metavar="LIST",
+        help="comma-separated prefixes, e.g. 00,06",
+    )
+    run.add_argument(
+        "--out", type=checked.path, metavar="DIR", help="run folder (default outputs/<run-id>)"
+    )
     run.add_argument(
         "--cell-timeout", type=_cell_timeout, default=600.0, metavar="SECONDS", help="per cell"
     )

@@ -24,18 +24,17 @@ _TEXT = ["", "\0", "a\0b", "x" * 5000]
 _URL = [*_TEXT, "http://user:secret@127.0.0.1:9/", "user:secret@127.0.0.1:9"]
 _CHOICE = ["", "\0", "x" * 5000, "nope"]
 
-# (command words, argument) -> hostile values; None: validated by its owner elsewhere.
+# (command words, argument) -> hostile values.
 _PARAMS = {"--params": _TEXT}
-KINDS: dict[tuple[tuple[str, ...], str], list[str] | None] = {
+KINDS: dict[tuple[tuple[str, ...], str], list[str]] = {
     (("params", "validate"), "files"): _TEXT,
     (("check",), "--params"): _TEXT,
     (("check",), "--phase"): _CHOICE,
     (("check",), "--json"): _TEXT,
-    # `labkit run`'s --params, --notebooks and --out belong to the runner's own change (issue
-    # 15, point 4); its --cell-timeout is a number like the others.
-    (("run",), "--params"): None,
-    (("run",), "--notebooks"): None,
-    (("run",), "--out"): None,
+    (("run",), "--params"): _TEXT,
+    # An empty selection reaches the runner, which refuses it listing the notebooks (test_run).
+    (("run",), "--notebooks"): ["\0", "a\0b", "0" * 5000],
+    (("run",), "--out"): _TEXT,
     (("run",), "--cell-timeout"): [*_NUMBER, "86401", "1.5"],
     (("drill",), "--params"): _TEXT,
     (("drill",), "--scenario"): _CHOICE,
@@ -131,7 +130,7 @@ def test_every_argument_has_a_kind() -> None:
 def _cases() -> Iterator[object]:
     for words, leaf in _leaves(labkit.cli._parser()):
         for action in _arguments(leaf):
-            for value in KINDS[(words, _name(action))] or []:
+            for value in KINDS[(words, _name(action))]:
                 argv = list(words)
                 for other in _arguments(leaf):
                     if other is action:
