@@ -548,20 +548,14 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         self._depth += 1
         self._composed += 1  # an alias counts too: the expanded document holds it again
         try:
+            over = None
             if self._composed > MAX_NODES:
-                raise _OverBound(
-                    None,
-                    None,
-                    f"holds more than {MAX_NODES:,} YAML nodes, the limit for a params file",
-                    self.peek_event().start_mark,  # type: ignore[no-untyped-call]
-                )
-            if self._depth > MAX_DEPTH:
-                raise _OverBound(
-                    None,
-                    None,
-                    f"nested deeper than {MAX_DEPTH} levels, the limit for a params file",
-                    self.peek_event().start_mark,  # type: ignore[no-untyped-call]
-                )
+                over = f"holds more than {MAX_NODES:,} YAML nodes"
+            elif self._depth > MAX_DEPTH:
+                over = f"nested deeper than {MAX_DEPTH} levels"
+            if over:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise _OverBound(None, None, f"{over}, the limit for a params file", mark)
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -56,3 +57,14 @@ def http_server() -> Iterator[Callable[..., TestServer]]:
 def sandbox_params_lab() -> Lab:
     """params/local.yaml as a Lab (targets, allow-list); nothing is started."""
     return load_lab(Path(__file__).resolve().parents[2] / "params" / "local.yaml")
+
+
+@pytest.fixture
+def no_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any resolver call fails the test (and none reaches a real DNS server)."""
+
+    def lookup(*arguments: object, **keywords: object) -> object:
+        raise AssertionError(f"a name was looked up: {arguments}")
+
+    monkeypatch.setattr(socket, "getaddrinfo", lookup)
+    monkeypatch.setattr(socket, "gethostbyname", lookup)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import resource
-import socket
 import subprocess
 import sys
 import time
@@ -134,17 +133,6 @@ def test_a_url_with_credentials_is_refused_and_never_printed_or_written(
     assert "http://*****@127.0.0.1" in printed.err
     assert "secret" not in printed.out + printed.err
     assert not out.exists()
-
-
-@pytest.fixture
-def no_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Any resolver call fails the test (and none reaches a real DNS server)."""
-
-    def lookup(*arguments: object, **keywords: object) -> object:
-        raise AssertionError(f"a name was looked up: {arguments}")
-
-    monkeypatch.setattr(socket, "getaddrinfo", lookup)
-    monkeypatch.setattr(socket, "gethostbyname", lookup)
 
 
 @pytest.mark.parametrize("url", ["http://example.invalid/", "http://localhost.example:8080/x"])

@@ -17,17 +17,6 @@ def test_loopback_url_is_parsed() -> None:
     assert target.host_header == "127.0.0.1:18080"
 
 
-@pytest.fixture
-def no_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Any resolver call fails the test (and none reaches a real DNS server)."""
-
-    def lookup(*arguments: object, **keywords: object) -> object:
-        raise AssertionError(f"a name was looked up: {arguments}")
-
-    monkeypatch.setattr(socket, "getaddrinfo", lookup)
-    monkeypatch.setattr(socket, "gethostbyname", lookup)
-
-
 @pytest.mark.parametrize("url", ["http://localhost:9/", "http://LOCALHOST.:9/x"])
 def test_localhost_is_loopback_without_a_lookup(url: str, no_lookup: None) -> None:
     target = resolve_target(url, LOOPBACK)
