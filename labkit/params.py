@@ -12,7 +12,7 @@ import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import yaml
 from pydantic import (
@@ -93,17 +93,54 @@ def _allow_entry(value: str) -> str:
     return value
 
 
+_CREDENTIALS_IN_URL = "credentials do not belong in a URL here; use a secret reference"
+
+
+def _url_parts(value: str) -> SplitResult:
+    """The URL split, refused (without echoing it) when it carries a user or password."""
+    try:
+        parts = urlsplit(value)
+        credentials = parts.username is not None or parts.password is not None
+    except ValueError:
+        raise ValueError(f"{_shown(value.rpartition('@')[2])} is not a URL") from None
+    if credentials:  # a token often stands where the user name would be
+        raise ValueError(_CREDENTIALS_IN_URL)
+    return parts
+
+
 def _http_url(value: str) -> str:
-    parts = urlsplit(value)
+    parts = _url_parts(value)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise ValueError(f"{_shown(value)} is not an http(s) URL with a host")
-    if parts.username or parts.password:
-        raise ValueError("credentials do not belong in a URL here; use a secret reference")
     _address(parts.hostname)
     return value
 
 
+def _optional_http_url(value: str) -> str:
+    """An http(s) URL, or "" for "not set"."""
+    return _http_url(value) if value else value
+
+
+def _repo_url(value: str) -> str:
+    """A Git repository URL for ArgoCD: https or ssh, never a password or token inside it.
+
+    ssh may name its user (``ssh://git@host/x.git``, ``git@host:x.git``): that is no secret.
+    """
+    if not value or "://" not in value:  # "" (not set) or scp-like user@host:path
+        if value and ":" in value.partition("@")[0] and "@" in value:
+            raise ValueError(_CREDENTIALS_IN_URL)  # user:password@host:path
+        return value
+    parts = urlsplit(value)
+    if parts.scheme == "ssh" and parts.password is None:
+        return value
+    _url_parts(value)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError(f"{_shown(value)} is not an https or ssh Git URL")
+    return value
+
+
 Address = Annotated[str, AfterValidator(_address)]
+OptionalHttpUrl = Annotated[str, AfterValidator(_optional_http_url)]
 AllowEntry = Annotated[str, AfterValidator(_allow_entry)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Version = Annotated[str, AfterValidator(_version)]
@@ -186,7 +223,7 @@ class Argocd(_Model):
     namespace: Namespace = "argocd"
     # The one place naming the GitOps repository and the revision ArgoCD syncs from: every
     # Application that deploys a folder of manifests/ must say the same (manifests validate).
-    repo_url: str = ""
+    repo_url: Annotated[str, AfterValidator(_repo_url)] = ""
     revision: Annotated[str, Field(min_length=1)] = "main"
     node_port: Annotated[int, Field(ge=30000, le=32767)] | None = None
     # A local copy of install.yaml for air-gapped labs; None: the pinned release's URL.
@@ -284,7 +321,7 @@ class Istio(_Model):
     # The gateway's external address (its NodePort or LoadBalancer), e.g.
     # http://192.168.2.242:31080; must be in the allow-list. "": through a port-forward to
     # one gateway pod (the API's port-forward, as `kubectl port-forward` does).
-    gateway_url: str = ""
+    gateway_url: OptionalHttpUrl = ""
     profile: Literal["default", "demo", "minimal", "ambient"] = "default"
     mtls: Literal["STRICT", "PERMISSIVE"] = "STRICT"
     rate_limit: RateLimit = RateLimit()
@@ -298,12 +335,12 @@ class Observability(_Model):
 
     namespace: Namespace = "monitoring"
     grafana_port: Port = 3000
-    prometheus_url: str = ""
-    grafana_url: str = ""
-    jaeger_url: str = ""
+    prometheus_url: OptionalHttpUrl = ""
+    grafana_url: OptionalHttpUrl = ""
+    jaeger_url: OptionalHttpUrl = ""
     # Base URLs of the other phase-5 APIs (empty: not reachable from here, their checks skip).
-    alertmanager_url: str = ""
-    kiali_url: str = ""
+    alertmanager_url: OptionalHttpUrl = ""
+    kiali_url: OptionalHttpUrl = ""
     grafana_user: str = "admin"
     grafana_password: SecretRef | None = None
 
@@ -872,6 +909,7 @@ def _format(error: ValidationError) -> list[str]:
             message = "required but missing"
         seen = item.get("input")
         secret_path = any(word in where.lower() for word in _SECRET_WORDS)
+        secret_path = secret_path or _CREDENTIALS_IN_URL in message  # the URL holds one
         if item["type"] != "missing" and not isinstance(seen, dict | list) and not secret_path:
             message += f" (seen: {_shown(seen)})"
         if not where:  # model-level problems already name their fields, several per message

@@ -36,6 +36,10 @@ CASES = {
     "not-yaml.yaml": "line 3, column 1: expected ',' or ']'",
     "top-level-list.yaml": "the top level must be a mapping, got list",
     "url-with-credentials.yaml": "shlink.base_url: credentials do not belong in a URL here",
+    "repo-url-with-token.yaml": "argocd.repo_url: credentials do not belong in a URL here",
+    "observability-url-with-credentials.yaml": (
+        "observability.prometheus_url: credentials do not belong in a URL here"
+    ),
     "not-utf8.yaml": "not UTF-8 text (byte 48); save it as UTF-8 YAML",
     "loop-a.yaml": "'extends' loops back to",
     "unhashable-key.yaml": "line 3, column 1: a key must be a name or a number, not a list",
@@ -72,6 +76,47 @@ def test_inline_secret_value_is_not_echoed(capsys: pytest.CaptureFixture[str]) -
     err = capsys.readouterr().err
     assert "hunter2-inline" not in err
     assert "abcd1234" not in err
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "url-with-credentials.yaml",
+        "repo-url-with-token.yaml",
+        "observability-url-with-credentials.yaml",
+    ],
+)
+def test_a_credential_in_a_url_is_not_echoed(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["params", "validate", str(BROKEN / name)]) == 2
+    err = capsys.readouterr().err
+    assert "pw1234" not in err
+    assert "tok3nvalue" not in err
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("", True),
+        ("https://github.com/someone/lab.git", True),
+        ("ssh://git@github.com/someone/lab.git", True),
+        ("git@github.com:someone/lab.git", True),
+        ("https://token@github.com/someone/lab.git", False),
+        ("https://user:token@github.com/someone/lab.git", False),
+        ("ssh://git:token@github.com/someone/lab.git", False),
+        ("git:token@github.com:someone/lab.git", False),
+        ("ftp://github.com/someone/lab.git", False),
+    ],
+)
+def test_repo_url_forms(url: str, allowed: bool, tmp_path: Path) -> None:
+    layer = tmp_path / "lab.yaml"
+    layer.write_text(
+        f"extends: {REPOSITORY / 'params' / 'homelab.yaml'}\nargocd:\n  repo_url: '{url}'\n"
+    )
+    if allowed:
+        assert load_lab(layer).argocd.repo_url == url
+    else:
+        with pytest.raises(ConfigError, match=r"argocd\.repo_url"):
+            load_lab(layer)
 
 
 def test_one_bad_file_does_not_hide_a_good_one(capsys: pytest.CaptureFixture[str]) -> None:
