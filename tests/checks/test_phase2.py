@@ -154,7 +154,7 @@ def test_homelab_without_its_kubeconfig_fails_naming_it_without_connecting(
     failed = [r for key, r in by_id.items() if key[0] != "2.3.5"]
     assert failed and {r.status for r in failed} == {Status.FAIL}
     assert all(
-        f"kubeconfig {tmp_path / 'absent.yaml'} cannot be read" in r.observed for r in failed
+        f"kubeconfig {tmp_path / 'absent.yaml'}: cannot be read" in r.observed for r in failed
     )
 
 
