@@ -16,7 +16,7 @@ from labkit.checks.base import Context, Outcome, implements
 from labkit.load import Fixed, Schedule, resolve_target, run_load
 from labkit.load.scenarios import SCENARIOS
 from labkit.load.store import load_saved, store_dir
-from labkit.load.verdict import MAX_ERROR_RATE, hit_ratio
+from labkit.load.verdict import KEPT_SHARE, MAX_ERROR_RATE, hit_ratio
 
 __all__: list[str] = []
 
@@ -27,7 +27,6 @@ _ADR_TARGETS = (
     "Redis latency P99 (server, INFO latencystats)",
     "PostgreSQL write P99 (probe)",
 )
-_KEPT_RATE = 0.95  # achieved / target at or above which a step "sustained" its rate
 _ROADMAP_LADDER = [1000, 5000, 10000]  # "Can generate sustained load (1K, 5K, 10K RPS)"
 
 
@@ -124,7 +123,7 @@ def sustained_load(context: Context) -> list[Outcome]:
         kept = [
             entry
             for entry in at_rate
-            if entry["achieved_rps"] >= _KEPT_RATE * rate
+            if entry["achieved_rps"] >= KEPT_SHARE * rate
             and entry["error_rate"] < MAX_ERROR_RATE
             and not entry["generator_limited"]
         ]
@@ -136,7 +135,7 @@ def sustained_load(context: Context) -> list[Outcome]:
         outcomes.append(
             Outcome.judge(
                 bool(kept),
-                f">= {_KEPT_RATE:.0%} of {rate}/s answered with errors < {MAX_ERROR_RATE:.0%}, "
+                f">= {KEPT_SHARE:.0%} of {rate}/s answered with errors < {MAX_ERROR_RATE:.0%}, "
                 f"generator not the limit{whose}",
                 seen or f"no step at {rate}/s saved; {_HOW.format(scenario='redirect-hit')}",
                 subject=f"{rate}/s",
@@ -155,7 +154,7 @@ def _below_knee(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _limit(entry: dict[str, Any], rate: int) -> str:
     if entry["generator_limited"]:
         return " (generator-limited)"
-    if entry["achieved_rps"] < _KEPT_RATE * rate:
+    if entry["achieved_rps"] < KEPT_SHARE * rate:
         return " (the lab's limit; the generator kept up)"
     return ""
 
