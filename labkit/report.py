@@ -886,7 +886,11 @@ def drill_timeline_figure(entry: Mapping[str, Any]) -> Any:
     )
     figure.add_trace(
         go.Scatter(
-            x=times, y=[row["p99_ms"] for row in rows], name="P99 ms", line={"color": "#1f77b4"}
+            x=times,
+            # A second with no answer has no latency: a gap, not a 0 (which a log axis drops).
+            y=[row["p99_ms"] if row["ok"] else None for row in rows],
+            name="P99 ms",
+            line={"color": "#1f77b4"},
         ),
         row=2,
         col=1,

@@ -14,10 +14,12 @@ from labkit.report import (
     build_report,
     check_table_html,
     check_table_text,
+    drill_timeline_figure,
     table,
     tracker,
 )
 from labkit.secrets import Secret
+from tests.chartcheck import log_axis_problems
 from tests.htmlcheck import external_fetches
 
 
@@ -244,3 +246,17 @@ def test_architecture_figure_draws_every_box_and_edge() -> None:
     texts = [annotation.text for annotation in figure.layout.annotations]
     assert "A<br>first" in texts and "B" in texts and "<i>calls</i>" in texts
     assert sum(1 for a in figure.layout.annotations if a.showarrow) == 1
+
+
+def test_a_drill_second_without_answers_is_a_gap_on_the_log_latency_axis() -> None:
+    # During a failover every request of a second can fail: its P99 is no number (it was
+    # plotted as 0, which a log axis cannot show; seen in a full run's postgres drill).
+    rows = [
+        {"t_s": float(second), "requests": 10, "ok": ok, "failed": 10 - ok, "p99_ms": p99}
+        for second, (ok, p99) in enumerate([(10, 12.0), (0, 0.0), (0, 0.0), (10, 900.0)])
+    ]
+    entry = {"scenario": "postgres-primary", "timeline": rows, "fault": {"at_s": 1.0}}
+    figure = json.loads(drill_timeline_figure(entry).to_json())
+    assert log_axis_problems(figure) == []
+    (latency,) = [trace for trace in figure["data"] if trace["name"] == "P99 ms"]
+    assert latency["y"] == [12.0, None, None, 900.0]
