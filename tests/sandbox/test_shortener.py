@@ -14,10 +14,8 @@ import time
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
-from typing import Any
 
 import httpx
-import psycopg
 import pytest
 import redis as redis_py
 
@@ -27,6 +25,7 @@ from labkit.sandbox import redis as sandbox_redis
 from labkit.sandbox.shortener import CACHE_PREFIX, CONFIG_ENV, service_command
 from labkit.secrets import SecretRef, resolve
 from labkit.shlink import ShlinkClient
+from labkit.stores import lab_postgres
 
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 
@@ -34,18 +33,6 @@ BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.
 def _secret(lab: Lab, ref: SecretRef) -> str:
     assert ref.file is not None
     return resolve(SecretRef(file=lab.path(ref.file))).reveal()
-
-
-def _database(lab: Lab) -> psycopg.Connection[Any]:
-    return psycopg.connect(
-        host=lab.postgres.host,
-        port=lab.postgres.port,
-        dbname=lab.postgres.database,
-        user=lab.postgres.user,
-        password=_secret(lab, lab.postgres.password),
-        connect_timeout=5,
-        autocommit=True,
-    )
 
 
 def _master(lab: Lab) -> redis_py.Redis:
@@ -102,7 +89,7 @@ def test_every_redirect_records_a_visit_in_postgresql(
     client.create("https://example.com/visits", custom_slug=slug)
     for _ in range(3):
         assert client.resolve(slug).status_code == 302
-    with closing(_database(sandbox_lab)) as database:
+    with closing(lab_postgres(sandbox_lab)) as database:
         row = database.execute(
             "SELECT count(*) FROM visits v JOIN short_urls s ON s.id = v.short_url_id "
             "WHERE s.short_code = %s",
@@ -130,7 +117,7 @@ def test_unknown_code_is_a_404_page_and_an_orphan_visit(
     response = client.resolve(code)
     assert response.status_code == 404
     assert response.headers["content-type"].startswith("text/html")
-    with closing(_database(sandbox_lab)) as database:
+    with closing(lab_postgres(sandbox_lab)) as database:
         row = database.execute(
             "SELECT count(*) FROM visits WHERE type = 'invalid_short_url' AND visited_url LIKE %s",
             (f"%/{code}",),

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from labkit.params import Lab
 from labkit.secrets import SecretRef, resolve
+from labkit.stores import lab_postgres
 
 pytestmark = pytest.mark.slow
 
@@ -55,17 +56,7 @@ def api(own_stack: Lab) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="module")
 def database(own_stack: Lab) -> Iterator[psycopg.Connection[Any]]:
     """The stack's database, to count what is stored behind the API's back."""
-    with closing(
-        psycopg.connect(
-            host=own_stack.postgres.host,
-            port=own_stack.postgres.port,
-            dbname=own_stack.postgres.database,
-            user=own_stack.postgres.user,
-            password=_secret(own_stack, own_stack.postgres.password),
-            connect_timeout=5,
-            autocommit=True,
-        )
-    ) as connection:
+    with closing(lab_postgres(own_stack)) as connection:
         yield connection
 
 
