@@ -627,6 +627,11 @@ def _expanded(root: yaml.Node) -> None:
     it stands for is huge; sizes are counted once per node and summed as the tree would be.
     """
     sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (nodes, height) of its expanded tree
+
+    def too_deep(node: yaml.Node) -> _OverBound:
+        text = f"nested deeper than {MAX_DEPTH} levels once its aliases are expanded"
+        return _OverBound(None, None, f"{text}, the limit for a params file", node.start_mark)
+
     open_nodes: set[int] = set()
 
     def visit(node: yaml.Node, level: int) -> tuple[int, int]:
@@ -640,13 +645,7 @@ def _expanded(root: yaml.Node) -> None:
                     node.start_mark,
                 )
             if level > MAX_DEPTH:
-                raise _OverBound(
-                    None,
-                    None,
-                    f"nested deeper than {MAX_DEPTH} levels once its aliases are expanded, "
-                    "the limit for a params file",
-                    node.start_mark,
-                )
+                raise too_deep(node)
             open_nodes.add(id(node))
             children: list[yaml.Node] = []
             if isinstance(node, yaml.MappingNode):
@@ -663,13 +662,7 @@ def _expanded(root: yaml.Node) -> None:
             open_nodes.discard(id(node))
             known = sizes[id(node)] = (count, height)
         if level + known[1] - 1 > MAX_DEPTH:
-            raise _OverBound(
-                None,
-                None,
-                f"nested deeper than {MAX_DEPTH} levels once its aliases are expanded, "
-                "the limit for a params file",
-                node.start_mark,
-            )
+            raise too_deep(node)
         return known
 
     count, _ = visit(root, 1)
