@@ -56,7 +56,13 @@ def write_sandbox_params(directory: Path, name: str = "sandbox-test") -> Path:
     """Write a params file for a private sandbox under ``directory``; returns its path."""
     state = directory / "state"
     # A /24 and a bridge of our own, unlikely to meet another run or another sandbox of this run.
-    index = 20 + (os.getpid() + 101 * next(_SANDBOXES)) % 200
+    # Skip a /24 whose bridge is already there (another test run's sandbox, or one a killed run
+    # left behind): sharing it, a "sandbox down" test would find a live bridge and connect.
+    index = 0
+    for _ in range(200):
+        index = 20 + (os.getpid() + 101 * next(_SANDBOXES)) % 200
+        if not Path(f"/sys/class/net/lkt-test{index}").exists():
+            break
     ports = free_ports(18)
     as_root = os.geteuid() == 0
     key = str(state / "ssh" / "id_ed25519")
