@@ -6,9 +6,7 @@ from __future__ import annotations
 import copy
 import math
 import os
-import resource
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from hypothesis import strategies as st
 from labkit.cli import main
 from labkit.errors import ConfigError
 from labkit.params import MAX_BYTES, MAX_DEPTH, MAX_LAYERS, MAX_NODES, load_lab, load_layers
+from tests.bounded import run_labkit
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 LOCAL = REPOSITORY / "params" / "local.yaml"
@@ -28,22 +27,15 @@ CPU_LIMIT_S = 20
 WALL_LIMIT_S = 60
 
 
-def _limited() -> None:
-    """In the child: at most 1 GiB of address space and 20 s of CPU, as a hostile file's cap."""
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
-    resource.setrlimit(resource.RLIMIT_CPU, (CPU_LIMIT_S, CPU_LIMIT_S))
-
-
 def _validate(*files: str | Path) -> subprocess.CompletedProcess[str]:
     """``labkit params validate FILE...`` in a child bounded in memory, CPU and wall time."""
-    return subprocess.run(
-        [sys.executable, "-m", "labkit.cli", "params", "validate", *map(str, files)],
-        capture_output=True,
-        text=True,
-        timeout=WALL_LIMIT_S,
-        preexec_fn=_limited,
-        check=False,
-        cwd=REPOSITORY,
+    return run_labkit(
+        "params",
+        "validate",
+        *map(str, files),
+        memory_bytes=MEMORY_LIMIT,
+        cpu_s=CPU_LIMIT_S,
+        wall_s=WALL_LIMIT_S,
     )
 
 

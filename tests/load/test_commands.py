@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import resource
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from labkit.cli import main
+from tests.bounded import run_labkit
 from tests.load.conftest import TestServer
 
 
@@ -153,12 +151,6 @@ def test_localhost_is_benchmarked_as_127_0_0_1_without_a_lookup(
     assert "20 responses" in capsys.readouterr().out
 
 
-def _limited() -> None:
-    """In the child, before exec: memory and CPU bounded, so a regression fails, not hangs."""
-    resource.setrlimit(resource.RLIMIT_AS, (512 << 20, 512 << 20))
-    resource.setrlimit(resource.RLIMIT_CPU, (20, 20))
-
-
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
@@ -174,14 +166,7 @@ def test_bench_argument_handling_is_bounded_in_memory_and_time(
 ) -> None:
     """A real `labkit bench` process under a 512 MiB address-space and 20 s CPU limit."""
     started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "labkit.cli", "bench", "http://127.0.0.1:9/", *arguments],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        preexec_fn=_limited,
-        check=False,
-    )
+    done = run_labkit("bench", "http://127.0.0.1:9/", *arguments, memory_bytes=512 << 20)
     assert done.returncode == 2, done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr + done.stdout
     assert time.monotonic() - started < 30
